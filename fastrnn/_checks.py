@@ -1,0 +1,95 @@
+"""Validation at the Python boundary. Every message names the argument, what was
+expected and what was given; after these, the kernels may trust their arrays."""
+import operator
+
+import numpy as np
+
+DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+
+
+def check_dtype(dtype):
+    """'float32' / 'float64' / np.float32 / np.dtype / torch.float32 -> np.dtype."""
+    name = str(dtype).replace("torch.", "")
+    if name in ("float", "single"):
+        name = "float32"
+    elif name in ("double",):
+        name = "float64"
+    try:
+        dt = np.dtype(name) if name not in DTYPES else DTYPES[name]
+    except TypeError:
+        dt = None
+    if dt not in DTYPES.values():
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+def check_positive_int(value, name, minimum=1):
+    try:
+        as_int = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
+    if isinstance(value, bool) or as_int < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return as_int
+
+
+def to_numpy(value, name):
+    """A numpy array from an array-like or a torch tensor, without importing torch."""
+    if hasattr(value, "detach") and hasattr(value, "numpy"):
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":  # numpy has no bfloat16
+            value = value.float()
+        return value.numpy()
+    try:
+        return np.asarray(value)
+    except Exception as exc:  # ragged lists, objects without an array form
+        raise TypeError(f"{name} must be an array, got {type(value).__name__}: {exc}") from None
+
+
+def as_float_array(value, name, dtype):
+    """A C-contiguous array of `dtype` from a real floating array-like.
+
+    Integers, booleans and complex numbers are refused rather than cast: a model fed
+    token ids or a complex signal by mistake should say so, not compute garbage.
+    """
+    arr = to_numpy(value, name)
+    if arr.dtype.kind != "f":
+        raise TypeError(
+            f"{name} must hold real floating-point values ({dtype.name}), got dtype {arr.dtype}"
+        )
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def check_shape(arr, expected, name):
+    if tuple(arr.shape) != tuple(expected):
+        raise ValueError(
+            f"{name} has the wrong shape: expected {tuple(expected)}, got {tuple(arr.shape)}"
+        )
+
+
+def check_finite(arr, name):
+    if not np.isfinite(arr).all():
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
+
+
+def check_lengths(lengths, batch, steps):
+    """Sequence lengths -> int64 array of shape (batch,), each in [1, steps]."""
+    arr = to_numpy(lengths, "lengths")
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "f" and arr.size and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64).reshape(arr.shape)
+    if arr.shape != (batch,):
+        raise ValueError(
+            f"lengths has the wrong shape: expected ({batch},) (one per sequence), "
+            f"got {tuple(arr.shape)}"
+        )
+    if batch and (arr.min() < 1 or arr.max() > steps):
+        raise ValueError(
+            f"lengths must lie in [1, {steps}] (the sequence length of x), "
+            f"got values from {arr.min()} to {arr.max()}"
+        )
+    return arr

@@ -1,0 +1,174 @@
+# The sequence driver shared by every cell family: chunked input projection, the
+# time scan over packed (length-sorted) batches, bidirectional halves, stacked layers.
+# One copy of this loop serves LSTM, GRU and RNN; the families differ only in their
+# step function (lstm.pyx, gru.pyx, rnn.pyx), picked by a switch that costs nothing
+# next to a step's matrix product.
+cimport numpy as cnp
+from cython cimport floating
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
+
+from fastrnn._kernels._blas cimport gemm, NoTrans, Trans
+from fastrnn._kernels._cell cimport CellParams
+from fastrnn._kernels.lstm cimport lstm_step
+from fastrnn._kernels.gru cimport gru_step
+from fastrnn._kernels.rnn cimport rnn_step
+
+cnp.import_array()
+
+cpdef enum Family:
+    LSTM = 0
+    GRU = 1
+    RNN = 2
+
+
+cdef inline void cell_step(Family family, const CellParams* p, int m, floating* gates,
+                           floating* h, floating* c, floating* scratch) noexcept nogil:
+    if family == LSTM:
+        lstm_step(p, m, gates, h, c, scratch)
+    elif family == GRU:
+        gru_step(p, m, gates, h, c, scratch)
+    else:
+        rnn_step(p, m, gates, h, c, scratch)
+
+
+cdef void scan(Family family, const CellParams* p, int T, int B,
+               const int* batch_sizes, bint reverse,
+               const floating* x, int ldx, floating* h, floating* c,
+               floating* out, int ldout,
+               floating* gates, int chunk, floating* scratch) noexcept nogil:
+    """Run one direction of one layer over T steps of a (T*B, ldx) input.
+
+    h (B, P) and c (B, H) hold the initial state and are advanced in place, so that a
+    sequence that stops early keeps its own final state. Step t's output rows go to
+    out[t*B + b, :P] (row stride ldout: a bidirectional layer writes its half).
+    batch_sizes[t] sequences are running at step t, always a prefix of the batch
+    (NULL: all B). The input projection for `chunk` steps at a time is one GEMM.
+    """
+    cdef int G = p.gate_rows
+    cdef int P = p.proj_size
+    cdef int t0, t1, s, t, m, b
+    cdef int done = 0
+    cdef floating* g
+    while done < T:
+        if reverse:
+            t1 = T - done
+            t0 = t1 - chunk if t1 > chunk else 0
+        else:
+            t0 = done
+            t1 = t0 + chunk if T - t0 > chunk else T
+        done += t1 - t0
+        gemm(NoTrans, Trans, (t1 - t0) * B, G, p.input_size, <floating>1,
+             x + <Py_ssize_t>t0 * B * ldx, ldx, <const floating*>p.w_ih, p.input_size,
+             <floating>0, gates, G)
+        for s in range(t1 - t0):
+            t = t1 - 1 - s if reverse else t0 + s
+            m = batch_sizes[t] if batch_sizes != NULL else B
+            g = gates + <Py_ssize_t>(t - t0) * B * G
+            cell_step(family, p, m, g, h, c, scratch)
+            for b in range(m):
+                memcpy(out + (<Py_ssize_t>t * B + b) * ldout, h + b * P,
+                       P * sizeof(floating))
+
+
+cdef void run_stack(Family family, const CellParams* params, int num_layers,
+                    int num_directions, int T, int B, const int* batch_sizes,
+                    const floating* x, floating* out, floating* h_n, floating* c_n,
+                    floating* gates, int chunk, floating* scratch,
+                    floating* buf_a, floating* buf_b) noexcept nogil:
+    """All layers and directions. Layer l reads layer l-1's output (buf_a / buf_b in
+    turn), the last layer writes `out`; h_n, c_n are (L*D, B, P) and (L*D, B, H)."""
+    cdef int l, d, k, ldx
+    cdef const CellParams* p
+    cdef const floating* x_l = x
+    cdef floating* out_l
+    for l in range(num_layers):
+        out_l = out if l == num_layers - 1 else (buf_a if l % 2 == 0 else buf_b)
+        for d in range(num_directions):
+            k = l * num_directions + d
+            p = &params[k]
+            ldx = p.input_size
+            scan(family, p, T, B, batch_sizes, d == 1, x_l, ldx,
+                 h_n + <Py_ssize_t>k * B * p.proj_size,
+                 c_n + <Py_ssize_t>k * B * p.hidden_size if c_n != NULL else NULL,
+                 out_l + d * p.proj_size, num_directions * p.proj_size,
+                 gates, chunk, scratch)
+        x_l = out_l
+
+
+cdef inline void* _data(cnp.ndarray a):
+    return cnp.PyArray_DATA(a) if a is not None else NULL
+
+
+cdef class Kernel:
+    """The packed parameters of a whole stack, ready for the nogil driver.
+
+    Built once at load from contiguous arrays of the model's dtype (which it keeps
+    alive); read-only afterwards, so one Kernel serves any number of threads, each
+    bringing its own states and workspace.
+    """
+    cdef CellParams* params
+    cdef readonly int family, num_layers, num_directions
+    cdef readonly bint is_double
+    cdef list _keep
+
+    def __cinit__(self, int family, list layers, bint is_double, int num_directions,
+                  bint relu=False):
+        """layers: one dict per (layer, direction) with w_ih, w_hh, bias, and
+        b_hn (GRU) / w_hr (LSTM with proj_size) or None."""
+        cdef int k
+        cdef cnp.ndarray w_ih, w_hh, w_hr
+        self.family = family
+        self.num_layers = len(layers) // num_directions
+        self.num_directions = num_directions
+        self.is_double = is_double
+        self._keep = layers
+        self.params = <CellParams*>malloc(len(layers) * sizeof(CellParams))
+        if self.params == NULL:
+            raise MemoryError()
+        for k, rec in enumerate(layers):
+            w_ih, w_hh, w_hr = rec["w_ih"], rec["w_hh"], rec["w_hr"]
+            self.params[k].w_ih = _data(w_ih)
+            self.params[k].w_hh = _data(w_hh)
+            self.params[k].bias = _data(rec["bias"])
+            self.params[k].b_hn = _data(rec["b_hn"])
+            self.params[k].w_hr = _data(w_hr)
+            self.params[k].input_size = w_ih.shape[1]
+            self.params[k].gate_rows = w_ih.shape[0]
+            self.params[k].proj_size = w_hh.shape[1]
+            self.params[k].hidden_size = w_hr.shape[1] if w_hr is not None else w_hh.shape[1]
+            self.params[k].relu = relu
+
+    def __dealloc__(self):
+        free(self.params)
+
+    def forward(self, cnp.ndarray x, cnp.ndarray out, cnp.ndarray h_n,
+                cnp.ndarray c_n, cnp.ndarray batch_sizes, cnp.ndarray gates,
+                int chunk, cnp.ndarray scratch, cnp.ndarray buf_a, cnp.ndarray buf_b):
+        """Run the stack over x (T, B, I) into out (T, B, D*P), advancing h_n / c_n in
+        place. Every array has been validated by the caller: C-contiguous, of the
+        kernel's dtype, of the sizes the layers need. Runs without the GIL."""
+        cdef int T = x.shape[0]
+        cdef int B = x.shape[1]
+        cdef const int* bs = <const int*>_data(batch_sizes)
+        cdef Family family = <Family>self.family
+        cdef void* px = _data(x)
+        cdef void* pout = _data(out)
+        cdef void* ph = _data(h_n)
+        cdef void* pc = _data(c_n)
+        cdef void* pg = _data(gates)
+        cdef void* ps = _data(scratch)
+        cdef void* pa = _data(buf_a)
+        cdef void* pb = _data(buf_b)
+        if self.is_double:
+            with nogil:
+                run_stack(family, self.params, self.num_layers, self.num_directions,
+                          T, B, bs, <const double*>px, <double*>pout, <double*>ph,
+                          <double*>pc, <double*>pg, chunk, <double*>ps,
+                          <double*>pa, <double*>pb)
+        else:
+            with nogil:
+                run_stack(family, self.params, self.num_layers, self.num_directions,
+                          T, B, bs, <const float*>px, <float*>pout, <float*>ph,
+                          <float*>pc, <float*>pg, chunk, <float*>ps,
+                          <float*>pa, <float*>pb)

@@ -1,0 +1,384 @@
+"""LSTM, GRU and RNN layers with torch's constructor arguments, names and shapes.
+
+A model holds its weights under torch's state-dict names, packs them once into a
+kernel (`_kernels._stack.Kernel`), and on each call validates the input, lays out
+states and a workspace, and hands everything to the nogil driver.
+"""
+import math
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from fastrnn import _checks
+from fastrnn._kernels._stack import Family, Kernel
+
+__all__ = ["LSTM", "GRU", "RNN"]
+
+# Elements of the gate buffer the input projection fills at once. A chunk of steps
+# this size keeps the GEMM large (>= several hundred rows for small batches) while
+# the buffer stays in L2/L3 between the GEMM and the scan, and bounds memory for
+# long sequences.
+GATE_CHUNK_ELEMENTS = 1 << 19
+
+# How many call shapes keep a cached workspace; beyond that the oldest is dropped.
+WORKSPACE_SHAPES = 8
+
+
+class _Workspace:
+    """Buffers for one call shape: gate rows for a chunk of steps, the cell scratch,
+    and the inter-layer outputs."""
+
+    __slots__ = ("gates", "chunk", "scratch", "buf_a", "buf_b")
+
+    def __init__(self, model, steps, batch):
+        dtype = model.dtype
+        gate_rows = model._gates * model.hidden_size
+        self.chunk = max(1, min(steps, GATE_CHUNK_ELEMENTS // max(1, batch * gate_rows)))
+        self.gates = np.empty((self.chunk, batch, gate_rows), dtype)
+        self.scratch = np.empty((batch, gate_rows), dtype)
+        width = model._num_directions * model._h_size
+        layers = model.num_layers
+        self.buf_a = np.empty((steps, batch, width), dtype) if layers > 1 else None
+        self.buf_b = np.empty((steps, batch, width), dtype) if layers > 2 else None
+
+
+class _RNNBase:
+    _mode = None    # "LSTM", "GRU", "RNN"
+    _gates = None   # gate rows per hidden unit
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, proj_size=0, dtype="float32",
+                 nonlinearity="tanh"):
+        self.input_size = _checks.check_positive_int(input_size, "input_size")
+        self.hidden_size = _checks.check_positive_int(hidden_size, "hidden_size")
+        self.num_layers = _checks.check_positive_int(num_layers, "num_layers")
+        self.proj_size = _checks.check_positive_int(proj_size, "proj_size", minimum=0)
+        if self.proj_size and self._mode != "LSTM":
+            raise ValueError(f"proj_size is only supported for LSTM, got proj_size={proj_size}")
+        if self.proj_size >= self.hidden_size:
+            raise ValueError(
+                f"proj_size must be smaller than hidden_size ({hidden_size}), got {proj_size}"
+            )
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        if not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
+            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.bidirectional = bool(bidirectional)
+        self.dropout = float(dropout)  # training only: kept for the repr and torch parity
+        self.nonlinearity = nonlinearity
+        self.dtype = _checks.check_dtype(dtype)
+        self._lock = threading.Lock()
+        self._workspaces = OrderedDict()
+        self._init_weights()
+
+    # -- configuration -----------------------------------------------------------------
+
+    @property
+    def _num_directions(self):
+        return 2 if self.bidirectional else 1
+
+    @property
+    def _h_size(self):
+        """Width of h: proj_size when an LSTM projects, else hidden_size."""
+        return self.proj_size or self.hidden_size
+
+    def _expected_shapes(self):
+        """torch's state-dict names -> shapes, in torch's order."""
+        shapes = OrderedDict()
+        rows = self._gates * self.hidden_size
+        for layer in range(self.num_layers):
+            for direction in range(self._num_directions):
+                sfx = f"_l{layer}" + ("_reverse" if direction else "")
+                in_size = self.input_size if layer == 0 else self._num_directions * self._h_size
+                shapes["weight_ih" + sfx] = (rows, in_size)
+                shapes["weight_hh" + sfx] = (rows, self._h_size)
+                if self.bias:
+                    shapes["bias_ih" + sfx] = (rows,)
+                    shapes["bias_hh" + sfx] = (rows,)
+                if self.proj_size:
+                    shapes["weight_hr" + sfx] = (self.proj_size, self.hidden_size)
+        return shapes
+
+    # -- weights -----------------------------------------------------------------------
+
+    def _init_weights(self, seed=None):
+        """torch's default initialisation: U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))."""
+        rng = np.random.default_rng(seed)
+        k = 1.0 / math.sqrt(self.hidden_size)
+        self._params = OrderedDict(
+            (name, rng.uniform(-k, k, size=shape).astype(self.dtype))
+            for name, shape in self._expected_shapes().items()
+        )
+        self._pack()
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Load torch-named weights (numpy arrays or torch tensors).
+
+        Missing or unexpected keys, shapes that do not fit, non-float or non-finite
+        values raise before anything is changed. strict=False ignores unexpected keys
+        (as torch does) but never missing ones: a half-loaded model would be garbage.
+        """
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
+        expected = self._expected_shapes()
+        missing = [k for k in expected if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in expected]
+        if missing:
+            raise ValueError(
+                f"state_dict is missing {missing} for {self!r}; it holds {list(state_dict)}"
+            )
+        if unexpected and strict:
+            raise ValueError(
+                f"state_dict has unexpected key(s) {unexpected} for {self!r}; "
+                f"expected {list(expected)}"
+            )
+        params = OrderedDict()
+        for name, shape in expected.items():
+            arr = _checks.as_float_array(state_dict[name], f"state_dict[{name!r}]", self.dtype)
+            _checks.check_shape(arr, shape, f"state_dict[{name!r}]")
+            _checks.check_finite(arr, f"state_dict[{name!r}]")
+            params[name] = arr.copy()  # our own copy: the caller's array may change later
+        self._params = params
+        self._pack()
+        return self
+
+    def state_dict(self):
+        """torch-named numpy arrays (copies)."""
+        return OrderedDict((k, v.copy()) for k, v in self._params.items())
+
+    def _pack(self):
+        """Pack the weights once into the kernel's records: biases folded where the
+        equations allow (never the GRU's b_hn), arrays read-only from here on."""
+        rows = self._gates * self.hidden_size
+        H = self.hidden_size
+        records = []
+        for layer in range(self.num_layers):
+            for direction in range(self._num_directions):
+                sfx = f"_l{layer}" + ("_reverse" if direction else "")
+                p = self._params
+                if self.bias:
+                    b_ih, b_hh = p["bias_ih" + sfx], p["bias_hh" + sfx]
+                else:
+                    b_ih = b_hh = np.zeros(rows, self.dtype)
+                bias = b_ih + b_hh
+                b_hn = None
+                if self._mode == "GRU":
+                    bias[2 * H:] = b_ih[2 * H:]
+                    b_hn = np.ascontiguousarray(b_hh[2 * H:])
+                records.append({
+                    "w_ih": p["weight_ih" + sfx],
+                    "w_hh": p["weight_hh" + sfx],
+                    "bias": bias,
+                    "b_hn": b_hn,
+                    "w_hr": p.get("weight_hr" + sfx),
+                })
+        for rec in records:
+            for arr in rec.values():
+                if arr is not None:
+                    arr.flags.writeable = False
+        family = {"LSTM": Family.LSTM, "GRU": Family.GRU, "RNN": Family.RNN}[self._mode]
+        self._kernel = Kernel(family, records, self.dtype == np.float64,
+                              self._num_directions, self.nonlinearity == "relu")
+        with self._lock:
+            self._workspaces.clear()
+
+    # -- workspaces --------------------------------------------------------------------
+
+    def _take_workspace(self, steps, batch):
+        """A free workspace for this shape, or a new one. Each call owns the one it
+        takes until it gives it back, so concurrent calls never share buffers."""
+        key = (steps, batch)
+        with self._lock:
+            free = self._workspaces.get(key)
+            if free:
+                self._workspaces.move_to_end(key)
+                return free.pop()
+        return _Workspace(self, steps, batch)
+
+    def _give_workspace(self, steps, batch, ws):
+        key = (steps, batch)
+        with self._lock:
+            self._workspaces.setdefault(key, []).append(ws)
+            self._workspaces.move_to_end(key)
+            while len(self._workspaces) > WORKSPACE_SHAPES:
+                self._workspaces.popitem(last=False)
+
+    # -- forward -----------------------------------------------------------------------
+
+    def _state_shapes(self, batch, batched):
+        """(h shape, c shape or None) as torch expects them."""
+        lead = self.num_layers * self._num_directions
+        h = (lead, batch, self._h_size) if batched else (lead, self._h_size)
+        c = (lead, batch, self.hidden_size) if batched else (lead, self.hidden_size)
+        return h, (c if self._mode == "LSTM" else None)
+
+    def _check_input(self, x):
+        """x -> (time-major contiguous (T, B, I) array, batched?)."""
+        x = _checks.as_float_array(x, "x", self.dtype)
+        if x.ndim == 2:
+            batched = False
+            x = x[:, None, :]
+        elif x.ndim == 3:
+            batched = True
+            if self.batch_first:
+                x = np.ascontiguousarray(x.transpose(1, 0, 2))
+        else:
+            layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
+            raise ValueError(
+                f"x must be 2-D (T, input_size) or 3-D {layout}, got shape {x.shape}"
+            )
+        if x.shape[2] != self.input_size:
+            raise ValueError(
+                f"x has the wrong feature size: expected input_size={self.input_size} "
+                f"in the last dimension, got shape {x.shape if batched else x[:, 0].shape}"
+            )
+        if x.shape[0] == 0:
+            raise ValueError(f"x must hold at least one time step, got shape {x.shape}")
+        return x, batched
+
+    def _check_state(self, hx, batch, batched):
+        """hx -> (h0, c0 or None) as fresh (L*D, B, .) arrays the kernel may overwrite."""
+        h_shape, c_shape = self._state_shapes(batch, batched)
+        if hx is None:
+            h0 = np.zeros(h_shape, self.dtype)
+            c0 = np.zeros(c_shape, self.dtype) if c_shape else None
+        elif self._mode == "LSTM":
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError(
+                    f"hx for an LSTM must be a tuple (h_0, c_0), got {type(hx).__name__}"
+                )
+            h0 = _checks.as_float_array(hx[0], "hx[0] (h_0)", self.dtype)
+            c0 = _checks.as_float_array(hx[1], "hx[1] (c_0)", self.dtype)
+            _checks.check_shape(h0, h_shape, "hx[0] (h_0)")
+            _checks.check_shape(c0, c_shape, "hx[1] (c_0)")
+            h0, c0 = h0.copy(), c0.copy()
+        else:
+            if isinstance(hx, (tuple, list)) and not np.isscalar(hx[0]):
+                raise TypeError(
+                    f"hx for a {self._mode} must be one array h_0, got a {type(hx).__name__}"
+                )
+            h0 = _checks.as_float_array(hx, "hx (h_0)", self.dtype)
+            _checks.check_shape(h0, h_shape, "hx (h_0)")
+            h0, c0 = h0.copy(), None
+        if not batched:
+            h0 = h0[:, None, :]
+            c0 = c0[:, None, :] if c0 is not None else None
+        return np.ascontiguousarray(h0), (np.ascontiguousarray(c0) if c0 is not None else None)
+
+    def __call__(self, x, hx=None, lengths=None):
+        """output, h_n (GRU / RNN) or output, (h_n, c_n) (LSTM), exactly as torch.
+
+        lengths: one length per sequence (torch's packed-sequence semantics): outputs
+        past a sequence's end are 0 and its final state is the one at its last step.
+        """
+        x, batched = self._check_input(x)
+        steps, batch = x.shape[0], x.shape[1]
+        h_n, c_n = self._check_state(hx, batch, batched)
+        order = batch_sizes = None
+        if lengths is not None:
+            if not batched:
+                raise ValueError("lengths needs batched input: x is unbatched (T, input_size)")
+            lengths = _checks.check_lengths(lengths, batch, steps)
+            order = np.argsort(-lengths, kind="stable")
+            batch_sizes = np.count_nonzero(
+                lengths[None, :] > np.arange(steps)[:, None], axis=1
+            ).astype(np.intc)
+            if np.all(order == np.arange(batch)):
+                order = None
+            else:
+                x = np.ascontiguousarray(x[:, order])
+                h_n = np.ascontiguousarray(h_n[:, order])
+                c_n = np.ascontiguousarray(c_n[:, order]) if c_n is not None else None
+        width = self._num_directions * self._h_size
+        out = (np.zeros if lengths is not None else np.empty)((steps, batch, width), self.dtype)
+        if batch:
+            ws = self._take_workspace(steps, batch)
+            try:
+                self._kernel.forward(x, out, h_n, c_n, batch_sizes, ws.gates, ws.chunk,
+                                     ws.scratch, ws.buf_a, ws.buf_b)
+            finally:
+                self._give_workspace(steps, batch, ws)
+        return self._pack_result(out, h_n, c_n, order, batched)
+
+    forward = __call__
+
+    def _pack_result(self, out, h_n, c_n, order, batched):
+        if order is not None:
+            inverse = np.argsort(order)
+            out = out[:, inverse]
+            h_n = h_n[:, inverse]
+            c_n = c_n[:, inverse] if c_n is not None else None
+        if not batched:
+            out, h_n = out[:, 0], h_n[:, 0]
+            c_n = c_n[:, 0] if c_n is not None else None
+        elif self.batch_first:
+            out = np.ascontiguousarray(out.transpose(1, 0, 2))
+        hidden = (h_n, c_n) if self._mode == "LSTM" else h_n
+        return out, hidden
+
+    # -- python protocol ---------------------------------------------------------------
+
+    def _config(self):
+        cfg = dict(input_size=self.input_size, hidden_size=self.hidden_size,
+                   num_layers=self.num_layers, bias=self.bias, batch_first=self.batch_first,
+                   dropout=self.dropout, bidirectional=self.bidirectional,
+                   dtype=self.dtype.name)
+        if self._mode == "LSTM":
+            cfg["proj_size"] = self.proj_size
+        if self._mode == "RNN":
+            cfg["nonlinearity"] = self.nonlinearity
+        return cfg
+
+    def __repr__(self):
+        cfg = self._config()
+        defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                        bidirectional=False, proj_size=0, dtype="float32", nonlinearity="tanh")
+        args = [str(cfg.pop("input_size")), str(cfg.pop("hidden_size"))]
+        args += [f"{k}={v!r}" for k, v in cfg.items() if defaults.get(k) != v]
+        return f"{type(self).__name__}({', '.join(args)})"
+
+    def __getstate__(self):
+        return {"config": self._config(), "params": self._params}
+
+    def __setstate__(self, state):
+        self.__init__(**state["config"])
+        self.load_state_dict(state["params"])
+
+
+class LSTM(_RNNBase):
+    """Long short-term memory, torch.nn.LSTM's arguments and results, numpy in and out."""
+
+    _mode = "LSTM"
+    _gates = 4
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, proj_size=0, dtype="float32"):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, proj_size, dtype)
+
+
+class GRU(_RNNBase):
+    """Gated recurrent unit, torch.nn.GRU's arguments and results, numpy in and out."""
+
+    _mode = "GRU"
+    _gates = 3
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, dtype="float32"):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, 0, dtype)
+
+
+class RNN(_RNNBase):
+    """Elman RNN with tanh or relu, torch.nn.RNN's arguments and results."""
+
+    _mode = "RNN"
+    _gates = 1
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, dtype="float32"):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, 0, dtype, nonlinearity)

@@ -1,0 +1,36 @@
+"""Build the Cython kernels; all metadata lives in pyproject.toml.
+
+FASTRNN_DEBUG=1 turns bounds checking and the other Cython safety checks back on.
+"""
+import os
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("FASTRNN_DEBUG", "0") not in ("", "0")
+
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "nonecheck": DEBUG,
+    "cdivision": not DEBUG,
+    "embedsignature": True,
+}
+
+KERNELS = ["_blas", "_stack", "lstm", "gru", "rnn"]
+
+extensions = [
+    Extension(
+        f"fastrnn._kernels.{name}",
+        [f"fastrnn/_kernels/{name}.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
+    )
+    for name in KERNELS
+]
+
+setup(ext_modules=cythonize(extensions, compiler_directives=directives))
