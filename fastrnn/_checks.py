@@ -9,18 +9,19 @@ DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
 
 def check_dtype(dtype):
     """'float32' / 'float64' / np.float32 / np.dtype / torch.float32 -> np.dtype."""
-    name = str(dtype).replace("torch.", "")
-    if name in ("float", "single"):
-        name = "float32"
-    elif name in ("double",):
-        name = "float64"
-    try:
-        dt = np.dtype(name) if name not in DTYPES else DTYPES[name]
-    except TypeError:
-        dt = None
-    if dt not in DTYPES.values():
-        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return dt
+    if dtype is not None:
+        name = str(dtype).replace("torch.", "")
+        name = {"float": "float32", "double": "float64"}.get(name, name)
+        if name in DTYPES:
+            return DTYPES[name]
+        try:
+            # np.dtype(None) would be float64: None is refused above, not defaulted
+            dt = np.dtype(dtype)
+        except TypeError:
+            dt = None
+        if dt is not None and dt.name in DTYPES:
+            return DTYPES[dt.name]
+    raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
 
 
 def check_positive_int(value, name, minimum=1):

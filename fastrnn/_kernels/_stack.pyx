@@ -9,12 +9,29 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 
 from fastrnn._kernels._blas cimport gemm, NoTrans, Trans
-from fastrnn._kernels._cell cimport CellParams
+from fastrnn._kernels._cell cimport CellParams, fr_select_isa, fr_activations_f32
 from fastrnn._kernels.lstm cimport lstm_step
 from fastrnn._kernels.gru cimport gru_step
 from fastrnn._kernels.rnn cimport rnn_step
 
 cnp.import_array()
+
+
+def isa():
+    """The instruction set of the float32 cell loops: 'avx2' or 'generic'."""
+    return "avx2" if fr_select_isa() else "generic"
+
+
+def _activations_f32(float[::1] x):
+    """(sigmoid(x), tanh(x)) by the kernels' float32 math; for the accuracy tests."""
+    import numpy as np
+    sig = np.empty(x.shape[0], np.float32)
+    th = np.empty(x.shape[0], np.float32)
+    cdef float[::1] s = sig
+    cdef float[::1] t = th
+    if x.shape[0]:
+        fr_activations_f32(x.shape[0], &x[0], &s[0], &t[0])
+    return sig, th
 
 cpdef enum Family:
     LSTM = 0

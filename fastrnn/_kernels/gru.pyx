@@ -1,6 +1,8 @@
 # GRU: one time step of the recurrence for the m sequences still running.
 from fastrnn._kernels._blas cimport matmul_bt
-from fastrnn._kernels._cell cimport CellParams, gru_update
+from fastrnn._kernels._cell cimport CellParams, fr_select_isa, gru_rows
+
+fr_select_isa()
 
 
 cdef void gru_step(const CellParams* p, int m, floating* gates, floating* h,
@@ -12,8 +14,5 @@ cdef void gru_step(const CellParams* p, int m, floating* gates, floating* h,
     """
     cdef int H = p.hidden_size
     cdef int G = p.gate_rows
-    cdef int b
     matmul_bt(m, G, H, h, H, <const floating*>p.w_hh, 0, scratch, G)
-    for b in range(m):
-        gru_update(H, gates + b * G, scratch + b * G, <const floating*>p.bias,
-                   <const floating*>p.b_hn, h + b * H)
+    gru_rows(m, H, gates, G, scratch, <const floating*>p.bias, <const floating*>p.b_hn, h)

@@ -1,6 +1,8 @@
 # LSTM: one time step of the recurrence for the m sequences still running.
 from fastrnn._kernels._blas cimport matmul_bt
-from fastrnn._kernels._cell cimport CellParams, lstm_update
+from fastrnn._kernels._cell cimport CellParams, fr_select_isa, lstm_rows
+
+fr_select_isa()
 
 
 cdef void lstm_step(const CellParams* p, int m, floating* gates, floating* h,
@@ -15,9 +17,7 @@ cdef void lstm_step(const CellParams* p, int m, floating* gates, floating* h,
     cdef const floating* bias = <const floating*>p.bias
     cdef const floating* w_hr = <const floating*>p.w_hr
     cdef floating* h_cell = scratch if w_hr != NULL else h
-    cdef int b
     matmul_bt(m, G, P, h, P, <const floating*>p.w_hh, 1, gates, G)
-    for b in range(m):
-        lstm_update(H, gates + b * G, bias, c + b * H, h_cell + b * H)
+    lstm_rows(m, H, gates, G, bias, c, h_cell)
     if w_hr != NULL:
         matmul_bt(m, P, H, h_cell, H, w_hr, 0, h, P)

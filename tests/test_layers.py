@@ -1,0 +1,178 @@
+"""fastrnn's layers against the NumPy reference, over the grid of options."""
+import itertools
+import pickle
+
+import numpy as np
+import pytest
+
+import fastrnn
+from helpers import TOL, family, make_model
+from reference import forward as ref_forward
+
+MODES = ["LSTM", "GRU", "RNN_TANH", "RNN_RELU"]
+GRID = [
+    (mode, layers, bidir, bias, proj, batch_first, use_lengths, dtype)
+    for mode, layers, bidir, bias, proj, batch_first, use_lengths, dtype in itertools.product(
+        MODES, [1, 2, 3], [False, True], [True, False], [0, 3], [False, True],
+        [False, True], [np.float32, np.float64])
+    if proj == 0 or mode == "LSTM"
+]
+
+
+def _run_both(mode, layers, bidir, bias, proj, batch_first, use_lengths, dtype, rng,
+              T=7, B=4, I=5, H=6, with_hx=True):
+    kwargs = dict(num_layers=layers, bidirectional=bidir, bias=bias,
+                  batch_first=batch_first, dtype=dtype)
+    if proj:
+        kwargs["proj_size"] = proj
+    model, sd = make_model(mode, I, H, **kwargs)
+    D = 2 if bidir else 1
+    P = proj or H
+    x = rng.standard_normal((T, B, I))
+    lengths = rng.integers(1, T + 1, size=B) if use_lengths else None
+    h0 = rng.standard_normal((layers * D, B, P)) if with_hx else None
+    c0 = rng.standard_normal((layers * D, B, H)) if with_hx else None
+    ref_out, ref_h, ref_c = ref_forward(
+        family(mode), sd, x, layers, bidir, H, proj, h0, c0, lengths,
+        relu=mode == "RNN_RELU")
+    hx = None
+    if with_hx:
+        hx = (h0, c0) if mode == "LSTM" else h0
+    x_in = x.transpose(1, 0, 2) if batch_first else x
+    out, state = model(x_in.astype(dtype), hx=hx, lengths=lengths)
+    if batch_first:
+        out = out.transpose(1, 0, 2)
+    h_n, c_n = state if mode == "LSTM" else (state, None)
+    return (out, h_n, c_n), (ref_out, ref_h, ref_c)
+
+
+@pytest.mark.parametrize("mode,layers,bidir,bias,proj,batch_first,use_lengths,dtype", GRID)
+def test_matches_reference(mode, layers, bidir, bias, proj, batch_first, use_lengths, dtype,
+                           rng):
+    got, want = _run_both(mode, layers, bidir, bias, proj, batch_first, use_lengths, dtype,
+                          rng)
+    assert got[0].dtype == dtype and got[1].dtype == dtype
+    for name, g, w in zip(["output", "h_n", "c_n"], got, want):
+        if w is None:
+            assert g is None
+            continue
+        assert g.shape == w.shape, name
+        np.testing.assert_allclose(g, w, rtol=0, atol=TOL[dtype], err_msg=name)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("batch", [1, 2, 64])
+def test_matches_reference_larger(mode, batch, rng):
+    """Sizes where the kernels take their gemv (batch 1) and gemm paths."""
+    got, want = _run_both(mode, 2, True, True, 0, False, True, np.float64, rng,
+                          T=30, B=batch, I=33, H=40)
+    for g, w in zip(got, want):
+        if w is not None:
+            np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-11)  # relu grows large
+
+
+def test_long_sequence_many_chunks(rng, monkeypatch):
+    """The input projection runs chunk by chunk; chunk edges must not show."""
+    import fastrnn.layers as layers
+    monkeypatch.setattr(layers, "GATE_CHUNK_ELEMENTS", 3 * 4 * 8)
+    got, want = _run_both("LSTM", 2, True, True, 0, False, True, np.float64, rng,
+                          T=40, B=3, I=4, H=8)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_unbatched_input(mode, rng):
+    model, _ = make_model(mode, 5, 6, num_layers=2, bidirectional=True)
+    x = rng.standard_normal((9, 5)).astype(np.float32)
+    out, state = model(x)
+    out_b, state_b = model(x[:, None, :])
+    assert out.shape == (9, 12)
+    np.testing.assert_array_equal(out, out_b[:, 0])
+    states = state if mode == "LSTM" else (state,)
+    states_b = state_b if mode == "LSTM" else (state_b,)
+    for s, sb in zip(states, states_b):
+        assert s.shape == (4, 6)
+        np.testing.assert_array_equal(s, sb[:, 0])
+
+
+def test_state_carries_over(rng):
+    """Running a sequence in two halves, passing the state, equals running it whole."""
+    model, _ = make_model("LSTM", 5, 7, num_layers=2)
+    x = rng.standard_normal((20, 3, 5)).astype(np.float32)
+    out, (h, c) = model(x)
+    out1, hx = model(x[:10])
+    out2, (h2, c2) = model(x[10:], hx)
+    np.testing.assert_allclose(np.concatenate([out1, out2]), out, atol=1e-6)
+    np.testing.assert_allclose(h2, h, atol=1e-6)
+    np.testing.assert_allclose(c2, c, atol=1e-6)
+
+
+def test_lengths_equal_running_each_sequence_alone(rng):
+    model, _ = make_model("GRU", 4, 5, num_layers=2, bidirectional=True)
+    x = rng.standard_normal((12, 5, 4)).astype(np.float32)
+    lengths = np.array([3, 12, 7, 1, 12])
+    out, h_n = model(x, lengths=lengths)
+    for b, n in enumerate(lengths):
+        o, h = model(x[:n, b])
+        np.testing.assert_allclose(out[:n, b], o, atol=1e-6)
+        np.testing.assert_array_equal(out[n:, b], 0)
+        np.testing.assert_allclose(h_n[:, b], h, atol=1e-6)
+
+
+def test_batch_of_zero():
+    model = fastrnn.LSTM(3, 4)
+    out, (h, c) = model(np.zeros((5, 0, 3), np.float32))
+    assert out.shape == (5, 0, 4) and h.shape == (1, 0, 4) and c.shape == (1, 0, 4)
+
+
+def test_state_dict_round_trip():
+    model, sd = make_model("LSTM", 3, 8, num_layers=2, bidirectional=True, proj_size=2)
+    got = model.state_dict()
+    assert list(got) == list(sd)
+    for k in sd:
+        assert got[k].dtype == np.float32
+        np.testing.assert_array_equal(got[k], sd[k].astype(np.float32))
+    got["weight_ih_l0"][:] = 0  # a copy: the model must not change
+    assert np.any(model.state_dict()["weight_ih_l0"] != 0)
+
+
+def test_fresh_model_has_torch_like_init():
+    model = fastrnn.GRU(10, 100)
+    w = model.state_dict()["weight_hh_l0"]
+    assert w.shape == (300, 100)
+    assert 0.09 < np.abs(w).max() <= 0.1  # U(-1/sqrt(H), 1/sqrt(H))
+
+
+def test_input_not_modified_and_non_contiguous_accepted(rng):
+    model, _ = make_model("LSTM", 4, 6, num_layers=2)
+    base = rng.standard_normal((8, 3, 8)).astype(np.float32)
+    x = base[:, :, ::2]  # strided view
+    fortran = np.asfortranarray(x)
+    want, _ = model(np.ascontiguousarray(x))
+    copy = x.copy()
+    got, _ = model(x)
+    np.testing.assert_array_equal(x, copy)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(model(fortran)[0], want)
+
+
+def test_float64_model_computes_in_float64(rng):
+    model, sd = make_model("GRU", 4, 6, dtype="float64")
+    x = rng.standard_normal((5, 2, 4))
+    out, h = model(x)
+    assert out.dtype == np.float64 and h.dtype == np.float64
+
+
+def test_pickle_round_trip(rng):
+    model, _ = make_model("LSTM", 4, 6, num_layers=2, bidirectional=True, proj_size=3)
+    x = rng.standard_normal((5, 2, 4)).astype(np.float32)
+    clone = pickle.loads(pickle.dumps(model))
+    assert repr(clone) == repr(model)
+    np.testing.assert_array_equal(clone(x)[0], model(x)[0])
+
+
+def test_repr():
+    assert repr(fastrnn.LSTM(3, 4, num_layers=2, proj_size=2)) == \
+        "LSTM(3, 4, num_layers=2, proj_size=2)"
+    assert repr(fastrnn.RNN(3, 4, nonlinearity="relu")) == "RNN(3, 4, nonlinearity='relu')"
