@@ -13,7 +13,12 @@ def from_torch(module):
     """
     kind = type(module).__name__
     mode = getattr(module, "mode", None)
-    state = {k: v for k, v in module.state_dict().items()}
+    if kind not in _CELLS and mode not in ("LSTM", "GRU", "RNN_TANH", "RNN_RELU"):
+        raise TypeError(
+            "from_torch takes an nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell or "
+            f"nn.RNNCell, got {kind}"
+        )
+    state = module.state_dict()
     if kind in _CELLS:
         dtype = str(module.weight_ih.dtype).replace("torch.", "")
         cls = _CELLS[kind]
@@ -22,21 +27,16 @@ def from_torch(module):
             kwargs["nonlinearity"] = module.nonlinearity
         model = cls(module.input_size, module.hidden_size, **kwargs)
         return model.load_state_dict({f"{k}_l0": v for k, v in state.items()})
-    if mode in ("LSTM", "GRU", "RNN_TANH", "RNN_RELU"):
-        dtype = str(module.weight_ih_l0.dtype).replace("torch.", "")
-        kwargs = dict(num_layers=module.num_layers, bias=module.bias,
-                      batch_first=module.batch_first, dropout=module.dropout,
-                      bidirectional=module.bidirectional, dtype=dtype)
-        if mode == "LSTM":
-            model = LSTM(module.input_size, module.hidden_size,
-                         proj_size=module.proj_size, **kwargs)
-        elif mode == "GRU":
-            model = GRU(module.input_size, module.hidden_size, **kwargs)
-        else:
-            model = RNN(module.input_size, module.hidden_size,
-                        nonlinearity="relu" if mode == "RNN_RELU" else "tanh", **kwargs)
-        return model.load_state_dict(state)
-    raise TypeError(
-        "from_torch takes an nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell or nn.RNNCell, "
-        f"got {kind}"
-    )
+    dtype = str(module.weight_ih_l0.dtype).replace("torch.", "")
+    kwargs = dict(num_layers=module.num_layers, bias=module.bias,
+                  batch_first=module.batch_first, dropout=module.dropout,
+                  bidirectional=module.bidirectional, dtype=dtype)
+    if mode == "LSTM":
+        model = LSTM(module.input_size, module.hidden_size,
+                     proj_size=module.proj_size, **kwargs)
+    elif mode == "GRU":
+        model = GRU(module.input_size, module.hidden_size, **kwargs)
+    else:
+        model = RNN(module.input_size, module.hidden_size,
+                    nonlinearity="relu" if mode == "RNN_RELU" else "tanh", **kwargs)
+    return model.load_state_dict(state)

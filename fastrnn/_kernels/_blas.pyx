@@ -48,23 +48,23 @@ cdef void matmul_bt(int m, int n, int k, const floating* A, int lda,
 # Python-callable twins, used only by the tests to check every transpose x dtype
 # against NumPy.
 
-def _gemm_memview(BLAS_Trans ta, BLAS_Trans tb, floating alpha,
-                  floating[:, ::1] A, floating[:, ::1] B, floating beta,
+def _gemm_memview(BLAS_Trans ta, BLAS_Trans tb, double alpha,
+                  floating[:, ::1] A, floating[:, ::1] B, double beta,
                   floating[:, ::1] C):
     cdef int m = C.shape[0]
     cdef int n = C.shape[1]
     cdef int k = A.shape[1] if ta == NoTrans else A.shape[0]
-    gemm(ta, tb, m, n, k, alpha, &A[0, 0], A.shape[1], &B[0, 0], B.shape[1],
-         beta, &C[0, 0], C.shape[1])
+    gemm(ta, tb, m, n, k, <floating>alpha, &A[0, 0], A.shape[1], &B[0, 0], B.shape[1],
+         <floating>beta, &C[0, 0], C.shape[1])
 
 
-def _gemv_memview(BLAS_Trans ta, floating alpha, floating[:, ::1] A,
-                  floating[::1] x, floating beta, floating[::1] y):
-    gemv(ta, A.shape[0], A.shape[1], alpha, &A[0, 0], A.shape[1], &x[0], 1,
-         beta, &y[0], 1)
+def _gemv_memview(BLAS_Trans ta, double alpha, floating[:, ::1] A,
+                  floating[::1] x, double beta, floating[::1] y):
+    gemv(ta, A.shape[0], A.shape[1], <floating>alpha, &A[0, 0], A.shape[1], &x[0], 1,
+         <floating>beta, &y[0], 1)
 
 
-def _matmul_bt_memview(floating[:, ::1] A, floating[:, ::1] B, floating beta,
+def _matmul_bt_memview(floating[:, ::1] A, floating[:, ::1] B, double beta,
                        floating[:, ::1] C):
     matmul_bt(A.shape[0], B.shape[0], A.shape[1], &A[0, 0], A.shape[1], &B[0, 0],
-              beta, &C[0, 0], C.shape[1])
+              <floating>beta, &C[0, 0], C.shape[1])

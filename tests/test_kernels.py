@@ -1,0 +1,145 @@
+"""The kernels' building blocks: BLAS wrappers, activations, ISA dispatch, the GIL."""
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from fastrnn._kernels import _blas
+from fastrnn._kernels._blas import BLAS_Trans
+from fastrnn._kernels._stack import _activations_f32, isa
+from helpers import make_model
+
+NoTrans, Trans = BLAS_Trans.NoTrans, BLAS_Trans.Trans
+RTOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ta", [NoTrans, Trans])
+@pytest.mark.parametrize("tb", [NoTrans, Trans])
+def test_gemm_matches_numpy(dtype, ta, tb, rng):
+    m, n, k = 7, 5, 3
+    A = rng.standard_normal((m, k) if ta == NoTrans else (k, m)).astype(dtype)
+    B = rng.standard_normal((k, n) if tb == NoTrans else (n, k)).astype(dtype)
+    C = rng.standard_normal((m, n)).astype(dtype)
+    opA = A if ta == NoTrans else A.T
+    opB = B if tb == NoTrans else B.T
+    want = 1.5 * opA @ opB + 0.5 * C
+    _blas._gemm_memview(ta, tb, dtype(1.5), A, B, dtype(0.5), C)
+    np.testing.assert_allclose(C, want, rtol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ta", [NoTrans, Trans])
+def test_gemv_matches_numpy(dtype, ta, rng):
+    A = rng.standard_normal((6, 4)).astype(dtype)
+    x = rng.standard_normal(4 if ta == NoTrans else 6).astype(dtype)
+    y = rng.standard_normal(6 if ta == NoTrans else 4).astype(dtype)
+    want = 2.0 * (A if ta == NoTrans else A.T) @ x + 1.0 * y
+    _blas._gemv_memview(ta, dtype(2.0), A, x, dtype(1.0), y)
+    np.testing.assert_allclose(y, want, rtol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m", [1, 5])  # the gemv and gemm paths
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_matmul_bt(dtype, m, beta, rng):
+    A = rng.standard_normal((m, 9)).astype(dtype)
+    B = rng.standard_normal((4, 9)).astype(dtype)
+    C = rng.standard_normal((m, 4)).astype(dtype)
+    want = A @ B.T + beta * C
+    _blas._matmul_bt_memview(A, B, dtype(beta), C)
+    np.testing.assert_allclose(C, want, rtol=RTOL[dtype], atol=RTOL[dtype])
+
+
+def test_float32_activations_accuracy():
+    """The documented error of cell_math.h's sigmoid and tanh (float32)."""
+    x = np.concatenate([np.linspace(-100, 100, 400_001), np.linspace(-1, 1, 200_001),
+                        [0.0, -0.0, 1e-30, -1e-30, 88.0, -88.0, 89.0, -104.0]]).astype(np.float32)
+    sig, th = _activations_f32(x)
+    xd = x.astype(np.float64)
+    assert np.abs(sig - 1.0 / (1.0 + np.exp(-xd))).max() < 2.5e-7
+    assert np.abs(th - np.tanh(xd)).max() < 2.5e-7
+    assert np.all((sig >= 0) & (sig <= 1)) and np.all(np.abs(th) <= 1)
+    assert np.all(np.isfinite(sig)) and np.all(np.isfinite(th))
+
+
+def test_isa_is_reported():
+    assert isa() in ("avx2", "generic")
+
+
+def test_generic_isa_forced_by_environment():
+    """FASTRNN_ISA=generic selects the baseline loops, which give the same results."""
+    code = (
+        "import numpy as np, sys; sys.path.insert(0, %r)\n"
+        "from fastrnn._kernels._stack import isa\n"
+        "from helpers import make_model\n"
+        "m, _ = make_model('LSTM', 5, 37, num_layers=2)\n"
+        "x = np.random.default_rng(0).standard_normal((50, 3, 5)).astype(np.float32)\n"
+        "np.save(sys.argv[1], m(x)[0]); print(isa())\n"
+    ) % os.path.dirname(__file__)
+    outs = {}
+    for isa_env in ("generic", "auto"):
+        env = dict(os.environ, FASTRNN_ISA=isa_env)
+        path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"fastrnn_isa_{os.getpid()}_{isa_env}.npy")
+        res = subprocess.run([sys.executable, "-c", code, path], env=env, capture_output=True,
+                             text=True, check=True)
+        outs[isa_env] = (res.stdout.strip(), np.load(path))
+        os.unlink(path)
+    assert outs["generic"][0] == "generic"
+    np.testing.assert_allclose(outs["generic"][1], outs["auto"][1], atol=2e-6)
+
+
+def test_forward_releases_the_gil():
+    """While one thread is inside a long kernel call, another Python thread keeps running.
+
+    Holding the GIL for the whole call would leave the main thread frozen until the
+    call returned; with it released the main thread ticks throughout.
+    """
+    model, _ = make_model("LSTM", 64, 256)
+    x = np.random.default_rng(0).standard_normal((4000, 1, 64)).astype(np.float32)
+    model(x[:10])
+    started, done = threading.Event(), threading.Event()
+
+    def work():
+        started.set()
+        model(x)
+        done.set()
+
+    t = threading.Thread(target=work)
+    t.start()
+    started.wait()
+    ticks = 0
+    t0 = time.perf_counter()
+    while not done.is_set():
+        ticks += 1
+        time.sleep(0.001)
+    elapsed = time.perf_counter() - t0
+    t.join()
+    # ~one tick per ms of kernel time if the GIL is free; a held GIL allows a handful
+    assert elapsed > 0.02, "the kernel call was too short to tell"
+    assert ticks >= 10 and ticks >= 0.2 * elapsed * 1000, (ticks, elapsed)
+
+
+def test_two_threads_two_models_agree_with_serial(rng):
+    """Concurrent calls on two models (and on one shared model) give the serial answers."""
+    m1, _ = make_model("GRU", 8, 32, seed=1, num_layers=2)
+    m2, _ = make_model("LSTM", 8, 32, seed=2, bidirectional=True)
+    xs = [rng.standard_normal((200, 4, 8)).astype(np.float32) for _ in range(6)]
+    want = [(m1(x)[0], m2(x)[0]) for x in xs]
+    got = [None] * len(xs)
+
+    def run(i):
+        got[i] = (m1(xs[i])[0], m2(xs[i])[0])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (g1, g2), (w1, w2) in zip(got, want):
+        np.testing.assert_array_equal(g1, w1)
+        np.testing.assert_array_equal(g2, w2)
