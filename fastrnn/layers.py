@@ -29,7 +29,7 @@ class _Workspace:
     """Buffers for one call shape: gate rows for a chunk of steps, the cell scratch,
     and the inter-layer outputs."""
 
-    __slots__ = ("gates", "chunk", "scratch", "buf_a", "buf_b")
+    __slots__ = ("gates", "chunk", "scratch", "state_t", "buf_a", "buf_b")
 
     def __init__(self, model, steps, batch):
         dtype = model.dtype
@@ -37,6 +37,8 @@ class _Workspace:
         self.chunk = max(1, min(steps, GATE_CHUNK_ELEMENTS // max(1, batch * gate_rows)))
         self.gates = np.empty((self.chunk, batch, gate_rows), dtype)
         self.scratch = np.empty((batch, gate_rows), dtype)
+        # h and c transposed, for the feature-major layout of batches > 1
+        self.state_t = np.empty(batch * (model._h_size + model.hidden_size), dtype)
         width = model._num_directions * model._h_size
         layers = model.num_layers
         self.buf_a = np.empty((steps, batch, width), dtype) if layers > 1 else None
@@ -298,7 +300,7 @@ class _RNNBase:
             ws = self._take_workspace(steps, batch)
             try:
                 self._kernel.forward(x, out, h_n, c_n, batch_sizes, ws.gates, ws.chunk,
-                                     ws.scratch, ws.buf_a, ws.buf_b)
+                                     ws.scratch, ws.state_t, ws.buf_a, ws.buf_b)
             finally:
                 self._give_workspace(steps, batch, ws)
         return self._pack_result(out, h_n, c_n, order, batched)

@@ -19,3 +19,7 @@ cdef void gemv(BLAS_Trans ta, int m, int n, floating alpha,
 cdef void matmul_bt(int m, int n, int k, const floating* A, int lda,
                     const floating* B, floating beta,
                     floating* C, int ldc) noexcept nogil
+
+cdef void project(bint fm, int n_out, int m, int k, const floating* W,
+                  const floating* x, int ldx, floating beta,
+                  floating* y, int ldy) noexcept nogil

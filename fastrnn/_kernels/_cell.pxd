@@ -28,64 +28,91 @@ cdef extern from "cell_math.h" nogil:
                          const float* bias, const float* b_hn, float* h)
     void fr_rnn_rows_f32(int m, int H, const float* gates, int ldg, const float* bias,
                          int relu, float* h)
+    void fr_lstm_cols_f32(int m, int H, const float* gates, int ldg, const float* bias,
+                          float* c, float* h, int lds)
+    void fr_gru_cols_f32(int m, int H, const float* gi, int ldg, const float* gh,
+                         const float* bias, const float* b_hn, float* h, int lds)
+    void fr_rnn_cols_f32(int m, int H, const float* gates, int ldg, const float* bias,
+                         int relu, float* h, int lds)
     void fr_activations_f32(int n, const float* x, float* sig, float* th)
 
+
+# The fused cell updates of m running sequences, in either layout:
+#   batch-major (fm False): gate rows (m, ldg), states (m, H) with row stride lds;
+#   feature-major (fm True): gates (G, m) with row stride ldg, states (H, m) with
+#   row stride lds.
+# float32 goes to the vectorised C loops of cell_math.h, specialised per layout;
+# float64 runs one strided loop per family on libm, where exactness is the point.
 
 cdef inline double sigmoid_f64(double x) noexcept nogil:
     return 1.0 / (1.0 + exp(-x))
 
 
-cdef inline void lstm_rows(int m, int H, const floating* gates, int ldg,
-                           const floating* b, floating* c, floating* h) noexcept nogil:
-    """Gate rows [i f g o] (pre-bias) of m sequences -> c updated in place,
-    h = o * tanh(c)."""
-    cdef int r, j
-    cdef const double* g
-    cdef double i_, f_, g_, o_, cj
+cdef inline void lstm_cells(bint fm, int m, int H, const floating* gates, int ldg,
+                            const floating* bias, floating* c, floating* h,
+                            int lds) noexcept nogil:
+    """c advances in place, h = o * tanh(c); gates are pre-bias [i f g o]."""
+    cdef Py_ssize_t gu = ldg if fm else 1, gb = 1 if fm else ldg
+    cdef Py_ssize_t su = lds if fm else 1, sb = 1 if fm else lds
+    cdef int b, j
+    cdef double cj
     if floating is float:
-        fr_lstm_rows_f32(m, H, gates, ldg, b, c, h)
+        if fm:
+            fr_lstm_cols_f32(m, H, gates, ldg, bias, c, h, lds)
+        else:
+            fr_lstm_rows_f32(m, H, gates, ldg, bias, c, h)
     else:
-        for r in range(m):
-            g = gates + r * ldg
+        for b in range(m):
             for j in range(H):
-                i_ = sigmoid_f64(g[j] + b[j])
-                f_ = sigmoid_f64(g[H + j] + b[H + j])
-                g_ = tanh(g[2 * H + j] + b[2 * H + j])
-                o_ = sigmoid_f64(g[3 * H + j] + b[3 * H + j])
-                cj = f_ * c[r * H + j] + i_ * g_
-                c[r * H + j] = cj
-                h[r * H + j] = o_ * tanh(cj)
+                cj = (sigmoid_f64(gates[(H + j) * gu + b * gb] + bias[H + j]) * c[j * su + b * sb]
+                      + sigmoid_f64(gates[j * gu + b * gb] + bias[j])
+                      * tanh(gates[(2 * H + j) * gu + b * gb] + bias[2 * H + j]))
+                c[j * su + b * sb] = cj
+                h[j * su + b * sb] = (sigmoid_f64(gates[(3 * H + j) * gu + b * gb] + bias[3 * H + j])
+                                      * tanh(cj))
 
 
-cdef inline void gru_rows(int m, int H, const floating* gi, int ldg, const floating* gh,
-                          const floating* b, const floating* b_hn,
-                          floating* h) noexcept nogil:
-    """gi = input gates [r z n] (pre-bias), gh = W_hh h (m, 3H, no bias) -> h in place."""
-    cdef int r_, j
-    cdef const double* x
-    cdef const double* y
+cdef inline void gru_cells(bint fm, int m, int H, const floating* gi, int ldg,
+                           const floating* gh, const floating* bias, const floating* b_hn,
+                           floating* h, int lds) noexcept nogil:
+    """gi = input gates [r z n] (pre-bias), gh = W_hh h (no bias, laid out like the
+    states: (m, 3H) rows or (3H, m) with stride lds) -> h in place."""
+    cdef Py_ssize_t gu = ldg if fm else 1, gb = 1 if fm else ldg
+    cdef Py_ssize_t hu = lds if fm else 1, hb = 1 if fm else 3 * H
+    cdef Py_ssize_t su = lds if fm else 1, sb = 1 if fm else lds
+    cdef int b, j
     cdef double r, z, n
     if floating is float:
-        fr_gru_rows_f32(m, H, gi, ldg, gh, b, b_hn, h)
+        if fm:
+            fr_gru_cols_f32(m, H, gi, ldg, gh, bias, b_hn, h, lds)
+        else:
+            fr_gru_rows_f32(m, H, gi, ldg, gh, bias, b_hn, h)
     else:
-        for r_ in range(m):
-            x = gi + r_ * ldg
-            y = gh + r_ * 3 * H
+        for b in range(m):
             for j in range(H):
-                r = sigmoid_f64(x[j] + y[j] + b[j])
-                z = sigmoid_f64(x[H + j] + y[H + j] + b[H + j])
-                n = tanh(x[2 * H + j] + b[2 * H + j] + r * (y[2 * H + j] + b_hn[j]))
-                h[r_ * H + j] = (h[r_ * H + j] - n) * z + n
+                r = sigmoid_f64(gi[j * gu + b * gb] + gh[j * hu + b * hb] + bias[j])
+                z = sigmoid_f64(gi[(H + j) * gu + b * gb] + gh[(H + j) * hu + b * hb]
+                                + bias[H + j])
+                n = tanh(gi[(2 * H + j) * gu + b * gb] + bias[2 * H + j]
+                         + r * (gh[(2 * H + j) * hu + b * hb] + b_hn[j]))
+                # torch's form: (h - n) * z + n, the same rounding as ATen's GRU cell
+                h[j * su + b * sb] = (h[j * su + b * sb] - n) * z + n
 
 
-cdef inline void rnn_rows(int m, int H, const floating* gates, int ldg, const floating* b,
-                          bint relu, floating* h) noexcept nogil:
-    cdef int r, j
+cdef inline void rnn_cells(bint fm, int m, int H, const floating* gates, int ldg,
+                           const floating* bias, bint relu, floating* h,
+                           int lds) noexcept nogil:
+    cdef Py_ssize_t gu = ldg if fm else 1, gb = 1 if fm else ldg
+    cdef Py_ssize_t su = lds if fm else 1, sb = 1 if fm else lds
+    cdef int b, j
     cdef double a
     if floating is float:
-        fr_rnn_rows_f32(m, H, gates, ldg, b, relu, h)
+        if fm:
+            fr_rnn_cols_f32(m, H, gates, ldg, bias, relu, h, lds)
+        else:
+            fr_rnn_rows_f32(m, H, gates, ldg, bias, relu, h)
     else:
-        for r in range(m):
+        for b in range(m):
             for j in range(H):
-                a = gates[r * ldg + j] + b[j]
-                h[r * H + j] = (a if a > 0 else 0) if relu else tanh(a)
+                a = gates[j * gu + b * gb] + bias[j]
+                h[j * su + b * sb] = (a if a > 0 else 0) if relu else tanh(a)

@@ -18,8 +18,8 @@ cnp.import_array()
 
 
 def isa():
-    """The instruction set of the float32 cell loops: 'avx2' or 'generic'."""
-    return "avx2" if fr_select_isa() else "generic"
+    """The instruction set of the float32 cell loops: 'avx512', 'avx2' or 'generic'."""
+    return ("generic", "avx2", "avx512")[fr_select_isa()]
 
 
 def _activations_f32(float[::1] x):
@@ -39,21 +39,32 @@ cpdef enum Family:
     RNN = 2
 
 
-cdef inline void cell_step(Family family, const CellParams* p, int m, floating* gates,
-                           floating* h, floating* c, floating* scratch) noexcept nogil:
+cdef inline void cell_step(Family family, const CellParams* p, bint fm, int m,
+                           floating* gates, int ldg, floating* h, floating* c, int ldb,
+                           floating* scratch) noexcept nogil:
     if family == LSTM:
-        lstm_step(p, m, gates, h, c, scratch)
+        lstm_step(p, fm, m, gates, ldg, h, c, ldb, scratch)
     elif family == GRU:
-        gru_step(p, m, gates, h, c, scratch)
+        gru_step(p, fm, m, gates, ldg, h, c, ldb, scratch)
     else:
-        rnn_step(p, m, gates, h, c, scratch)
+        rnn_step(p, fm, m, gates, ldg, h, c, ldb, scratch)
+
+
+cdef inline void transpose(int rows, int cols, const floating* src, int lds,
+                           floating* dst, int ldd) noexcept nogil:
+    """dst[j, i] = src[i, j] for the (rows, cols) block of src."""
+    cdef int i, j
+    for i in range(rows):
+        for j in range(cols):
+            dst[<Py_ssize_t>j * ldd + i] = src[<Py_ssize_t>i * lds + j]
 
 
 cdef void scan(Family family, const CellParams* p, int T, int B,
                const int* batch_sizes, bint reverse,
                const floating* x, int ldx, floating* h, floating* c,
                floating* out, int ldout,
-               floating* gates, int chunk, floating* scratch) noexcept nogil:
+               floating* gates, int chunk, floating* scratch,
+               floating* state_t) noexcept nogil:
     """Run one direction of one layer over T steps of a (T*B, ldx) input.
 
     h (B, P) and c (B, H) hold the initial state and are advanced in place, so that a
@@ -61,12 +72,26 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
     out[t*B + b, :P] (row stride ldout: a bidirectional layer writes its half).
     batch_sizes[t] sequences are running at step t, always a prefix of the batch
     (NULL: all B). The input projection for `chunk` steps at a time is one GEMM.
+
+    A batch of one runs batch-major: every gate vector is contiguous and each product
+    is a gemv. Larger batches run feature-major (gates (G, chunk*B), states (P, B) and
+    (H, B) in state_t), the layout in which BLAS runs W @ h fastest (see project()).
     """
     cdef int G = p.gate_rows
     cdef int P = p.proj_size
-    cdef int t0, t1, s, t, m, b
+    cdef int H = p.hidden_size
+    cdef bint fm = B > 1
+    cdef int ldg = chunk * B if fm else G
+    cdef floating* hs = state_t if fm else h
+    cdef floating* cs = (state_t + <Py_ssize_t>P * B) if fm else c
+    cdef int t0, t1, s, t, m, b, k
     cdef int done = 0
     cdef floating* g
+    cdef floating* o
+    if fm:
+        transpose(B, P, h, P, hs, B)
+        if c != NULL:
+            transpose(B, H, c, H, cs, B)
     while done < T:
         if reverse:
             t1 = T - done
@@ -75,27 +100,42 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
             t0 = done
             t1 = t0 + chunk if T - t0 > chunk else T
         done += t1 - t0
-        gemm(NoTrans, Trans, (t1 - t0) * B, G, p.input_size, <floating>1,
-             x + <Py_ssize_t>t0 * B * ldx, ldx, <const floating*>p.w_ih, p.input_size,
-             <floating>0, gates, G)
+        if fm:  # gates[:, s*B + b] = W_ih x[t0 + s, b]
+            gemm(NoTrans, Trans, G, (t1 - t0) * B, p.input_size, <floating>1,
+                 <const floating*>p.w_ih, p.input_size, x + <Py_ssize_t>t0 * B * ldx, ldx,
+                 <floating>0, gates, ldg)
+        else:   # gates[s, :] = W_ih x[t0 + s]
+            gemm(NoTrans, Trans, t1 - t0, G, p.input_size, <floating>1,
+                 x + <Py_ssize_t>t0 * ldx, ldx, <const floating*>p.w_ih, p.input_size,
+                 <floating>0, gates, G)
         for s in range(t1 - t0):
             t = t1 - 1 - s if reverse else t0 + s
             m = batch_sizes[t] if batch_sizes != NULL else B
-            g = gates + <Py_ssize_t>(t - t0) * B * G
-            cell_step(family, p, m, g, h, c, scratch)
-            for b in range(m):
-                memcpy(out + (<Py_ssize_t>t * B + b) * ldout, h + b * P,
-                       P * sizeof(floating))
+            if m == 0:
+                continue
+            g = gates + (<Py_ssize_t>(t - t0) * B if fm else <Py_ssize_t>(t - t0) * G)
+            cell_step(family, p, fm, m, g, ldg, hs, cs, B, scratch)
+            o = out + <Py_ssize_t>t * B * ldout
+            if fm:
+                for b in range(m):
+                    for k in range(P):
+                        o[<Py_ssize_t>b * ldout + k] = hs[<Py_ssize_t>k * B + b]
+            else:
+                memcpy(o, hs, P * sizeof(floating))
+    if fm:
+        transpose(P, B, hs, B, h, P)
+        if c != NULL:
+            transpose(H, B, cs, B, c, H)
 
 
 cdef void run_stack(Family family, const CellParams* params, int num_layers,
                     int num_directions, int T, int B, const int* batch_sizes,
                     const floating* x, floating* out, floating* h_n, floating* c_n,
-                    floating* gates, int chunk, floating* scratch,
+                    floating* gates, int chunk, floating* scratch, floating* state_t,
                     floating* buf_a, floating* buf_b) noexcept nogil:
     """All layers and directions. Layer l reads layer l-1's output (buf_a / buf_b in
     turn), the last layer writes `out`; h_n, c_n are (L*D, B, P) and (L*D, B, H)."""
-    cdef int l, d, k, ldx
+    cdef int l, d, k
     cdef const CellParams* p
     cdef const floating* x_l = x
     cdef floating* out_l
@@ -104,12 +144,11 @@ cdef void run_stack(Family family, const CellParams* params, int num_layers,
         for d in range(num_directions):
             k = l * num_directions + d
             p = &params[k]
-            ldx = p.input_size
-            scan(family, p, T, B, batch_sizes, d == 1, x_l, ldx,
+            scan(family, p, T, B, batch_sizes, d == 1, x_l, p.input_size,
                  h_n + <Py_ssize_t>k * B * p.proj_size,
                  c_n + <Py_ssize_t>k * B * p.hidden_size if c_n != NULL else NULL,
                  out_l + d * p.proj_size, num_directions * p.proj_size,
-                 gates, chunk, scratch)
+                 gates, chunk, scratch, state_t)
         x_l = out_l
 
 
@@ -161,7 +200,8 @@ cdef class Kernel:
 
     def forward(self, cnp.ndarray x, cnp.ndarray out, cnp.ndarray h_n,
                 cnp.ndarray c_n, cnp.ndarray batch_sizes, cnp.ndarray gates,
-                int chunk, cnp.ndarray scratch, cnp.ndarray buf_a, cnp.ndarray buf_b):
+                int chunk, cnp.ndarray scratch, cnp.ndarray state_t, cnp.ndarray buf_a,
+                cnp.ndarray buf_b):
         """Run the stack over x (T, B, I) into out (T, B, D*P), advancing h_n / c_n in
         place. Every array has been validated by the caller: C-contiguous, of the
         kernel's dtype, of the sizes the layers need. Runs without the GIL."""
@@ -175,17 +215,18 @@ cdef class Kernel:
         cdef void* pc = _data(c_n)
         cdef void* pg = _data(gates)
         cdef void* ps = _data(scratch)
+        cdef void* pt = _data(state_t)
         cdef void* pa = _data(buf_a)
         cdef void* pb = _data(buf_b)
         if self.is_double:
             with nogil:
                 run_stack(family, self.params, self.num_layers, self.num_directions,
                           T, B, bs, <const double*>px, <double*>pout, <double*>ph,
-                          <double*>pc, <double*>pg, chunk, <double*>ps,
+                          <double*>pc, <double*>pg, chunk, <double*>ps, <double*>pt,
                           <double*>pa, <double*>pb)
         else:
             with nogil:
                 run_stack(family, self.params, self.num_layers, self.num_directions,
                           T, B, bs, <const float*>px, <float*>pout, <float*>ph,
-                          <float*>pc, <float*>pg, chunk, <float*>ps,
+                          <float*>pc, <float*>pg, chunk, <float*>ps, <float*>pt,
                           <float*>pa, <float*>pb)

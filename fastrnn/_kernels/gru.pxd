@@ -1,5 +1,5 @@
 from cython cimport floating
 from fastrnn._kernels._cell cimport CellParams
 
-cdef void gru_step(const CellParams* p, int m, floating* gates, floating* h,
-                   floating* c, floating* scratch) noexcept nogil
+cdef void gru_step(const CellParams* p, bint fm, int m, floating* gates, int ldg,
+                   floating* h, floating* c, int ldb, floating* scratch) noexcept nogil

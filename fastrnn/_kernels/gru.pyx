@@ -1,18 +1,20 @@
 # GRU: one time step of the recurrence for the m sequences still running.
-from fastrnn._kernels._blas cimport matmul_bt
-from fastrnn._kernels._cell cimport CellParams, fr_select_isa, gru_rows
+from fastrnn._kernels._blas cimport project
+from fastrnn._kernels._cell cimport CellParams, fr_select_isa, gru_cells
 
 fr_select_isa()
 
 
-cdef void gru_step(const CellParams* p, int m, floating* gates, floating* h,
-                   floating* c, floating* scratch) noexcept nogil:
-    """gates (m, 3H) hold W_ih x of this step; h (m, H) advances in place; c unused.
+cdef void gru_step(const CellParams* p, bint fm, int m, floating* gates, int ldg,
+                   floating* h, floating* c, int ldb, floating* scratch) noexcept nogil:
+    """gates hold W_ih x of this step; h advances in place; c is unused.
 
-    W_hh h goes to scratch (m, 3H), not into the gate rows: its n part must be
-    multiplied by r (with b_hn) before it meets W_in x.
+    W_hh h goes to scratch, not into the gate rows: its n part must be multiplied by r
+    (with b_hn) before it meets W_in x. Layouts as in lstm_step.
     """
     cdef int H = p.hidden_size
     cdef int G = p.gate_rows
-    matmul_bt(m, G, H, h, H, <const floating*>p.w_hh, 0, scratch, G)
-    gru_rows(m, H, gates, G, scratch, <const floating*>p.bias, <const floating*>p.b_hn, h)
+    project(fm, G, m, H, <const floating*>p.w_hh, h, ldb if fm else H, 0,
+            scratch, ldb if fm else G)
+    gru_cells(fm, m, H, gates, ldg, scratch, <const floating*>p.bias,
+              <const floating*>p.b_hn, h, ldb if fm else H)

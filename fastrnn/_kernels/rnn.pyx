@@ -1,14 +1,14 @@
 # Elman RNN (tanh or relu): one time step of the recurrence for the m sequences
 # still running.
-from fastrnn._kernels._blas cimport matmul_bt
-from fastrnn._kernels._cell cimport CellParams, fr_select_isa, rnn_rows
+from fastrnn._kernels._blas cimport project
+from fastrnn._kernels._cell cimport CellParams, fr_select_isa, rnn_cells
 
 fr_select_isa()
 
 
-cdef void rnn_step(const CellParams* p, int m, floating* gates, floating* h,
-                   floating* c, floating* scratch) noexcept nogil:
-    """gates (m, H) hold W_ih x of this step; h (m, H) advances in place."""
+cdef void rnn_step(const CellParams* p, bint fm, int m, floating* gates, int ldg,
+                   floating* h, floating* c, int ldb, floating* scratch) noexcept nogil:
+    """gates hold W_ih x of this step; h advances in place. Layouts as in lstm_step."""
     cdef int H = p.hidden_size
-    matmul_bt(m, H, H, h, H, <const floating*>p.w_hh, 1, gates, H)
-    rnn_rows(m, H, gates, H, <const floating*>p.bias, p.relu, h)
+    project(fm, H, m, H, <const floating*>p.w_hh, h, ldb if fm else H, 1, gates, ldg)
+    rnn_cells(fm, m, H, gates, ldg, <const floating*>p.bias, p.relu, h, ldb if fm else H)

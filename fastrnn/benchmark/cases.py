@@ -1,0 +1,80 @@
+"""What a benchmark measures: one model shape and call shape per Case."""
+import itertools
+from dataclasses import asdict, dataclass
+
+GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+
+
+@dataclass(frozen=True)
+class Case:
+    mode: str = "LSTM"          # LSTM, GRU, RNN
+    input_size: int = 0         # 0: equal to hidden
+    hidden: int = 128
+    layers: int = 1
+    bidirectional: bool = False
+    batch: int = 1
+    seq_len: int = 100
+    dtype: str = "float32"
+    streaming: bool = False     # one step call per time step, state carried
+
+    @property
+    def inputs(self):
+        return self.input_size or self.hidden
+
+    @property
+    def directions(self):
+        return 2 if self.bidirectional else 1
+
+    def flops_per_step(self):
+        """Multiply-adds x 2 of one time step over the batch: input and recurrent
+        products of every layer and direction (elementwise work not counted)."""
+        rows = GATES[self.mode] * self.hidden
+        total = 0
+        for layer in range(self.layers):
+            width = self.inputs if layer == 0 else self.directions * self.hidden
+            total += self.directions * 2 * self.batch * rows * (width + self.hidden)
+        return total
+
+    def weight_bytes(self):
+        """Bytes of weights one time step has to read (the batch-1 bound)."""
+        rows = GATES[self.mode] * self.hidden
+        itemsize = 4 if self.dtype == "float32" else 8
+        total = 0
+        for layer in range(self.layers):
+            width = self.inputs if layer == 0 else self.directions * self.hidden
+            total += self.directions * rows * (width + self.hidden) * itemsize
+        return total
+
+    def label(self):
+        parts = [self.mode, f"H={self.hidden}"]
+        if self.input_size and self.input_size != self.hidden:
+            parts.append(f"I={self.input_size}")
+        if self.layers != 1:
+            parts.append(f"L={self.layers}")
+        if self.bidirectional:
+            parts.append("bidir")
+        parts += [f"B={self.batch}", f"T={self.seq_len}"]
+        if self.dtype != "float32":
+            parts.append(self.dtype)
+        if self.streaming:
+            parts.append("step")
+        return " ".join(parts)
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def grid(modes, hiddens, batches, seq_lens, input_sizes=(0,), layers=(1,),
+         bidirectional=(False,), dtype="float32", streaming=False):
+    """Every combination, in a stable order."""
+    return [
+        Case(mode, inp, hid, lay, bi, b, t, dtype, streaming)
+        for mode, hid, b, t, inp, lay, bi in itertools.product(
+            modes, hiddens, batches, seq_lens, input_sizes, layers, bidirectional)
+    ]
+
+
+def default_cases():
+    """`fastrnn bench` with no arguments: LSTM and GRU, hidden 64 / 256 / 512, batch 1
+    and 64, T = 100, one layer, float32."""
+    return grid(["LSTM", "GRU"], [64, 256, 512], [1, 64], [100])

@@ -1,0 +1,86 @@
+"""Run benchmark cases: build fastrnn and each peer on the same weights and input, check
+the peer's output against fastrnn's, time them side by side, and return one record per
+engine x case."""
+import contextlib
+
+import numpy as np
+
+from fastrnn.benchmark import timing
+from fastrnn.benchmark.engines import ENGINES, FastRNN, Unavailable, build_model
+
+# Largest |fastrnn - peer| accepted as agreement, per dtype (T <= 1000).
+TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
+
+
+@contextlib.contextmanager
+def thread_limits(threads):
+    """Pin the BLAS pools (numpy's and scipy's OpenBLAS) and torch to `threads`."""
+    from threadpoolctl import threadpool_limits
+
+    torch_threads = None
+    try:
+        import torch
+        torch_threads = torch.get_num_threads()
+        torch.set_num_threads(threads)
+    except ImportError:
+        torch = None
+    with threadpool_limits(limits=threads):
+        try:
+            yield
+        finally:
+            if torch is not None:
+                torch.set_num_threads(torch_threads)
+
+
+def _input(case, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((case.seq_len, case.batch, case.inputs)).astype(case.dtype)
+
+
+def run_case(case, peers, threads, rounds, model=None):
+    """Records for fastrnn and every requested peer on one case."""
+    model = model if model is not None else build_model(case)
+    x = _input(case)
+    steps = 1 if case.streaming else case.seq_len
+    base = dict(case.as_dict(), threads=threads)
+    records, engines, skipped = [], {}, {}
+    with thread_limits(threads):
+        engines["fastrnn"] = FastRNN(case, model, threads, x)
+        for name in peers:
+            try:
+                engines[name] = ENGINES[name](case, model, threads, x)
+            except Unavailable as exc:
+                skipped[name] = str(exc)
+        want = engines["fastrnn"]()
+        errors = {"fastrnn": 0.0}
+        for name in list(engines)[1:]:
+            errors[name] = float(np.max(np.abs(np.asarray(engines[name](), np.float64) - want)))
+        samples = timing.interleaved(engines, rounds=rounds)
+    fast = timing.summarize(samples["fastrnn"])["median_s"]
+    for name in engines:
+        stats = timing.summarize(samples[name])
+        per_call = stats["median_s"]
+        records.append(dict(
+            base, engine=name, **stats,
+            us_per_step=per_call / steps * 1e6,
+            seq_per_s=case.batch / per_call * (1 if case.streaming else 1),
+            gflops=case.flops_per_step() * steps / per_call / 1e9,
+            speedup=per_call / fast,
+            max_abs_err=errors[name],
+            agrees=errors[name] <= TOLERANCE[case.dtype],
+        ))
+    for name, why in skipped.items():
+        records.append(dict(base, engine=name, skipped=why))
+    return records
+
+
+def run(cases, peers, threads=1, rounds=7, progress=None, models=None):
+    """All cases; `progress(case)` is called before each; `models` maps a case to a
+    ready model (e.g. one loaded from a checkpoint)."""
+    records = []
+    for case in cases:
+        if progress is not None:
+            progress(case)
+        model = models.get(case) if models else None
+        records.extend(run_case(case, peers, threads, rounds, model))
+    return records
