@@ -1,6 +1,11 @@
 """fastrnn: fast CPU inference for PyTorch-trained LSTM, GRU and RNN models."""
-from fastrnn.layers import GRU, LSTM, RNN
+from fastrnn import _threads
+from fastrnn._threads import get_num_threads, num_threads, set_num_threads
 from fastrnn._torch import from_torch
+from fastrnn.layers import GRU, LSTM, RNN, Stream
 
 __version__ = "0.1.0"
-__all__ = ["LSTM", "GRU", "RNN", "from_torch", "__version__"]
+__all__ = ["LSTM", "GRU", "RNN", "Stream", "from_torch", "set_num_threads",
+           "get_num_threads", "num_threads", "__version__"]
+
+_threads._set_default()

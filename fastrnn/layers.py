@@ -11,9 +11,10 @@ from collections import OrderedDict
 import numpy as np
 
 from fastrnn import _checks
+from fastrnn._kernels import _stack
 from fastrnn._kernels._stack import Family, Kernel
 
-__all__ = ["LSTM", "GRU", "RNN"]
+__all__ = ["LSTM", "GRU", "RNN", "Stream"]
 
 # Elements of the gate buffer the input projection fills at once. A chunk of steps
 # this size keeps the GEMM large (>= several hundred rows for small batches) while
@@ -277,6 +278,10 @@ class _RNNBase:
         past a sequence's end are 0 and its final state is the one at its last step.
         """
         x, batched = self._check_input(x)
+        return self._forward(x, batched, hx, lengths)
+
+    def _forward(self, x, batched, hx, lengths):
+        """x: validated, time-major (T, B, I)."""
         steps, batch = x.shape[0], x.shape[1]
         h_n, c_n = self._check_state(hx, batch, batched)
         order = batch_sizes = None
@@ -304,6 +309,45 @@ class _RNNBase:
             finally:
                 self._give_workspace(steps, batch, ws)
         return self._pack_result(out, h_n, c_n, order, batched)
+
+    # -- streaming ---------------------------------------------------------------------
+
+    def _check_streamable(self):
+        if self.bidirectional:
+            raise ValueError(
+                f"{self!r} cannot run step by step: the reverse direction of a "
+                "bidirectional layer starts from the end of the sequence; call the "
+                "model on the whole sequence instead"
+            )
+
+    def step(self, x_t, hx=None):
+        """One time step: x_t (B, input_size) or (input_size,) -> (y_t, hx), with hx
+        shaped as torch's states ((h, c) for an LSTM). Convenient, not the fastest
+        path: for a hot loop use `stream()`, which allocates nothing per call."""
+        self._check_streamable()
+        x_t = _checks.as_float_array(x_t, "x_t", self.dtype)
+        if x_t.ndim not in (1, 2) or x_t.shape[-1] != self.input_size:
+            raise ValueError(
+                f"x_t must be (batch, input_size={self.input_size}) or "
+                f"(input_size={self.input_size},), got shape {x_t.shape}"
+            )
+        batched = x_t.ndim == 2
+        x = x_t[None] if batched else x_t[None, None]
+        out, state = self._forward(x, batched, hx, None)
+        return out[0], state
+
+    def stream(self, batch=1, hx=None):
+        """A `Stream` of `batch` sequences fed one step at a time: state and buffers
+        allocated once, nothing allocated per `step(x_t, out=...)` call. hx: the
+        initial state, shaped as torch's (default zeros)."""
+        self._check_streamable()
+        batch = _checks.check_positive_int(batch, "batch")
+        stream = Stream(self._kernel, batch, self.input_size, self.hidden_size,
+                        self._h_size, self.dtype, self._mode == "LSTM")
+        stream._model = self
+        if hx is not None:
+            stream.state = hx
+        return stream
 
     forward = __call__
 
@@ -348,6 +392,34 @@ class _RNNBase:
     def __setstate__(self, state):
         self.__init__(**state["config"])
         self.load_state_dict(state["params"])
+
+
+class Stream(_stack.Stream):
+    """Step-by-step inference for one or more sequences (see `model.stream()`).
+
+        s = model.stream(batch=1)
+        for x_t in frames:
+            y_t = s.step(x_t)            # or s.step(x_t, out=y) to allocate nothing
+        s.state                          # h (GRU, RNN) or (h, c) (LSTM), torch's shapes
+        s.reset()                        # zeros again
+
+    The weights are the model's at the time stream() was called. One Stream belongs
+    to one thread at a time; streams of the same model may run in parallel threads.
+    """
+
+    @property
+    def state(self):
+        """A copy of the state: h (num_layers, batch, H), and c for an LSTM."""
+        h, c = self._get_state()
+        return (h.copy(), c.copy()) if self.has_c else h.copy()
+
+    @state.setter
+    def state(self, hx):
+        h, c = self._model._check_state(hx, self.batch, True)
+        self._set_state(h, c)
+
+    def __repr__(self):
+        return f"Stream({self._model!r}, batch={self.batch})"
 
 
 class LSTM(_RNNBase):

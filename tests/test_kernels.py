@@ -86,7 +86,7 @@ def test_generic_isa_forced_by_environment():
         env = dict(os.environ, FASTRNN_ISA=isa_env)
         path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"fastrnn_isa_{os.getpid()}_{isa_env}.npy")
         res = subprocess.run([sys.executable, "-c", code, path], env=env, capture_output=True,
-                             text=True, check=True)
+                             text=True, check=True, cwd=os.path.dirname(__file__))
         outs[isa_env] = (res.stdout.strip(), np.load(path))
         os.unlink(path)
     assert outs["generic"][0] == "generic"

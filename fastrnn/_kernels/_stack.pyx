@@ -8,7 +8,7 @@ from cython cimport floating
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 
-from fastrnn._kernels._blas cimport gemm, NoTrans, Trans
+from fastrnn._kernels._blas cimport gemm, project, NoTrans, Trans
 from fastrnn._kernels._cell cimport CellParams, fr_select_isa, fr_activations_f32
 from fastrnn._kernels.lstm cimport lstm_step
 from fastrnn._kernels.gru cimport gru_step
@@ -104,10 +104,9 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
             gemm(NoTrans, Trans, G, (t1 - t0) * B, p.input_size, <floating>1,
                  <const floating*>p.w_ih, p.input_size, x + <Py_ssize_t>t0 * B * ldx, ldx,
                  <floating>0, gates, ldg)
-        else:   # gates[s, :] = W_ih x[t0 + s]
-            gemm(NoTrans, Trans, t1 - t0, G, p.input_size, <floating>1,
-                 x + <Py_ssize_t>t0 * ldx, ldx, <const floating*>p.w_ih, p.input_size,
-                 <floating>0, gates, G)
+        else:   # gates[s, :] = W_ih x[t0 + s] (a gemv when streaming one step)
+            project(False, G, t1 - t0, p.input_size, <const floating*>p.w_ih,
+                    x + <Py_ssize_t>t0 * ldx, ldx, <floating>0, gates, G)
         for s in range(t1 - t0):
             t = t1 - 1 - s if reverse else t0 + s
             m = batch_sizes[t] if batch_sizes != NULL else B
@@ -230,3 +229,131 @@ cdef class Kernel:
                           T, B, bs, <const float*>px, <float*>pout, <float*>ph,
                           <float*>pc, <float*>pg, chunk, <float*>ps, <float*>pt,
                           <float*>pa, <float*>pb)
+
+
+cdef class Stream:
+    """One stream of step calls through a unidirectional stack: the state and every
+    buffer a step needs, allocated once. `step` runs all layers in one nogil call.
+
+    Not thread-safe by itself (it owns its state): give each thread its own Stream.
+    Streams of one model share its read-only weights.
+    """
+    cdef Kernel kernel
+    cdef readonly int batch, input_size, output_size
+    cdef readonly object dtype
+    cdef int typenum
+    cdef cnp.ndarray h, c, gates, scratch, state_t, buf_a, buf_b, y
+    cdef readonly bint has_c
+
+    def __cinit__(self, Kernel kernel, int batch, int input_size, int hidden_size,
+                  int output_size, dtype, bint has_c):
+        import numpy as np
+        cdef int L = kernel.num_layers
+        cdef int rows = kernel.params[0].gate_rows
+        self.kernel = kernel
+        self.batch = batch
+        self.input_size = input_size
+        self.output_size = output_size
+        self.dtype = np.dtype(dtype)
+        self.typenum = self.dtype.num
+        self.has_c = has_c
+        self.h = np.zeros((L, batch, output_size), self.dtype)
+        self.c = np.zeros((L, batch, hidden_size), self.dtype) if has_c else None
+        self.gates = np.empty(batch * rows, self.dtype)
+        self.scratch = np.empty(batch * rows, self.dtype)
+        self.state_t = np.empty(batch * (output_size + hidden_size), self.dtype)
+        self.buf_a = np.empty(batch * output_size, self.dtype)
+        self.buf_b = np.empty(batch * output_size, self.dtype)
+        self.y = np.empty((1, batch, output_size), self.dtype)
+
+    cdef bint _fits(self, object a, int size):
+        """a is a C-contiguous ndarray of the stream's dtype holding `size` values."""
+        return (type(a) is cnp.ndarray
+                and cnp.PyArray_TYPE(<cnp.ndarray>a) == self.typenum
+                and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a)
+                and cnp.PyArray_SIZE(<cnp.ndarray>a) == size)
+
+    def step(self, x, out=None):
+        """Advance every stream in the batch by one time step.
+
+        x: (batch, input_size), or (input_size,) for a stream of batch 1, of the model's
+        dtype (other float dtypes are converted). Returns the last layer's output,
+        (batch, output_size) or (output_size,) like x; with `out` (an array of that
+        shape and the model's dtype) it is written there and no array is allocated.
+        """
+        cdef cnp.ndarray xa
+        cdef int B = self.batch
+        if self._fits(x, B * self.input_size) and (
+                (cnp.PyArray_NDIM(<cnp.ndarray>x) == 2
+                 and cnp.PyArray_DIM(<cnp.ndarray>x, 1) == self.input_size)
+                or (cnp.PyArray_NDIM(<cnp.ndarray>x) == 1 and B == 1)):
+            xa = <cnp.ndarray>x
+        else:
+            xa = self._check_x(x)
+        cdef bint flat = cnp.PyArray_NDIM(xa) == 1
+        cdef cnp.ndarray dest = self.y
+        if out is not None:
+            if not self._fits(out, B * self.output_size) or (
+                    cnp.PyArray_NDIM(<cnp.ndarray>out) != (1 if flat else 2)):
+                self._bad_out(out, flat)
+            dest = <cnp.ndarray>out
+        cdef Family family = <Family>self.kernel.family
+        cdef const CellParams* params = self.kernel.params
+        cdef int L = self.kernel.num_layers
+        cdef void* px = cnp.PyArray_DATA(xa)
+        cdef void* py = cnp.PyArray_DATA(dest)
+        cdef void* ph = cnp.PyArray_DATA(self.h)
+        cdef void* pc = _data(self.c)
+        cdef void* pg = cnp.PyArray_DATA(self.gates)
+        cdef void* ps = cnp.PyArray_DATA(self.scratch)
+        cdef void* pt = cnp.PyArray_DATA(self.state_t)
+        cdef void* pa = cnp.PyArray_DATA(self.buf_a)
+        cdef void* pb = cnp.PyArray_DATA(self.buf_b)
+        if self.kernel.is_double:
+            with nogil:
+                run_stack(family, params, L, 1, 1, B, NULL, <const double*>px, <double*>py,
+                          <double*>ph, <double*>pc, <double*>pg, 1, <double*>ps,
+                          <double*>pt, <double*>pa, <double*>pb)
+        else:
+            with nogil:
+                run_stack(family, params, L, 1, 1, B, NULL, <const float*>px, <float*>py,
+                          <float*>ph, <float*>pc, <float*>pg, 1, <float*>ps,
+                          <float*>pt, <float*>pa, <float*>pb)
+        if out is not None:
+            return out
+        return self.y[0, 0].copy() if flat else self.y[0].copy()
+
+    def _check_x(self, x):
+        import numpy as np
+        from fastrnn import _checks
+        xa = _checks.as_float_array(x, "x", self.dtype)
+        if xa.ndim == 1 and self.batch == 1:
+            _checks.check_shape(xa, (self.input_size,), "x")
+        else:
+            _checks.check_shape(xa, (self.batch, self.input_size), "x")
+        return xa
+
+    def _bad_out(self, out, flat):
+        shape = (self.batch, self.output_size)
+        if flat:
+            shape = (self.output_size,)
+        got = getattr(out, "shape", type(out).__name__)
+        raise ValueError(
+            f"out must be a C-contiguous {self.dtype.name} array of shape {shape}, got "
+            f"{getattr(out, 'dtype', '')} {got}"
+        )
+
+    def reset(self):
+        """Every state back to zeros."""
+        self.h.fill(0)
+        if self.c is not None:
+            self.c.fill(0)
+
+    def _get_state(self):
+        return self.h, self.c
+
+    def _set_state(self, h, c):
+        """h, c: validated arrays of the state's shapes."""
+        self.h[...] = h
+        if self.c is not None:
+            self.c[...] = c

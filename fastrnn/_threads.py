@@ -1,0 +1,62 @@
+"""How many threads fastrnn's kernels use.
+
+fastrnn's kernels run on the calling thread and call BLAS (scipy's OpenBLAS) from
+there. Left at OpenBLAS's default (one thread per core), a serving process that runs
+models from several threads oversubscribes the cores: two threads streaming hidden-512
+LSTMs on 2 cores took as long as one after the other (bench/README.md). So fastrnn
+sets that pool to one thread when it is imported, and parallelism comes from calling
+from several threads; `set_num_threads(n)` (or FASTRNN_NUM_THREADS=n in the
+environment) gives large single calls n threads instead. The pool is scipy's: it also
+governs scipy.linalg in this process, not NumPy's own BLAS.
+"""
+import contextlib
+import os
+
+_DEFAULT = 1
+
+
+def _controller():
+    """threadpoolctl's handle on the BLAS that scipy.linalg.cython_blas calls: the
+    OpenBLAS bundled in scipy's wheel (scipy.libs/), or every BLAS when scipy links a
+    shared one (conda, distributions)."""
+    from threadpoolctl import ThreadpoolController
+
+    import scipy.linalg  # noqa: F401  (loads scipy's BLAS so that it can be found)
+
+    blas = ThreadpoolController().select(user_api="blas")
+    bundled = [lib.filepath for lib in blas.lib_controllers
+               if os.path.basename(os.path.dirname(lib.filepath)).startswith("scipy")]
+    return blas.select(filepath=bundled) if bundled else blas
+
+
+def set_num_threads(n):
+    """Threads for fastrnn's BLAS calls (scipy's OpenBLAS pool)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    _controller().limit(limits=n)
+
+
+def get_num_threads():
+    """Threads fastrnn's BLAS calls may use."""
+    info = _controller().info()
+    return max((lib["num_threads"] for lib in info), default=1)
+
+
+@contextlib.contextmanager
+def num_threads(n):
+    """with fastrnn.num_threads(2): ... — restore the previous count afterwards."""
+    before = get_num_threads()
+    set_num_threads(n)
+    try:
+        yield
+    finally:
+        set_num_threads(before)
+
+
+def _set_default():
+    env = os.environ.get("FASTRNN_NUM_THREADS")
+    try:
+        n = int(env) if env else _DEFAULT
+    except ValueError:
+        raise ValueError(f"FASTRNN_NUM_THREADS must be an int >= 1, got {env!r}") from None
+    set_num_threads(n)

@@ -1,0 +1,214 @@
+"""Step-by-step inference: model.step and model.stream."""
+import pickle
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from helpers import TOL, make_model
+
+MODES = ["LSTM", "GRU", "RNN_TANH", "RNN_RELU"]
+
+
+def _states(state):
+    return state if isinstance(state, tuple) else (state,)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("layers", [1, 3])
+@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stream_equals_whole_sequence(mode, layers, batch, dtype, rng):
+    kwargs = dict(num_layers=layers, dtype=dtype)
+    if mode == "LSTM" and layers == 3:
+        kwargs["proj_size"] = 3
+    model, _ = make_model(mode, 5, 7, **kwargs)
+    x = rng.standard_normal((25, batch, 5)).astype(dtype)
+    want, want_state = model(x)
+    s = model.stream(batch=batch)
+    got = np.stack([s.step(x[t]) for t in range(25)])
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOL[dtype])
+    for g, w in zip(_states(s.state), _states(want_state)):
+        np.testing.assert_allclose(g, w, rtol=0, atol=TOL[dtype])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_model_step_equals_whole_sequence(mode, rng):
+    model, _ = make_model(mode, 4, 6, num_layers=2)
+    x = rng.standard_normal((12, 2, 4)).astype(np.float32)
+    want, want_state = model(x)
+    hx = None
+    for t in range(12):
+        y, hx = model.step(x[t], hx)
+        np.testing.assert_allclose(y, want[t], atol=2e-6)
+    for g, w in zip(_states(hx), _states(want_state)):
+        np.testing.assert_allclose(g, w, atol=2e-6)
+
+
+def test_unbatched_step_and_stream(rng):
+    model, _ = make_model("GRU", 3, 5, num_layers=2)
+    x = rng.standard_normal((8, 3)).astype(np.float32)
+    want, h = model(x)
+    s = model.stream()
+    ys = [s.step(x[t]) for t in range(8)]
+    assert ys[0].shape == (5,)
+    np.testing.assert_allclose(np.stack(ys), want, atol=2e-6)
+    y, hx = model.step(x[0])
+    assert y.shape == (5,) and hx.shape == (2, 5)
+
+
+def test_out_argument_is_written_and_returned(rng):
+    model, _ = make_model("LSTM", 3, 4)
+    s = model.stream(batch=2)
+    out = np.empty((2, 4), np.float32)
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    res = s.step(x, out=out)
+    assert res is out
+    want, _ = model(x[None])
+    np.testing.assert_allclose(out, want[0], atol=1e-6)
+
+
+def test_state_round_trip_and_reset(rng):
+    model, _ = make_model("LSTM", 3, 4, num_layers=2)
+    x = rng.standard_normal((10, 1, 3)).astype(np.float32)
+    s = model.stream()
+    for t in range(5):
+        s.step(x[t])
+    saved = s.state
+    rest = [s.step(x[t]) for t in range(5, 10)]
+    s.state = saved                      # rewind
+    again = [s.step(x[t]) for t in range(5, 10)]
+    np.testing.assert_array_equal(np.stack(rest), np.stack(again))
+    s.reset()
+    h, c = s.state
+    assert not h.any() and not c.any()
+    # a stream started from a given state equals the sequence call with that hx
+    h0 = rng.standard_normal((2, 1, 4)).astype(np.float32)
+    c0 = rng.standard_normal((2, 1, 4)).astype(np.float32)
+    want, _ = model(x, (h0, c0))
+    s2 = model.stream(hx=(h0, c0))
+    np.testing.assert_allclose(np.stack([s2.step(x[t]) for t in range(10)]), want, atol=2e-6)
+
+
+def test_state_is_a_copy(rng):
+    model, _ = make_model("GRU", 3, 4)
+    s = model.stream()
+    s.step(np.ones(3, np.float32))
+    h = s.state
+    h[:] = 123
+    assert not np.any(s.state == 123)
+
+
+def test_bidirectional_refuses_to_stream():
+    model, _ = make_model("LSTM", 3, 4, bidirectional=True)
+    with pytest.raises(ValueError, match="bidirectional"):
+        model.stream()
+    with pytest.raises(ValueError, match="bidirectional"):
+        model.step(np.zeros(3, np.float32))
+
+
+def test_stream_errors():
+    model, _ = make_model("LSTM", 3, 4)
+    s = model.stream(batch=2)
+    with pytest.raises(ValueError, match=r"x has the wrong shape: expected \(2, 3\), got \(3,\)"):
+        s.step(np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match=r"x has the wrong shape: expected \(2, 3\), got \(2, 4\)"):
+        s.step(np.zeros((2, 4), np.float32))
+    with pytest.raises(TypeError, match="x must hold real floating-point"):
+        s.step(np.zeros((2, 3), np.int64))
+    with pytest.raises(ValueError, match=r"out must be a C-contiguous float32 array of shape \(2, 4\)"):
+        s.step(np.zeros((2, 3), np.float32), out=np.zeros((2, 4), np.float64))
+    with pytest.raises(ValueError, match="out must be"):
+        s.step(np.zeros((2, 3), np.float32), out=np.zeros((4, 2), np.float32).T)
+    with pytest.raises(ValueError, match=r"hx\[0\] \(h_0\)"):
+        s.state = (np.zeros((1, 3, 4)), np.zeros((1, 2, 4)))
+    with pytest.raises(ValueError, match="batch must be an int >= 1"):
+        model.stream(batch=0)
+    with pytest.raises(ValueError, match=r"x_t must be \(batch, input_size=3\)"):
+        model.step(np.zeros((2, 5), np.float32))
+
+
+def test_stream_converts_other_float_dtypes(rng):
+    model, _ = make_model("GRU", 3, 4)
+    x = rng.standard_normal(3)
+    np.testing.assert_allclose(model.stream().step(x), model.stream().step(x.astype(np.float32)))
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 4])
+def test_threads_sharing_one_model_give_the_serial_answers(n_threads, rng):
+    model, _ = make_model("LSTM", 16, 64, num_layers=2)
+    xs = [rng.standard_normal((300, 16)).astype(np.float32) for _ in range(n_threads)]
+
+    def run(x):
+        s = model.stream()
+        return np.stack([s.step(x[t]) for t in range(len(x))])
+
+    want = [run(x) for x in xs]
+    got = [None] * n_threads
+    barrier = threading.Barrier(n_threads)
+
+    def worker(i):
+        barrier.wait()
+        got[i] = run(xs[i])
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_pickled_model_streams_the_same(rng):
+    model, _ = make_model("GRU", 3, 5, num_layers=2)
+    clone = pickle.loads(pickle.dumps(model))
+    x = rng.standard_normal((6, 3)).astype(np.float32)
+    a, b = model.stream(), clone.stream()
+    for t in range(6):
+        np.testing.assert_array_equal(a.step(x[t]), b.step(x[t]))
+
+
+def test_many_step_calls_leave_memory_flat():
+    model, _ = make_model("LSTM", 8, 16)
+    s = model.stream()
+    x = np.ones(8, np.float32)
+    out = np.empty(16, np.float32)
+    for _ in range(1000):
+        s.step(x, out=out)
+        s.step(x)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for _ in range(50_000):
+        s.step(x, out=out)
+        s.step(x)
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert after - before < 64 * 1024, after - before
+
+
+def test_thread_count_control():
+    import fastrnn
+    before = fastrnn.get_num_threads()
+    assert before >= 1
+    with fastrnn.num_threads(2):
+        assert fastrnn.get_num_threads() == 2
+    assert fastrnn.get_num_threads() == before
+    with pytest.raises(ValueError, match="n must be an int >= 1"):
+        fastrnn.set_num_threads(0)
+
+
+def test_default_is_one_blas_thread_and_env_overrides():
+    import os
+    import subprocess
+    import sys
+    code = "import fastrnn; print(fastrnn.get_num_threads())"
+    env = {k: v for k, v in os.environ.items() if k != "FASTRNN_NUM_THREADS"}
+    here = os.path.dirname(os.path.abspath(__file__))  # not the source tree: the installed fastrnn
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, cwd=here).stdout.strip()
+    assert out == "1"
+    out = subprocess.run([sys.executable, "-c", code], env=dict(env, FASTRNN_NUM_THREADS="2"),
+                         capture_output=True, text=True, check=True, cwd=here).stdout.strip()
+    assert out == "2"
