@@ -84,9 +84,10 @@ class Torch(Engine):
         torch = self.torch = _import("torch")
         torch.set_num_threads(threads)
         dtype = getattr(torch, case.dtype)
-        if case.streaming:
-            if case.layers != 1 or case.bidirectional:
-                raise Unavailable("torch's cells are one layer, one direction")
+        if case.streaming and case.bidirectional:
+            raise Unavailable("a bidirectional model cannot stream")
+        if case.streaming and case.layers == 1:
+            # what a torch user streams with: the cell, its state fed back each call
             cell = getattr(torch.nn, case.mode + "Cell")(case.inputs, case.hidden, dtype=dtype)
             sd = model.state_dict()
             cell.load_state_dict({k[:-3]: torch.from_numpy(v) for k, v in sd.items()})
@@ -99,14 +100,18 @@ class Torch(Engine):
                                                   bidirectional=case.bidirectional, dtype=dtype)
             module.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
             self.module = module.eval()
-            self.x = torch.from_numpy(x)
+            self.x = torch.from_numpy(np.ascontiguousarray(x[:1]) if case.streaming else x)
+            self.hx = None
 
     def __call__(self):
         with self.torch.inference_mode():
-            if self.case.streaming:
-                out = self.module(self.x, self.hx)
-                return (out[0] if isinstance(out, tuple) else out).numpy()
-            return self.module(self.x)[0].numpy()
+            if not self.case.streaming:
+                return self.module(self.x)[0].numpy()
+            if self.case.layers == 1:
+                self.hx = self.module(self.x, self.hx)
+                return (self.hx[0] if isinstance(self.hx, tuple) else self.hx).numpy()
+            out, self.hx = self.module(self.x, self.hx)  # a T = 1 call, state carried
+            return out[0].numpy()
 
 
 class OnnxRuntime(Engine):

@@ -90,3 +90,26 @@ def plot(path, records, environment):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def markdown(records, peers=("numpy", "torch", "onnxruntime")):
+    """A README table: one row per case, fastrnn's µs/step and each peer's µs/step with
+    fastrnn's speedup over it."""
+    from fastrnn.benchmark.cases import Case
+
+    by_case = {}
+    for r in records:
+        case = Case(**{k: r[k] for k in Case.__dataclass_fields__})
+        by_case.setdefault((case, r["threads"]), {})[r["engine"]] = r
+    head = ["case", "threads", "fastrnn µs/step"] + [f"{p} µs/step (fastrnn ×)" for p in peers]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (case, threads), rows in by_case.items():
+        cells = [case.label(), str(threads), _fmt_time(rows["fastrnn"]["us_per_step"])]
+        for p in peers:
+            r = rows.get(p)
+            if r is None or "skipped" in r:
+                cells.append("—")
+            else:
+                cells.append(f"{_fmt_time(r['us_per_step'])} ({r['speedup']:.2f}×)")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
