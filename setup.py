@@ -30,8 +30,10 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         # no-trapping-math lets gcc if-convert (and so vectorise) the branch-free
         # activations in cell_math.h; nothing here reads FP exception flags or errno.
+        # -Wno-psabi: the per-ISA vector helpers there are always inlined, so the
+        # calling-convention notes gcc gives for their vector returns do not apply.
         extra_compile_args=(["-O0", "-g"] if DEBUG else ["-O3"])
-        + ["-fno-trapping-math", "-fno-math-errno"],
+        + ["-fno-trapping-math", "-fno-math-errno", "-Wno-psabi"],
     )
     for name in KERNELS
 ]

@@ -5,6 +5,7 @@ kernel (`_kernels._stack.Kernel`), and on each call validates the input, lays ou
 states and a workspace, and hands everything to the nogil driver.
 """
 import math
+import os
 import threading
 from collections import OrderedDict
 
@@ -24,6 +25,26 @@ GATE_CHUNK_ELEMENTS = 1 << 19
 
 # How many call shapes keep a cached workspace; beyond that the oldest is dropped.
 WORKSPACE_SHAPES = 8
+
+# float32 models run batch-1 steps through the fused kernel over packed weights
+# (cell_math_impl.h); FASTRNN_KERNEL=blas keeps them on BLAS gemv + cell update, for
+# comparison. Read when a model's weights are packed.
+FUSED_KERNEL = os.environ.get("FASTRNN_KERNEL", "fused") != "blas"
+
+
+def _panels(w, gates, hidden, units=_stack.PANEL_UNITS):
+    """(gates*hidden, K) torch-ordered rows -> (panels, K, gates, units), zero-padded:
+    the layout the fused kernel streams (one panel's rows for every k together)."""
+    k = w.shape[1]
+    npan = -(-hidden // units)
+    padded = np.zeros((gates, npan * units, k), w.dtype)
+    padded[:, :hidden] = w.reshape(gates, hidden, k)
+    return np.ascontiguousarray(padded.reshape(gates, npan, units, k).transpose(1, 3, 0, 2))
+
+
+def _bias_panels(b, gates, hidden, units=_stack.PANEL_UNITS):
+    """(gates*hidden,) -> (panels, gates, units), zero-padded."""
+    return np.ascontiguousarray(_panels(b[:, None], gates, hidden, units)[:, 0])
 
 
 class _Workspace:
@@ -171,13 +192,19 @@ class _RNNBase:
                 if self._mode == "GRU":
                     bias[2 * H:] = b_ih[2 * H:]
                     b_hn = np.ascontiguousarray(b_hh[2 * H:])
-                records.append({
+                rec = {
                     "w_ih": p["weight_ih" + sfx],
                     "w_hh": p["weight_hh" + sfx],
                     "bias": bias,
                     "b_hn": b_hn,
                     "w_hr": p.get("weight_hr" + sfx),
-                })
+                }
+                if FUSED_KERNEL and self.dtype == np.float32:
+                    rec["w_hh_panels"] = _panels(rec["w_hh"], self._gates, H)
+                    rec["bias_panels"] = _bias_panels(bias, self._gates, H)
+                    if b_hn is not None:
+                        rec["b_hn_panels"] = _bias_panels(b_hn, 1, H)
+                records.append(rec)
         for rec in records:
             for arr in rec.values():
                 if arr is not None:

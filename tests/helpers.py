@@ -5,16 +5,16 @@ import fastrnn
 TOL = {np.float32: 2e-5, np.float64: 1e-12}
 
 
-def make_model(mode, input_size, hidden_size, seed=0, **kwargs):
+def make_model(mode, input_size, hidden_size, seed=0, scale=0.6, **kwargs):
     """A fastrnn model of `mode` ('LSTM', 'GRU', 'RNN_TANH', 'RNN_RELU') with
-    seeded random weights, returned with its torch-named state dict."""
+    seeded weights from U(-scale, scale), returned with its torch-named state dict."""
     if mode.startswith("RNN"):
         kwargs["nonlinearity"] = "relu" if mode == "RNN_RELU" else "tanh"
         model = fastrnn.RNN(input_size, hidden_size, **kwargs)
     else:
         model = getattr(fastrnn, mode)(input_size, hidden_size, **kwargs)
     rng = np.random.default_rng(seed)
-    sd = {k: rng.uniform(-0.6, 0.6, v.shape) for k, v in model.state_dict().items()}
+    sd = {k: rng.uniform(-scale, scale, v.shape) for k, v in model.state_dict().items()}
     model.load_state_dict(sd)
     return model, sd
 

@@ -20,12 +20,12 @@ GRID = [
 
 
 def _run_both(mode, layers, bidir, bias, proj, batch_first, use_lengths, dtype, rng,
-              T=7, B=4, I=5, H=6, with_hx=True):
+              T=7, B=4, I=5, H=6, with_hx=True, scale=0.6):
     kwargs = dict(num_layers=layers, bidirectional=bidir, bias=bias,
                   batch_first=batch_first, dtype=dtype)
     if proj:
         kwargs["proj_size"] = proj
-    model, sd = make_model(mode, I, H, **kwargs)
+    model, sd = make_model(mode, I, H, scale=scale, **kwargs)
     D = 2 if bidir else 1
     P = proj or H
     x = rng.standard_normal((T, B, I))
@@ -176,3 +176,30 @@ def test_repr():
     assert repr(fastrnn.LSTM(3, 4, num_layers=2, proj_size=2)) == \
         "LSTM(3, 4, num_layers=2, proj_size=2)"
     assert repr(fastrnn.RNN(3, 4, nonlinearity="relu")) == "RNN(3, 4, nonlinearity='relu')"
+
+
+@pytest.mark.parametrize("mode,hidden,proj,bidir,layers", [
+    (mode, hidden, proj, bidir, layers)
+    for mode in MODES for hidden in [1, 15, 16, 17, 40, 64]
+    for proj, bidir, layers in [(0, False, 1), (0, True, 2), (5, False, 2)]
+    if not proj or (mode == "LSTM" and proj < hidden)
+])
+def test_fused_batch1_kernel_matches_reference(mode, hidden, proj, bidir, layers, rng):
+    """Batch 1 in float32 runs the fused kernel over packed panels of 16 units: hidden
+    sizes around the panel width, projections, both directions, several layers."""
+    got, want = _run_both(mode, layers, bidir, True, proj, False, False, np.float32, rng,
+                          T=50, B=1, I=7, H=hidden, scale=hidden ** -0.5)
+    for g, w in zip(got, want):
+        if w is not None:
+            np.testing.assert_allclose(g, w, rtol=1e-5, atol=2e-5)
+
+
+def test_fused_and_blas_paths_agree(rng, monkeypatch):
+    import fastrnn.layers as layers
+    x = rng.standard_normal((200, 1, 33)).astype(np.float32)
+    for mode in MODES:
+        fused, sd = make_model(mode, 33, 70, num_layers=2, scale=70 ** -0.5)
+        monkeypatch.setattr(layers, "FUSED_KERNEL", False)
+        blas, _ = make_model(mode, 33, 70, num_layers=2, scale=70 ** -0.5)
+        monkeypatch.setattr(layers, "FUSED_KERNEL", True)
+        np.testing.assert_allclose(fused(x)[0], blas(x)[0], atol=2e-6)

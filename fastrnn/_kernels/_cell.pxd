@@ -18,9 +18,14 @@ cdef struct CellParams:
     int proj_size         # width of h: hidden_size unless an LSTM projects
     int gate_rows         # 4, 3 or 1 times hidden_size
     bint relu             # RNN only
+    # The fused batch-1 kernel's copies (float32 only; NULL: use the BLAS step):
+    const void* w_hh_panels   # W_hh in panels of FR_U units (cell_math_impl.h)
+    const void* bias_panels   # bias in panel order, zero-padded
+    const void* b_hn_panels   # GRU's b_hn in panel order
 
 
 cdef extern from "cell_math.h" nogil:
+    enum: FR_U
     int fr_select_isa()
     void fr_lstm_rows_f32(int m, int H, const float* gates, int ldg, const float* bias,
                           float* c, float* h)
@@ -35,6 +40,12 @@ cdef extern from "cell_math.h" nogil:
     void fr_rnn_cols_f32(int m, int H, const float* gates, int ldg, const float* bias,
                          int relu, float* h, int lds)
     void fr_activations_f32(int n, const float* x, float* sig, float* th)
+    void fr_lstm_step1_f32(int H, int K, const float* w, const float* bias, const float* gin,
+                           const float* h, float* c, float* h_out)
+    void fr_gru_step1_f32(int H, const float* w, const float* bias, const float* b_hn,
+                          const float* gin, const float* h, float* h_out)
+    void fr_rnn_step1_f32(int H, const float* w, const float* bias, const float* gin,
+                          int relu, const float* h, float* h_out)
 
 
 # The fused cell updates of m running sequences, in either layout:

@@ -9,12 +9,16 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 
 from fastrnn._kernels._blas cimport gemm, project, NoTrans, Trans
-from fastrnn._kernels._cell cimport CellParams, fr_select_isa, fr_activations_f32
-from fastrnn._kernels.lstm cimport lstm_step
-from fastrnn._kernels.gru cimport gru_step
-from fastrnn._kernels.rnn cimport rnn_step
+from fastrnn._kernels._cell cimport CellParams, FR_U, fr_select_isa, fr_activations_f32
+from fastrnn._kernels.lstm cimport lstm_step, lstm_step1
+from fastrnn._kernels.gru cimport gru_step, gru_step1
+from fastrnn._kernels.rnn cimport rnn_step, rnn_step1
 
 cnp.import_array()
+
+
+# Hidden units per panel of the fused batch-1 kernel's packed weights.
+PANEL_UNITS = FR_U
 
 
 def isa():
@@ -50,6 +54,17 @@ cdef inline void cell_step(Family family, const CellParams* p, bint fm, int m,
         rnn_step(p, fm, m, gates, ldg, h, c, ldb, scratch)
 
 
+cdef inline void cell_step1(Family family, const CellParams* p, const float* gin,
+                            const float* h, float* c, float* h_out,
+                            float* scratch) noexcept nogil:
+    if family == LSTM:
+        lstm_step1(p, gin, h, c, h_out, scratch)
+    elif family == GRU:
+        gru_step1(p, gin, h, c, h_out, scratch)
+    else:
+        rnn_step1(p, gin, h, c, h_out, scratch)
+
+
 cdef inline void transpose(int rows, int cols, const floating* src, int lds,
                            floating* dst, int ldd) noexcept nogil:
     """dst[j, i] = src[i, j] for the (rows, cols) block of src."""
@@ -73,17 +88,21 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
     batch_sizes[t] sequences are running at step t, always a prefix of the batch
     (NULL: all B). The input projection for `chunk` steps at a time is one GEMM.
 
-    A batch of one runs batch-major: every gate vector is contiguous and each product
-    is a gemv. Larger batches run feature-major (gates (G, chunk*B), states (P, B) and
-    (H, B) in state_t), the layout in which BLAS runs W @ h fastest (see project()).
+    A batch of one runs batch-major: every gate vector is contiguous, and the step is
+    the fused kernel over packed weights (float32) or a gemv and the cell update.
+    Larger batches run feature-major (gates (G, chunk*B), states (P, B) and (H, B) in
+    state_t), the layout in which BLAS runs W @ h fastest (see project()).
     """
     cdef int G = p.gate_rows
     cdef int P = p.proj_size
     cdef int H = p.hidden_size
     cdef bint fm = B > 1
+    cdef bint fused = floating is float and not fm and p.w_hh_panels != NULL
     cdef int ldg = chunk * B if fm else G
     cdef floating* hs = state_t if fm else h
     cdef floating* cs = (state_t + <Py_ssize_t>P * B) if fm else c
+    cdef floating* h_next = state_t   # the fused step's other h buffer (B = 1)
+    cdef floating* swap
     cdef int t0, t1, s, t, m, b, k
     cdef int done = 0
     cdef floating* g
@@ -113,8 +132,16 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
             if m == 0:
                 continue
             g = gates + (<Py_ssize_t>(t - t0) * B if fm else <Py_ssize_t>(t - t0) * G)
-            cell_step(family, p, fm, m, g, ldg, hs, cs, B, scratch)
             o = out + <Py_ssize_t>t * B * ldout
+            if fused:
+                if floating is float:
+                    cell_step1(family, p, g, hs, cs, h_next, scratch)
+                swap = hs
+                hs = h_next
+                h_next = swap
+                memcpy(o, hs, P * sizeof(floating))
+                continue
+            cell_step(family, p, fm, m, g, ldg, hs, cs, B, scratch)
             if fm:
                 for b in range(m):
                     for k in range(P):
@@ -125,6 +152,8 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
         transpose(P, B, hs, B, h, P)
         if c != NULL:
             transpose(H, B, cs, B, c, H)
+    elif hs != h:
+        memcpy(h, hs, P * sizeof(floating))
 
 
 cdef void run_stack(Family family, const CellParams* params, int num_layers,
@@ -193,6 +222,9 @@ cdef class Kernel:
             self.params[k].proj_size = w_hh.shape[1]
             self.params[k].hidden_size = w_hr.shape[1] if w_hr is not None else w_hh.shape[1]
             self.params[k].relu = relu
+            self.params[k].w_hh_panels = _data(rec.get("w_hh_panels"))
+            self.params[k].bias_panels = _data(rec.get("bias_panels"))
+            self.params[k].b_hn_panels = _data(rec.get("b_hn_panels"))
 
     def __dealloc__(self):
         free(self.params)

@@ -18,6 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Hidden units per panel of the fused batch-1 kernels (one zmm of floats). */
+#define FR_U 16
+
 static inline float fr_expf(float x)
 {
     /* clamp so that 2^n stays a normal float: exp(-87.3) ~ 1.2e-38 */
@@ -56,19 +59,31 @@ static inline float fr_tanhf(float x)
  * cell update runs at twice the AVX2 rate; gcc otherwise prefers 256-bit vectors. */
 #define FR_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,prefer-vector-width=512")))
 #define FR_NAME(name) fr_##name##_avx512
+#define FR_ACC 8   /* accumulators, of 32 zmm registers */
+#define FR_VBYTES 64
 #include "cell_math_impl.h"
 #undef FR_TARGET
 #undef FR_NAME
+#undef FR_ACC
+#undef FR_VBYTES
 #define FR_TARGET __attribute__((target("avx2,fma")))
 #define FR_NAME(name) fr_##name##_avx2
+#define FR_ACC 8   /* accumulators, of 16 ymm registers */
+#define FR_VBYTES 32
 #include "cell_math_impl.h"
 #undef FR_TARGET
 #undef FR_NAME
+#undef FR_ACC
+#undef FR_VBYTES
 #define FR_TARGET
 #define FR_NAME(name) fr_##name##_generic
+#define FR_ACC 8   /* accumulators, of 16 xmm registers */
+#define FR_VBYTES 16
 #include "cell_math_impl.h"
 #undef FR_TARGET
 #undef FR_NAME
+#undef FR_ACC
+#undef FR_VBYTES
 
 enum { FR_GENERIC = 0, FR_AVX2 = 1, FR_AVX512 = 2 };
 static int fr_isa = FR_GENERIC;
@@ -137,6 +152,24 @@ static inline void fr_rnn_cols_f32(int m, int H, const float *gates, int ldg,
                                    const float *bias, int relu, float *h, int lds)
 {
     FR_DISPATCH(rnn_cols_f32, (m, H, gates, ldg, bias, relu, h, lds));
+}
+
+static inline void fr_lstm_step1_f32(int H, int K, const float *w, const float *bias,
+                                     const float *gin, const float *h, float *c, float *h_out)
+{
+    FR_DISPATCH(lstm_step1_f32, (H, K, w, bias, gin, h, c, h_out));
+}
+
+static inline void fr_gru_step1_f32(int H, const float *w, const float *bias, const float *b_hn,
+                                    const float *gin, const float *h, float *h_out)
+{
+    FR_DISPATCH(gru_step1_f32, (H, w, bias, b_hn, gin, h, h_out));
+}
+
+static inline void fr_rnn_step1_f32(int H, const float *w, const float *bias, const float *gin,
+                                    int relu, const float *h, float *h_out)
+{
+    FR_DISPATCH(rnn_step1_f32, (H, w, bias, gin, relu, h, h_out));
 }
 
 /* float32 activations over an array, for the accuracy tests. */

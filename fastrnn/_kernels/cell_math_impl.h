@@ -126,3 +126,207 @@ static FR_TARGET void FR_NAME(rnn_cols_f32)(
         }
     }
 }
+
+/* ---- The fused batch-1 step ------------------------------------------------------
+ * W_hh packed once at load into panels of FR_U hidden units (layers.py, _panels):
+ * panel p holds, for every k < K, the FR_U rows of each gate for units
+ * [p*FR_U, p*FR_U + FR_U) -> w[p][k][gate][u], zero-padded past H. One panel's
+ * product W_hh h accumulates in registers and goes straight into the cell update:
+ * gate values never travel through memory, and W_hh streams through the cache once
+ * per step, in order. gin holds W_ih x of this step in torch's gate order (gates*H,
+ * unpadded); bias is in panel order (npan, gates, FR_U), zero-padded.
+ *
+ * Written in GCC vector types of the target's own width (FR_VBYTES: 64 for AVX-512,
+ * 32 for AVX2, 16 for SSE), so that neither the matrix-vector product nor the
+ * activations depend on the auto-vectoriser's choices.
+ */
+typedef float FR_NAME(vf) __attribute__((vector_size(FR_VBYTES)));
+typedef float FR_NAME(vfu) __attribute__((vector_size(FR_VBYTES), aligned(4), may_alias));
+typedef int32_t FR_NAME(vi) __attribute__((vector_size(FR_VBYTES)));
+#define FR_VF FR_NAME(vf)
+#define FR_VFU FR_NAME(vfu)
+#define FR_VI FR_NAME(vi)
+#define FR_L (FR_VBYTES / 4)      /* lanes */
+#define FR_S (FR_U / FR_L)        /* vectors per gate of a panel */
+#define FR_LD(p) (*(const FR_VFU *)(p))
+#define FR_ST(p, v) (*(FR_VFU *)(p) = (v))
+
+static inline __attribute__((always_inline)) FR_VF FR_NAME(vsel)(FR_VI m, FR_VF a, FR_VF b)
+{
+    return (FR_VF)(((FR_VI)a & m) | ((FR_VI)b & ~m));
+}
+
+/* fr_expf, lane by lane: the same reduction, polynomial and clamps. */
+static inline __attribute__((always_inline)) FR_VF FR_NAME(vexp)(FR_VF x)
+{
+    const FR_VF lo = (FR_VF){0} - 87.3f, hi = (FR_VF){0} + 88.3f;
+    x = FR_NAME(vsel)(x < lo, lo, x);
+    x = FR_NAME(vsel)(x > hi, hi, x);
+    const float magic = 12582912.0f;
+    FR_VF n = (x * 1.44269504088896341f + magic) - magic;
+    FR_VF r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    FR_VF p = (FR_VF){0} + 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    FR_VI e = (__builtin_convertvector(n, FR_VI) + 127) << 23;
+    return p * (FR_VF)e;
+}
+
+static inline __attribute__((always_inline)) FR_VF FR_NAME(vsigmoid)(FR_VF x)
+{
+    return 1.0f / (1.0f + FR_NAME(vexp)(-x));
+}
+
+static inline __attribute__((always_inline)) FR_VF FR_NAME(vtanh)(FR_VF x)
+{
+    return 1.0f - 2.0f / (FR_NAME(vexp)(2.0f * x) + 1.0f);
+}
+
+/* acc[g*FR_U + u] = sum_k wp[k][g][u] * h[k] over the G gates of one panel, with
+ * FR_ACC accumulator registers in all: k unrolled to fill them, so that the FMAs
+ * overlap their latency. */
+static inline __attribute__((always_inline)) void FR_NAME(panel_matvec)(
+        int G, int K, const float *restrict wp, const float *restrict h, float *restrict acc)
+{
+    const int per_k = G * FR_S;
+    const int unroll = FR_ACC / per_k > 0 ? FR_ACC / per_k : 1;
+    FR_VF a[FR_ACC > 4 * FR_S ? FR_ACC : 4 * FR_S];
+    for (int i = 0; i < unroll * per_k; ++i) a[i] = (FR_VF){0};
+    int k = 0;
+    for (; k + unroll <= K; k += unroll) {
+        for (int v = 0; v < unroll; ++v) {
+            const FR_VF x = (FR_VF){0} + h[k + v];
+            const float *restrict w = wp + (ptrdiff_t)(k + v) * G * FR_U;
+            for (int i = 0; i < per_k; ++i)
+                a[v * per_k + i] += FR_LD(w + i * FR_L) * x;
+        }
+    }
+    for (; k < K; ++k) {
+        const FR_VF x = (FR_VF){0} + h[k];
+        const float *restrict w = wp + (ptrdiff_t)k * G * FR_U;
+        for (int i = 0; i < per_k; ++i)
+            a[i] += FR_LD(w + i * FR_L) * x;
+    }
+    for (int v = 1; v < unroll; ++v)
+        for (int i = 0; i < per_k; ++i)
+            a[i] += a[v * per_k + i];
+    for (int i = 0; i < per_k; ++i)
+        FR_ST(acc + i * FR_L, a[i]);
+}
+
+/* acc[g][u] += gin[g*H + j0 + u] + bias[g][u] for the panel's n valid units. */
+static inline __attribute__((always_inline)) void FR_NAME(panel_inputs)(
+        int G, int H, int j0, int n, const float *restrict gin,
+        const float *restrict bias, float *restrict acc)
+{
+    for (int g = 0; g < G; ++g) {
+        if (n == FR_U) {
+            for (int s = 0; s < FR_S; ++s) {
+                const int u = s * FR_L;
+                FR_ST(acc + g * FR_U + u, FR_LD(acc + g * FR_U + u)
+                      + FR_LD(gin + g * H + j0 + u) + FR_LD(bias + g * FR_U + u));
+            }
+        } else {
+            for (int u = 0; u < n; ++u)
+                acc[g * FR_U + u] += gin[g * H + j0 + u] + bias[g * FR_U + u];
+        }
+    }
+}
+
+/* n valid floats of a panel-wide buffer from / to memory that may end before FR_U. */
+static inline __attribute__((always_inline)) void FR_NAME(load_units)(
+        int n, const float *restrict src, float *restrict dst)
+{
+    if (n == FR_U) { for (int s = 0; s < FR_S; ++s) FR_ST(dst + s * FR_L, FR_LD(src + s * FR_L)); }
+    else { for (int u = 0; u < FR_U; ++u) dst[u] = u < n ? src[u] : 0.0f; }
+}
+
+static inline __attribute__((always_inline)) void FR_NAME(store_units)(
+        int n, const float *restrict src, float *restrict dst)
+{
+    if (n == FR_U) { for (int s = 0; s < FR_S; ++s) FR_ST(dst + s * FR_L, FR_LD(src + s * FR_L)); }
+    else { for (int u = 0; u < n; ++u) dst[u] = src[u]; }
+}
+
+static FR_TARGET void FR_NAME(lstm_step1_f32)(
+        int H, int K, const float *restrict w, const float *restrict bias,
+        const float *restrict gin, const float *restrict h, float *restrict c,
+        float *restrict h_out)
+{
+    const int npan = (H + FR_U - 1) / FR_U;
+    for (int p = 0; p < npan; ++p) {
+        const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
+        float acc[4 * FR_U], cb[FR_U], hb[FR_U];
+        FR_NAME(panel_matvec)(4, K, w + (ptrdiff_t)p * K * 4 * FR_U, h, acc);
+        FR_NAME(panel_inputs)(4, H, j0, n, gin, bias + p * 4 * FR_U, acc);
+        FR_NAME(load_units)(n, c + j0, cb);
+        for (int s = 0; s < FR_S; ++s) {
+            const int u = s * FR_L;
+            FR_VF i_ = FR_NAME(vsigmoid)(FR_LD(acc + u));
+            FR_VF f_ = FR_NAME(vsigmoid)(FR_LD(acc + FR_U + u));
+            FR_VF g_ = FR_NAME(vtanh)(FR_LD(acc + 2 * FR_U + u));
+            FR_VF o_ = FR_NAME(vsigmoid)(FR_LD(acc + 3 * FR_U + u));
+            FR_VF c_ = f_ * FR_LD(cb + u) + i_ * g_;
+            FR_ST(cb + u, c_);
+            FR_ST(hb + u, o_ * FR_NAME(vtanh)(c_));
+        }
+        FR_NAME(store_units)(n, cb, c + j0);
+        FR_NAME(store_units)(n, hb, h_out + j0);
+    }
+}
+
+static FR_TARGET void FR_NAME(gru_step1_f32)(
+        int H, const float *restrict w, const float *restrict bias,
+        const float *restrict b_hn, const float *restrict gin, const float *restrict h,
+        float *restrict h_out)
+{
+    const int npan = (H + FR_U - 1) / FR_U;
+    for (int p = 0; p < npan; ++p) {
+        const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
+        float acc[3 * FR_U], xin[3 * FR_U], hb[FR_U];
+        FR_NAME(panel_matvec)(3, H, w + (ptrdiff_t)p * H * 3 * FR_U, h, acc);
+        for (int i = 0; i < 3 * FR_U; ++i) xin[i] = 0.0f;
+        FR_NAME(panel_inputs)(3, H, j0, n, gin, bias + p * 3 * FR_U, xin);
+        FR_NAME(load_units)(n, h + j0, hb);
+        for (int s = 0; s < FR_S; ++s) {
+            const int u = s * FR_L;
+            FR_VF r = FR_NAME(vsigmoid)(FR_LD(xin + u) + FR_LD(acc + u));
+            FR_VF z = FR_NAME(vsigmoid)(FR_LD(xin + FR_U + u) + FR_LD(acc + FR_U + u));
+            FR_VF nn = FR_NAME(vtanh)(FR_LD(xin + 2 * FR_U + u)
+                                      + r * (FR_LD(acc + 2 * FR_U + u) + FR_LD(b_hn + p * FR_U + u)));
+            FR_ST(hb + u, (FR_LD(hb + u) - nn) * z + nn);
+        }
+        FR_NAME(store_units)(n, hb, h_out + j0);
+    }
+}
+
+static FR_TARGET void FR_NAME(rnn_step1_f32)(
+        int H, const float *restrict w, const float *restrict bias,
+        const float *restrict gin, int relu, const float *restrict h, float *restrict h_out)
+{
+    const int npan = (H + FR_U - 1) / FR_U;
+    for (int p = 0; p < npan; ++p) {
+        const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
+        float acc[FR_U], hb[FR_U];
+        FR_NAME(panel_matvec)(1, H, w + (ptrdiff_t)p * H * FR_U, h, acc);
+        FR_NAME(panel_inputs)(1, H, j0, n, gin, bias + p * FR_U, acc);
+        for (int s = 0; s < FR_S; ++s) {
+            const int u = s * FR_L;
+            FR_VF a = FR_LD(acc + u);
+            FR_ST(hb + u, relu ? FR_NAME(vsel)(a > 0.0f, a, (FR_VF){0}) : FR_NAME(vtanh)(a));
+        }
+        FR_NAME(store_units)(n, hb, h_out + j0);
+    }
+}
+
+#undef FR_VF
+#undef FR_VFU
+#undef FR_VI
+#undef FR_L
+#undef FR_S
+#undef FR_LD
+#undef FR_ST

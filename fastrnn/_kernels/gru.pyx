@@ -1,6 +1,6 @@
 # GRU: one time step of the recurrence for the m sequences still running.
 from fastrnn._kernels._blas cimport project
-from fastrnn._kernels._cell cimport CellParams, fr_select_isa, gru_cells
+from fastrnn._kernels._cell cimport CellParams, fr_select_isa, fr_gru_step1_f32, gru_cells
 
 fr_select_isa()
 
@@ -18,3 +18,10 @@ cdef void gru_step(const CellParams* p, bint fm, int m, floating* gates, int ldg
             scratch, ldb if fm else G)
     gru_cells(fm, m, H, gates, ldg, scratch, <const floating*>p.bias,
               <const floating*>p.b_hn, h, ldb if fm else H)
+
+
+cdef void gru_step1(const CellParams* p, const float* gin, const float* h, float* c,
+                    float* h_out, float* scratch) noexcept nogil:
+    """One sequence, fused kernel: gin = W_ih x (3H); h -> h_out (not in place)."""
+    fr_gru_step1_f32(p.hidden_size, <const float*>p.w_hh_panels,
+                     <const float*>p.bias_panels, <const float*>p.b_hn_panels, gin, h, h_out)

@@ -1,6 +1,6 @@
 # LSTM: one time step of the recurrence for the m sequences still running.
 from fastrnn._kernels._blas cimport project
-from fastrnn._kernels._cell cimport CellParams, fr_select_isa, lstm_cells
+from fastrnn._kernels._cell cimport CellParams, fr_select_isa, fr_lstm_step1_f32, lstm_cells
 
 fr_select_isa()
 
@@ -22,3 +22,17 @@ cdef void lstm_step(const CellParams* p, bint fm, int m, floating* gates, int ld
     lstm_cells(fm, m, H, gates, ldg, <const floating*>p.bias, c, h_cell, ldb if fm else H)
     if w_hr != NULL:
         project(fm, P, m, H, w_hr, h_cell, ldb if fm else H, 0, h, ldb if fm else P)
+
+
+cdef void lstm_step1(const CellParams* p, const float* gin, const float* h, float* c,
+                     float* h_out, float* scratch) noexcept nogil:
+    """One sequence, fused kernel: gin = W_ih x (4H, torch's order); h -> h_out (not
+    in place: every panel reads all of h), c in place. scratch (H,) holds
+    o * tanh(c) before the projection, when there is one."""
+    cdef const float* w_hr = <const float*>p.w_hr
+    fr_lstm_step1_f32(p.hidden_size, p.proj_size, <const float*>p.w_hh_panels,
+                      <const float*>p.bias_panels, gin, h, c,
+                      scratch if w_hr != NULL else h_out)
+    if w_hr != NULL:
+        project(False, p.proj_size, 1, p.hidden_size, w_hr, scratch, p.hidden_size,
+                <float>0, h_out, p.proj_size)

@@ -1,7 +1,7 @@
 # Elman RNN (tanh or relu): one time step of the recurrence for the m sequences
 # still running.
 from fastrnn._kernels._blas cimport project
-from fastrnn._kernels._cell cimport CellParams, fr_select_isa, rnn_cells
+from fastrnn._kernels._cell cimport CellParams, fr_select_isa, fr_rnn_step1_f32, rnn_cells
 
 fr_select_isa()
 
@@ -12,3 +12,10 @@ cdef void rnn_step(const CellParams* p, bint fm, int m, floating* gates, int ldg
     cdef int H = p.hidden_size
     project(fm, H, m, H, <const floating*>p.w_hh, h, ldb if fm else H, 1, gates, ldg)
     rnn_cells(fm, m, H, gates, ldg, <const floating*>p.bias, p.relu, h, ldb if fm else H)
+
+
+cdef void rnn_step1(const CellParams* p, const float* gin, const float* h, float* c,
+                    float* h_out, float* scratch) noexcept nogil:
+    """One sequence, fused kernel: gin = W_ih x (H); h -> h_out (not in place)."""
+    fr_rnn_step1_f32(p.hidden_size, <const float*>p.w_hh_panels,
+                     <const float*>p.bias_panels, gin, p.relu, h, h_out)
