@@ -201,6 +201,8 @@ class _RNNBase:
                 }
                 if FUSED_KERNEL and self.dtype == np.float32:
                     rec["w_hh_panels"] = _panels(rec["w_hh"], self._gates, H)
+                    if not self.bidirectional:  # for streamed steps only
+                        rec["w_ih_panels"] = _panels(rec["w_ih"], self._gates, H)
                     rec["bias_panels"] = _bias_panels(bias, self._gates, H)
                     if b_hn is not None:
                         rec["b_hn_panels"] = _bias_panels(b_hn, 1, H)

@@ -20,6 +20,7 @@ cdef struct CellParams:
     bint relu             # RNN only
     # The fused batch-1 kernel's copies (float32 only; NULL: use the BLAS step):
     const void* w_hh_panels   # W_hh in panels of FR_U units (cell_math_impl.h)
+    const void* w_ih_panels   # W_ih the same way, for streamed single steps
     const void* bias_panels   # bias in panel order, zero-padded
     const void* b_hn_panels   # GRU's b_hn in panel order
 
@@ -40,12 +41,15 @@ cdef extern from "cell_math.h" nogil:
     void fr_rnn_cols_f32(int m, int H, const float* gates, int ldg, const float* bias,
                          int relu, float* h, int lds)
     void fr_activations_f32(int n, const float* x, float* sig, float* th)
-    void fr_lstm_step1_f32(int H, int K, const float* w, const float* bias, const float* gin,
+    void fr_lstm_step1_f32(int H, int I, int K, const float* wx, const float* x,
+                           const float* w, const float* bias, const float* gin,
                            const float* h, float* c, float* h_out)
-    void fr_gru_step1_f32(int H, const float* w, const float* bias, const float* b_hn,
-                          const float* gin, const float* h, float* h_out)
-    void fr_rnn_step1_f32(int H, const float* w, const float* bias, const float* gin,
-                          int relu, const float* h, float* h_out)
+    void fr_gru_step1_f32(int H, int I, const float* wx, const float* x, const float* w,
+                          const float* bias, const float* b_hn, const float* gin,
+                          const float* h, float* h_out)
+    void fr_rnn_step1_f32(int H, int I, const float* wx, const float* x, const float* w,
+                          const float* bias, const float* gin, int relu, const float* h,
+                          float* h_out)
 
 
 # The fused cell updates of m running sequences, in either layout:

@@ -55,14 +55,14 @@ cdef inline void cell_step(Family family, const CellParams* p, bint fm, int m,
 
 
 cdef inline void cell_step1(Family family, const CellParams* p, const float* gin,
-                            const float* h, float* c, float* h_out,
+                            const float* x, const float* h, float* c, float* h_out,
                             float* scratch) noexcept nogil:
     if family == LSTM:
-        lstm_step1(p, gin, h, c, h_out, scratch)
+        lstm_step1(p, gin, x, h, c, h_out, scratch)
     elif family == GRU:
-        gru_step1(p, gin, h, c, h_out, scratch)
+        gru_step1(p, gin, x, h, c, h_out, scratch)
     else:
-        rnn_step1(p, gin, h, c, h_out, scratch)
+        rnn_step1(p, gin, x, h, c, h_out, scratch)
 
 
 cdef inline void transpose(int rows, int cols, const floating* src, int lds,
@@ -98,6 +98,9 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
     cdef int H = p.hidden_size
     cdef bint fm = B > 1
     cdef bint fused = floating is float and not fm and p.w_hh_panels != NULL
+    # a single streamed step reads W_ih from its panels inside the fused pass; longer
+    # sequences keep the hoisted GEMM, which reads W_ih once for all their steps
+    cdef bint fused_x = fused and T == 1 and p.w_ih_panels != NULL
     cdef int ldg = chunk * B if fm else G
     cdef floating* hs = state_t if fm else h
     cdef floating* cs = (state_t + <Py_ssize_t>P * B) if fm else c
@@ -119,7 +122,9 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
             t0 = done
             t1 = t0 + chunk if T - t0 > chunk else T
         done += t1 - t0
-        if fm:  # gates[:, s*B + b] = W_ih x[t0 + s, b]
+        if fused_x:
+            pass
+        elif fm:  # gates[:, s*B + b] = W_ih x[t0 + s, b]
             gemm(NoTrans, Trans, G, (t1 - t0) * B, p.input_size, <floating>1,
                  <const floating*>p.w_ih, p.input_size, x + <Py_ssize_t>t0 * B * ldx, ldx,
                  <floating>0, gates, ldg)
@@ -135,7 +140,8 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
             o = out + <Py_ssize_t>t * B * ldout
             if fused:
                 if floating is float:
-                    cell_step1(family, p, g, hs, cs, h_next, scratch)
+                    cell_step1(family, p, NULL if fused_x else g, x + <Py_ssize_t>t * ldx,
+                               hs, cs, h_next, scratch)
                 swap = hs
                 hs = h_next
                 h_next = swap
@@ -223,6 +229,7 @@ cdef class Kernel:
             self.params[k].hidden_size = w_hr.shape[1] if w_hr is not None else w_hh.shape[1]
             self.params[k].relu = relu
             self.params[k].w_hh_panels = _data(rec.get("w_hh_panels"))
+            self.params[k].w_ih_panels = _data(rec.get("w_ih_panels"))
             self.params[k].bias_panels = _data(rec.get("bias_panels"))
             self.params[k].b_hn_panels = _data(rec.get("b_hn_panels"))
 

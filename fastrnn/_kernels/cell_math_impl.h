@@ -133,8 +133,10 @@ static FR_TARGET void FR_NAME(rnn_cols_f32)(
  * [p*FR_U, p*FR_U + FR_U) -> w[p][k][gate][u], zero-padded past H. One panel's
  * product W_hh h accumulates in registers and goes straight into the cell update:
  * gate values never travel through memory, and W_hh streams through the cache once
- * per step, in order. gin holds W_ih x of this step in torch's gate order (gates*H,
- * unpadded); bias is in panel order (npan, gates, FR_U), zero-padded.
+ * per step, in order. The input part W_ih x comes either from gin, this step's row
+ * of the sequence's hoisted projection in torch's gate order (gates*H, unpadded), or,
+ * when streaming single steps, from W_ih packed the same way (wx, with x). bias is
+ * in panel order (npan, gates, FR_U), zero-padded.
  *
  * Written in GCC vector types of the target's own width (FR_VBYTES: 64 for AVX-512,
  * 32 for AVX2, 16 for SSE), so that neither the matrix-vector product nor the
@@ -218,21 +220,30 @@ static inline __attribute__((always_inline)) void FR_NAME(panel_matvec)(
         FR_ST(acc + i * FR_L, a[i]);
 }
 
-/* acc[g][u] += gin[g*H + j0 + u] + bias[g][u] for the panel's n valid units. */
-static inline __attribute__((always_inline)) void FR_NAME(panel_inputs)(
-        int G, int H, int j0, int n, const float *restrict gin,
-        const float *restrict bias, float *restrict acc)
+/* xin[g][u] = (W_ih x)[g][u] + bias[g][u] for panel p: from the packed W_ih panels
+ * when streaming one step (wx != NULL), else from gin (torch's gate order, the
+ * sequence's hoisted input projection) for the panel's n valid units. */
+static inline __attribute__((always_inline)) void FR_NAME(panel_x)(
+        int G, int H, int n_in, int p, int n, const float *restrict wx, const float *restrict x,
+        const float *restrict gin, const float *restrict bias, float *restrict xin)
 {
+    const int j0 = p * FR_U;
+    bias += p * G * FR_U;
+    if (wx != NULL) {
+        FR_NAME(panel_matvec)(G, n_in, wx + (ptrdiff_t)p * n_in * G * FR_U, x, xin);
+        for (int i = 0; i < G * FR_S; ++i)
+            FR_ST(xin + i * FR_L, FR_LD(xin + i * FR_L) + FR_LD(bias + i * FR_L));
+        return;
+    }
     for (int g = 0; g < G; ++g) {
         if (n == FR_U) {
             for (int s = 0; s < FR_S; ++s) {
                 const int u = s * FR_L;
-                FR_ST(acc + g * FR_U + u, FR_LD(acc + g * FR_U + u)
-                      + FR_LD(gin + g * H + j0 + u) + FR_LD(bias + g * FR_U + u));
+                FR_ST(xin + g * FR_U + u, FR_LD(gin + g * H + j0 + u) + FR_LD(bias + g * FR_U + u));
             }
         } else {
-            for (int u = 0; u < n; ++u)
-                acc[g * FR_U + u] += gin[g * H + j0 + u] + bias[g * FR_U + u];
+            for (int u = 0; u < FR_U; ++u)
+                xin[g * FR_U + u] = (u < n ? gin[g * H + j0 + u] : 0.0f) + bias[g * FR_U + u];
         }
     }
 }
@@ -253,23 +264,23 @@ static inline __attribute__((always_inline)) void FR_NAME(store_units)(
 }
 
 static FR_TARGET void FR_NAME(lstm_step1_f32)(
-        int H, int K, const float *restrict w, const float *restrict bias,
-        const float *restrict gin, const float *restrict h, float *restrict c,
-        float *restrict h_out)
+        int H, int n_in, int K, const float *restrict wx, const float *restrict x,
+        const float *restrict w, const float *restrict bias, const float *restrict gin,
+        const float *restrict h, float *restrict c, float *restrict h_out)
 {
     const int npan = (H + FR_U - 1) / FR_U;
     for (int p = 0; p < npan; ++p) {
         const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
-        float acc[4 * FR_U], cb[FR_U], hb[FR_U];
+        float acc[4 * FR_U], xin[4 * FR_U], cb[FR_U], hb[FR_U];
         FR_NAME(panel_matvec)(4, K, w + (ptrdiff_t)p * K * 4 * FR_U, h, acc);
-        FR_NAME(panel_inputs)(4, H, j0, n, gin, bias + p * 4 * FR_U, acc);
+        FR_NAME(panel_x)(4, H, n_in, p, n, wx, x, gin, bias, xin);
         FR_NAME(load_units)(n, c + j0, cb);
         for (int s = 0; s < FR_S; ++s) {
             const int u = s * FR_L;
-            FR_VF i_ = FR_NAME(vsigmoid)(FR_LD(acc + u));
-            FR_VF f_ = FR_NAME(vsigmoid)(FR_LD(acc + FR_U + u));
-            FR_VF g_ = FR_NAME(vtanh)(FR_LD(acc + 2 * FR_U + u));
-            FR_VF o_ = FR_NAME(vsigmoid)(FR_LD(acc + 3 * FR_U + u));
+            FR_VF i_ = FR_NAME(vsigmoid)(FR_LD(xin + u) + FR_LD(acc + u));
+            FR_VF f_ = FR_NAME(vsigmoid)(FR_LD(xin + FR_U + u) + FR_LD(acc + FR_U + u));
+            FR_VF g_ = FR_NAME(vtanh)(FR_LD(xin + 2 * FR_U + u) + FR_LD(acc + 2 * FR_U + u));
+            FR_VF o_ = FR_NAME(vsigmoid)(FR_LD(xin + 3 * FR_U + u) + FR_LD(acc + 3 * FR_U + u));
             FR_VF c_ = f_ * FR_LD(cb + u) + i_ * g_;
             FR_ST(cb + u, c_);
             FR_ST(hb + u, o_ * FR_NAME(vtanh)(c_));
@@ -280,17 +291,16 @@ static FR_TARGET void FR_NAME(lstm_step1_f32)(
 }
 
 static FR_TARGET void FR_NAME(gru_step1_f32)(
-        int H, const float *restrict w, const float *restrict bias,
-        const float *restrict b_hn, const float *restrict gin, const float *restrict h,
-        float *restrict h_out)
+        int H, int n_in, const float *restrict wx, const float *restrict x,
+        const float *restrict w, const float *restrict bias, const float *restrict b_hn,
+        const float *restrict gin, const float *restrict h, float *restrict h_out)
 {
     const int npan = (H + FR_U - 1) / FR_U;
     for (int p = 0; p < npan; ++p) {
         const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
         float acc[3 * FR_U], xin[3 * FR_U], hb[FR_U];
         FR_NAME(panel_matvec)(3, H, w + (ptrdiff_t)p * H * 3 * FR_U, h, acc);
-        for (int i = 0; i < 3 * FR_U; ++i) xin[i] = 0.0f;
-        FR_NAME(panel_inputs)(3, H, j0, n, gin, bias + p * 3 * FR_U, xin);
+        FR_NAME(panel_x)(3, H, n_in, p, n, wx, x, gin, bias, xin);
         FR_NAME(load_units)(n, h + j0, hb);
         for (int s = 0; s < FR_S; ++s) {
             const int u = s * FR_L;
@@ -305,18 +315,19 @@ static FR_TARGET void FR_NAME(gru_step1_f32)(
 }
 
 static FR_TARGET void FR_NAME(rnn_step1_f32)(
-        int H, const float *restrict w, const float *restrict bias,
-        const float *restrict gin, int relu, const float *restrict h, float *restrict h_out)
+        int H, int n_in, const float *restrict wx, const float *restrict x,
+        const float *restrict w, const float *restrict bias, const float *restrict gin,
+        int relu, const float *restrict h, float *restrict h_out)
 {
     const int npan = (H + FR_U - 1) / FR_U;
     for (int p = 0; p < npan; ++p) {
         const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
-        float acc[FR_U], hb[FR_U];
+        float acc[FR_U], xin[FR_U], hb[FR_U];
         FR_NAME(panel_matvec)(1, H, w + (ptrdiff_t)p * H * FR_U, h, acc);
-        FR_NAME(panel_inputs)(1, H, j0, n, gin, bias + p * FR_U, acc);
+        FR_NAME(panel_x)(1, H, n_in, p, n, wx, x, gin, bias, xin);
         for (int s = 0; s < FR_S; ++s) {
             const int u = s * FR_L;
-            FR_VF a = FR_LD(acc + u);
+            FR_VF a = FR_LD(xin + u) + FR_LD(acc + u);
             FR_ST(hb + u, relu ? FR_NAME(vsel)(a > 0.0f, a, (FR_VF){0}) : FR_NAME(vtanh)(a));
         }
         FR_NAME(store_units)(n, hb, h_out + j0);

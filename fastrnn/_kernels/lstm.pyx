@@ -24,14 +24,16 @@ cdef void lstm_step(const CellParams* p, bint fm, int m, floating* gates, int ld
         project(fm, P, m, H, w_hr, h_cell, ldb if fm else H, 0, h, ldb if fm else P)
 
 
-cdef void lstm_step1(const CellParams* p, const float* gin, const float* h, float* c,
-                     float* h_out, float* scratch) noexcept nogil:
-    """One sequence, fused kernel: gin = W_ih x (4H, torch's order); h -> h_out (not
-    in place: every panel reads all of h), c in place. scratch (H,) holds
-    o * tanh(c) before the projection, when there is one."""
+cdef void lstm_step1(const CellParams* p, const float* gin, const float* x,
+                     const float* h, float* c, float* h_out, float* scratch) noexcept nogil:
+    """One sequence, fused kernel. The input part is gin = W_ih x (4H, torch's order)
+    or, when gin is NULL, W_ih's panels times x. h -> h_out (not in place: every
+    panel reads all of h), c in place. scratch (H,) holds o * tanh(c) before the
+    projection, when there is one."""
     cdef const float* w_hr = <const float*>p.w_hr
-    fr_lstm_step1_f32(p.hidden_size, p.proj_size, <const float*>p.w_hh_panels,
-                      <const float*>p.bias_panels, gin, h, c,
+    fr_lstm_step1_f32(p.hidden_size, p.input_size, p.proj_size,
+                      <const float*>p.w_ih_panels if gin == NULL else NULL, x,
+                      <const float*>p.w_hh_panels, <const float*>p.bias_panels, gin, h, c,
                       scratch if w_hr != NULL else h_out)
     if w_hr != NULL:
         project(False, p.proj_size, 1, p.hidden_size, w_hr, scratch, p.hidden_size,
