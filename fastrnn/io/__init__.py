@@ -1,0 +1,96 @@
+"""Checkpoint readers: a file -> numpy arrays and plain containers, and state-dict
+names -> a layer configuration. Imports nothing else of fastrnn, and never torch."""
+import mmap
+import os
+from collections import OrderedDict
+
+import numpy as np
+
+from fastrnn.io import _safetensors, _torch_formats
+from fastrnn.io._config import RecurrentConfig, find_recurrent, flatten
+from fastrnn.io._zip import Archive
+from fastrnn.io.errors import CheckpointError
+
+__all__ = ["CheckpointError", "load_checkpoint", "find_recurrent", "flatten",
+           "RecurrentConfig", "detect_format"]
+
+
+def _open(path):
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}") from None
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                raise CheckpointError(f"{path}: the file is empty")
+            return path, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file") from None
+
+
+def detect_format(head, size, archive_names=None):
+    """'torch-zip', 'npz', 'safetensors', 'torch-legacy', 'npy' or None, by content."""
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        if archive_names is not None and archive_names and all(
+                n.endswith(".npy") for n in archive_names):
+            return "npz"
+        return "torch-zip"
+    if _safetensors.looks_like(head, size):
+        return "safetensors"
+    if head[:2] == b"\x80\x02" and len(head) > 2 and head[2:3] == b"\x8a":
+        return "torch-legacy"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    return None
+
+
+def load_checkpoint(path):
+    """What torch.load(path, weights_only=True) returns, every tensor as a numpy array,
+    without torch: dicts (OrderedDict too), lists, tuples, numbers, strings, None.
+
+    Reads torch.save's zip and legacy formats, safetensors and .npz files, recognised
+    by content. float16 stays float16; bfloat16, which numpy lacks, becomes float32
+    (exactly). Anything unreadable, inconsistent or asking to run code raises
+    CheckpointError (a ValueError) saying what and where.
+    """
+    path, mm = _open(path)
+    try:
+        head = bytes(mm[:16])
+        archive = Archive(path, mm) if head.startswith(b"PK") else None
+        kind = detect_format(head, len(mm), archive.names() if archive else None)
+        if kind == "torch-zip":
+            return _torch_formats.read_zip(path, mm, archive)
+        if kind == "npz":
+            return _read_npz(path)
+        if kind == "safetensors":
+            return _safetensors.read(path, mm)
+        if kind == "torch-legacy":
+            return _torch_formats.read_legacy(path, mm)
+        if kind == "npy":
+            return _read_npy(path)
+        raise CheckpointError(
+            f"{path}: not a checkpoint fastrnn reads (torch.save zip or legacy, safetensors, "
+            ".npz): it starts with {head[:8]!r}")
+    finally:
+        archive = None
+        try:
+            mm.close()
+        except BufferError:  # an array still views the map: it closes when that goes
+            pass
+
+
+def _read_npz(path):
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return OrderedDict((k, f[k]) for k in f.files)
+    except Exception as exc:  # zipfile / format errors, pickled object arrays
+        raise CheckpointError(f"{path}: unreadable .npz ({type(exc).__name__}: {exc})") from None
+
+
+def _read_npy(path):
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: unreadable .npy ({type(exc).__name__}: {exc})") from None

@@ -1,0 +1,126 @@
+"""torch.save's two formats: the zip archive (torch >= 1.6) and the legacy stream."""
+import io
+
+from fastrnn.io import _unpickle
+from fastrnn.io._zip import Archive
+from fastrnn.io.errors import CheckpointError
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL = 1001
+
+
+def _check_size(path, key, data, nbytes):
+    if data.size != nbytes:
+        raise CheckpointError(
+            f"{path}: storage {key!r} is declared as {nbytes} bytes but its record holds "
+            f"{data.size}")
+    return data
+
+
+def read_zip(path, buffer, archive=None):
+    archive = archive or Archive(path, buffer)
+    names = archive.names()
+    if any(n.endswith("constants.pkl") or "/code/" in n or n.startswith("code/") for n in names):
+        raise CheckpointError(
+            f"{path}: a TorchScript archive (code/, constants.pkl): fastrnn does not read "
+            "TorchScript, whose code it would have to run. Save the model's state_dict "
+            "instead: torch.save(torch.jit.load(path).state_dict(), 'weights.pt').")
+    pkls = [n for n in names if n.endswith("data.pkl") and n.count("/") <= 1
+            and n.rsplit("/", 1)[-1] == "data.pkl"]
+    if len(pkls) != 1:
+        raise CheckpointError(
+            f"{path}: not a torch.save archive: expected one <name>/data.pkl, found {pkls or 'none'}")
+    prefix = pkls[0][:-len("data.pkl")]
+    order = "<"
+    if prefix + "byteorder" in archive.infos:
+        text = bytes(archive.read(prefix + "byteorder")).decode("ascii", "replace").strip()
+        if text not in ("little", "big"):
+            raise CheckpointError(f"{path}: unknown byteorder {text!r}")
+        order = "<" if text == "little" else ">"
+
+    def load_storage(key, dtype, nbytes):
+        return _check_size(path, key, archive.read(f"{prefix}data/{key}"), nbytes)
+
+    return _unpickle.unpickle(bytes(archive.read(pkls[0])), load_storage, path, order)
+
+
+def read_legacy(path, buffer):
+    """The pre-1.6 stream: magic, protocol, sys_info, the main pickle, its storage
+    keys, then each storage as an 8-byte element count and its bytes."""
+    f = _Reader(buffer)
+    where = f"{path} (legacy torch format)"
+    magic = _unpickle.unpickle(f, _unpickle.no_storages, where)
+    if magic != LEGACY_MAGIC:
+        raise CheckpointError(f"{path}: not a torch checkpoint (bad magic number)")
+    protocol = _unpickle.unpickle(f, _unpickle.no_storages, where)
+    if protocol != LEGACY_PROTOCOL:
+        raise CheckpointError(f"{path}: unsupported legacy protocol version {protocol!r}")
+    sys_info = _unpickle.unpickle(f, _unpickle.no_storages, where)
+    if not isinstance(sys_info, dict):
+        raise CheckpointError(f"{path}: malformed legacy header")
+    order = "<" if sys_info.get("little_endian", True) else ">"
+    main_start = f.tell()
+    # First pass: which storages the main pickle names, with their dtypes and sizes.
+    wanted = {}
+
+    def gather(key, dtype, nbytes):
+        wanted[key] = (dtype, nbytes)
+        return None
+
+    _unpickle.unpickle(f, gather, where, order)
+    main_end = f.tell()
+    keys = _unpickle.unpickle(f, _unpickle.no_storages, where)
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise CheckpointError(f"{path}: malformed legacy storage list")
+    located = {}
+    pos = f.tell()
+    import numpy as np
+    for key in keys:
+        if key not in wanted:
+            raise CheckpointError(f"{path}: legacy storage {key!r} is listed but never used")
+        dtype, nbytes = wanted[key]
+        if pos + 8 > len(buffer):
+            raise CheckpointError(f"{path}: truncated before storage {key!r}")
+        count = int.from_bytes(bytes(buffer[pos:pos + 8]), "little" if order == "<" else "big")
+        item = _unpickle.ITEMSIZE[dtype] if dtype is not None else 1
+        if count * item != nbytes:
+            raise CheckpointError(
+                f"{path}: storage {key!r} is declared as {nbytes} bytes but its record "
+                f"holds {count * item}")
+        if pos + 8 + nbytes > len(buffer):
+            raise CheckpointError(f"{path}: storage {key!r} runs past the end of the file (truncated?)")
+        located[key] = np.frombuffer(buffer, np.uint8, nbytes, pos + 8)
+        pos += 8 + nbytes
+    missing = set(wanted) - set(located)
+    if missing:
+        raise CheckpointError(f"{path}: legacy storages {sorted(missing)} have no data")
+
+    def load_storage(key, dtype, nbytes):
+        return _check_size(path, key, located[key], nbytes)
+
+    return _unpickle.unpickle(io.BytesIO(bytes(buffer[main_start:main_end])), load_storage,
+                              where, order)
+
+
+class _Reader:
+    """read / readline / tell over a buffer (mmap or bytes) without copying it."""
+
+    def __init__(self, buffer):
+        self._buf = buffer
+        self._pos = 0
+
+    def read(self, n=-1):
+        end = len(self._buf) if n is None or n < 0 else min(len(self._buf), self._pos + n)
+        data = bytes(self._buf[self._pos:end])
+        self._pos = end
+        return data
+
+    def readline(self):
+        end = self._pos
+        buf = self._buf
+        while end < len(buf) and buf[end:end + 1] != b"\n":
+            end += 1
+        return self.read(end + 1 - self._pos)
+
+    def tell(self):
+        return self._pos
