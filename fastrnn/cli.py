@@ -1,4 +1,4 @@
-"""The `fastrnn` command: bench (and more subcommands as they land)."""
+"""The `fastrnn` command: bench, inspect."""
 import argparse
 import sys
 
@@ -134,8 +134,6 @@ def _model_cases(args, parser):
     import fastrnn
     from fastrnn import benchmark
 
-    if not hasattr(fastrnn, "load"):
-        parser.error("--model needs checkpoint loading (fastrnn.load), not in this version")
     try:
         model = fastrnn.load(args.model)
     except (OSError, ValueError) as exc:
@@ -182,11 +180,73 @@ class _progress:
             print("\r" + " " * 60 + "\r", end="", file=sys.stderr, flush=True)
 
 
+def _inspect_parser(sub):
+    p = sub.add_parser(
+        "inspect", help="list a checkpoint's tensors and the recurrent models in it",
+        description="Read a checkpoint (torch.save zip or legacy, safetensors, .npz) without "
+                    "torch and print its tensors, the LSTM / GRU / RNN models found in it with "
+                    "their inferred configuration, and the rest of its structure.")
+    p.add_argument("path", help="the checkpoint file")
+    p.set_defaults(func=_inspect)
+    return p
+
+
+def _inspect(args, parser):
+    import numpy as np
+
+    from fastrnn import io as fio
+
+    try:
+        obj = fio.load_checkpoint(args.path)
+        tensors = fio.flatten(obj)
+        found = fio.find_recurrent(tensors)
+    except (OSError, fio.CheckpointError) as exc:
+        print(f"fastrnn inspect: {exc}", file=sys.stderr)
+        return 1
+    total = sum(int(t.size) for t in tensors.values())
+    print(f"{args.path}: {len(tensors)} tensors, {total:,} values")
+    width = max((len(k) for k in tensors), default=4)
+    for key, t in tensors.items():
+        print(f"  {key:<{width}}  {str(t.dtype):<8} {tuple(t.shape)}")
+    print(f"recurrent models: {len(found) or 'none'}")
+    for prefix, cfg in found.items():
+        name = repr(prefix.rstrip(".")) if prefix else "(no prefix)"
+        print(f"  {name}: {cfg.describe()}")
+        print(f"      fastrnn.load(path{', prefix=' + name if len(found) > 1 else ''})")
+    others = []
+    _other_values(obj, "", others)
+    if others:
+        print("other entries:")
+        for key, text in others[:50]:
+            print(f"  {key}: {text}")
+        if len(others) > 50:
+            print(f"  ... and {len(others) - 50} more")
+    return 0
+
+
+def _other_values(obj, prefix, out, depth=0):
+    """(key, short repr) of every non-tensor leaf, cycle- and depth-safe enough to print."""
+    import numpy as np
+
+    if depth > 32 or len(out) > 1000:
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _other_values(v, f"{prefix}{k}.", out, depth + 1)
+    elif isinstance(obj, (list, tuple)) and not all(isinstance(v, (int, float, str, bool, type(None)))
+                                                    for v in obj):
+        for i, v in enumerate(obj):
+            _other_values(v, f"{prefix}{i}.", out, depth + 1)
+    elif not isinstance(obj, np.ndarray):
+        text = repr(obj)
+        out.append((prefix[:-1] or "(root)", text if len(text) <= 80 else text[:77] + "..."))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="fastrnn", description="Fast CPU inference for PyTorch-trained LSTM / GRU / RNN models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    subparsers = {"bench": _bench_parser(sub)}
+    subparsers = {"bench": _bench_parser(sub), "inspect": _inspect_parser(sub)}
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -73,3 +73,35 @@ def test_no_command_prints_help():
     res = _run([])
     assert res.returncode == 2
     assert "bench" in res.stdout
+
+
+CKPT = os.path.join(HERE, "data", "checkpoints")
+
+
+def test_inspect_lists_tensors_models_and_the_rest():
+    res = _run(["inspect", os.path.join(CKPT, "training_checkpoint.pt")])
+    assert res.returncode == 0, res.stderr
+    assert "model.weight_ih_l0" in res.stdout and "float32  (24, 5)" in res.stdout
+    assert "'model': LSTM(input_size=5, hidden_size=6, num_layers=2, bidirectional=True)" in res.stdout
+    assert "epoch: 3" in res.stdout and "note: 'adam'" in res.stdout
+
+
+def test_inspect_refuses_hostile_files_with_exit_1():
+    res = _run(["inspect", os.path.join(CKPT, "torchscript.pt")])
+    assert res.returncode == 1
+    assert "TorchScript" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_bench_model_checkpoint(tmp_path):
+    path = tmp_path / "m.json"
+    res = _run(["bench", "--model", os.path.join(CKPT, "whole_model.pt"), "--batch", "2",
+                "--seq-len", "6", "--repeat", "1", "--peers", "numpy", "--json", str(path)])
+    assert res.returncode == 0, res.stderr
+    recs = json.loads(path.read_text())["records"]
+    assert {(r["mode"], r["hidden"], r["layers"], r["bidirectional"]) for r in recs} == {("GRU", 8, 2, True)}
+    assert all(r["agrees"] for r in recs)
+
+
+def test_bench_model_unreadable_is_a_usage_error():
+    res = _run(["bench", "--model", os.path.join(CKPT, "torchscript.pt")])
+    assert res.returncode == 2 and "TorchScript" in res.stderr

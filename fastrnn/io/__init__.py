@@ -57,28 +57,41 @@ def load_checkpoint(path):
     """
     path, mm = _open(path)
     try:
-        head = bytes(mm[:16])
-        archive = Archive(path, mm) if head.startswith(b"PK") else None
-        kind = detect_format(head, len(mm), archive.names() if archive else None)
-        if kind == "torch-zip":
-            return _torch_formats.read_zip(path, mm, archive)
-        if kind == "npz":
-            return _read_npz(path)
-        if kind == "safetensors":
-            return _safetensors.read(path, mm)
-        if kind == "torch-legacy":
-            return _torch_formats.read_legacy(path, mm)
-        if kind == "npy":
-            return _read_npy(path)
+        return _read(path, mm)
+    except CheckpointError:
+        raise
+    except (MemoryError, RecursionError, OverflowError) as exc:
+        raise CheckpointError(f"{path}: the file asks for more than it can hold "
+                              f"({type(exc).__name__})") from None
+    except Exception as exc:  # a reader bug must still honour the contract
         raise CheckpointError(
-            f"{path}: not a checkpoint fastrnn reads (torch.save zip or legacy, safetensors, "
-            ".npz): it starts with {head[:8]!r}")
+            f"{path}: unreadable (internal error {type(exc).__name__}: {exc}); please report "
+            "this file") from None
     finally:
-        archive = None
         try:
             mm.close()
         except BufferError:  # an array still views the map: it closes when that goes
             pass
+
+
+def _read(path, mm):
+    """Dispatch on the content, not the file name."""
+    head = bytes(mm[:16])
+    archive = Archive(path, mm) if head.startswith(b"PK") else None
+    kind = detect_format(head, len(mm), archive.names() if archive else None)
+    if kind == "torch-zip":
+        return _torch_formats.read_zip(path, mm, archive)
+    if kind == "npz":
+        return _read_npz(path)
+    if kind == "safetensors":
+        return _safetensors.read(path, mm)
+    if kind == "torch-legacy":
+        return _torch_formats.read_legacy(path, mm)
+    if kind == "npy":
+        return _read_npy(path)
+    raise CheckpointError(
+        f"{path}: not a checkpoint fastrnn reads (torch.save zip or legacy, safetensors, "
+        f".npz): it starts with {head[:8]!r}")
 
 
 def _read_npz(path):

@@ -1,7 +1,6 @@
 """safetensors: an 8-byte little-endian header length, a JSON header, the data.
 Every claim of the header is checked against the file before a byte is used."""
 import json
-from collections import OrderedDict
 
 import numpy as np
 
@@ -14,10 +13,8 @@ MAX_HEADER = 100 * 1024 * 1024
 
 
 def looks_like(head, size):
-    if len(head) < 9 or size < 10:
-        return False
-    n = int.from_bytes(head[:8], "little")
-    return 0 < n <= size - 8 and head[8:9] == b"{"
+    """An 8-byte length then '{': the header's honesty is read()'s to check."""
+    return len(head) >= 9 and int.from_bytes(head[:8], "little") > 0 and head[8:9] == b"{"
 
 
 def read(path, buffer):
@@ -73,7 +70,7 @@ def read(path, buffer):
     if expected != data_len:
         raise CheckpointError(
             f"{path}: the header accounts for {expected} bytes of data, the file holds {data_len}")
-    out = OrderedDict()
+    out = {}
     order = {name: i for i, name in enumerate(header)}
     for begin, end, name, dtype, shape in sorted(entries, key=lambda e: order[e[2]]):
         arr = np.frombuffer(buffer, DTYPES[dtype], (end - begin) // np.dtype(DTYPES[dtype]).itemsize,

@@ -30,6 +30,10 @@ TORCH_DTYPES = {
     "int8": "int8", "uint8": "uint8", "bool": "bool", "complex64": "complex64",
     "cfloat": "complex64", "complex128": "complex128", "cdouble": "complex128",
 }
+# A tensor may address more elements than its storage holds (stride 0, as an expanded
+# tensor does) only up to this many: a header must not drive a huge allocation.
+MAX_EXPANSION = 1 << 24
+
 ITEMSIZE = {name: (2 if name == BFLOAT16 else np.dtype(name).itemsize)
             for name in set(STORAGE_DTYPES.values())}
 
@@ -121,6 +125,10 @@ def rebuild_tensor(storage, storage_offset, size, stride, dtype=None, conj=False
     numel = 1
     for s in size:
         numel *= s
+    if numel > flat.size and numel > MAX_EXPANSION:
+        raise CheckpointError(
+            f"a tensor of size {size} (stride {stride}) would expand the {flat.size} elements "
+            f"of storage {storage.key!r} into {numel}: refusing that allocation")
     if numel:
         last = offset + sum((n - 1) * st for n, st in zip(size, stride))
         if last >= flat.size:

@@ -31,9 +31,9 @@ class Archive:
             self._zip = zipfile.ZipFile(io.BytesIO(buffer) if not isinstance(buffer, mmap.mmap)
                                         else _MmapFile(buffer))
             infos = self._zip.infolist()
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError,
-                NotImplementedError, struct.error, UnicodeDecodeError) as exc:
-            raise CheckpointError(f"{path}: not a readable zip archive ({exc})") from None
+        except Exception as exc:  # zipfile raises many kinds on a damaged directory
+            raise CheckpointError(
+                f"{path}: not a readable zip archive ({type(exc).__name__}: {exc})") from None
         self.infos = {}
         for info in infos:
             name = info.filename
