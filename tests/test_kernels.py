@@ -152,3 +152,23 @@ def test_two_threads_two_models_agree_with_serial(rng):
     for (g1, g2), (w1, w2) in zip(got, want):
         np.testing.assert_array_equal(g1, w1)
         np.testing.assert_array_equal(g2, w2)
+
+
+def test_denormals_flushed_inside_and_restored_after():
+    """Kernels run with FTZ/DAZ (a state decaying through denormals stays fast) and
+    leave the caller's floating-point mode as it was."""
+    tiny = np.float32(1e-39)  # a float32 denormal
+    assert tiny * np.float32(1.0) != 0
+    model, _ = make_model("GRU", 4, 8)
+    model.load_state_dict({k: np.zeros_like(v) for k, v in model.state_dict().items()})
+    # zero weights: n = 0, z = 1/2, so h' = h / 2; from a denormal h, IEEE arithmetic
+    # gives denormals, flush-to-zero gives exactly 0
+    x = np.zeros((3, 1, 4), np.float32)
+    h0 = np.full((1, 1, 8), 1e-39, np.float32)
+    for batch in (1, 3):  # the fused kernel and the BLAS path
+        out, h_n = model(np.repeat(x, batch, 1), np.repeat(h0, batch, 1))
+        assert not out.any() and not h_n.any()
+    assert (model(x, h0 * 1e10)[0] != 0).all()  # normal numbers still halve
+    s = model.stream()
+    s.step(np.zeros(4, np.float32))
+    assert tiny * np.float32(1.0) != 0, "the caller's denormal mode was not restored"

@@ -41,6 +41,8 @@ cdef extern from "cell_math.h" nogil:
     void fr_rnn_cols_f32(int m, int H, const float* gates, int ldg, const float* bias,
                          int relu, float* h, int lds)
     void fr_activations_f32(int n, const float* x, float* sig, float* th)
+    unsigned int fr_ftz_enter()
+    void fr_ftz_leave(unsigned int old)
     void fr_lstm_step1_f32(int H, int I, int K, const float* wx, const float* x,
                            const float* w, const float* bias, const float* gin,
                            const float* h, float* c, float* h_out)

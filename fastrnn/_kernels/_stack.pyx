@@ -9,7 +9,8 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 
 from fastrnn._kernels._blas cimport gemm, project, NoTrans, Trans
-from fastrnn._kernels._cell cimport CellParams, FR_U, fr_select_isa, fr_activations_f32
+from fastrnn._kernels._cell cimport (CellParams, FR_U, fr_select_isa, fr_activations_f32,
+                                     fr_ftz_enter, fr_ftz_leave)
 from fastrnn._kernels.lstm cimport lstm_step, lstm_step1
 from fastrnn._kernels.gru cimport gru_step, gru_step1
 from fastrnn._kernels.rnn cimport rnn_step, rnn_step1
@@ -256,18 +257,23 @@ cdef class Kernel:
         cdef void* pt = _data(state_t)
         cdef void* pa = _data(buf_a)
         cdef void* pb = _data(buf_b)
+        cdef unsigned int mxcsr
         if self.is_double:
             with nogil:
+                mxcsr = fr_ftz_enter()
                 run_stack(family, self.params, self.num_layers, self.num_directions,
                           T, B, bs, <const double*>px, <double*>pout, <double*>ph,
                           <double*>pc, <double*>pg, chunk, <double*>ps, <double*>pt,
                           <double*>pa, <double*>pb)
+                fr_ftz_leave(mxcsr)
         else:
             with nogil:
+                mxcsr = fr_ftz_enter()
                 run_stack(family, self.params, self.num_layers, self.num_directions,
                           T, B, bs, <const float*>px, <float*>pout, <float*>ph,
                           <float*>pc, <float*>pg, chunk, <float*>ps, <float*>pt,
                           <float*>pa, <float*>pb)
+                fr_ftz_leave(mxcsr)
 
 
 cdef class Stream:
@@ -348,16 +354,21 @@ cdef class Stream:
         cdef void* pt = cnp.PyArray_DATA(self.state_t)
         cdef void* pa = cnp.PyArray_DATA(self.buf_a)
         cdef void* pb = cnp.PyArray_DATA(self.buf_b)
+        cdef unsigned int mxcsr
         if self.kernel.is_double:
             with nogil:
+                mxcsr = fr_ftz_enter()
                 run_stack(family, params, L, 1, 1, B, NULL, <const double*>px, <double*>py,
                           <double*>ph, <double*>pc, <double*>pg, 1, <double*>ps,
                           <double*>pt, <double*>pa, <double*>pb)
+                fr_ftz_leave(mxcsr)
         else:
             with nogil:
+                mxcsr = fr_ftz_enter()
                 run_stack(family, params, L, 1, 1, B, NULL, <const float*>px, <float*>py,
                           <float*>ph, <float*>pc, <float*>pg, 1, <float*>ps,
                           <float*>pt, <float*>pa, <float*>pb)
+                fr_ftz_leave(mxcsr)
         if out is not None:
             return out
         return self.y[0, 0].copy() if flat else self.y[0].copy()

@@ -175,6 +175,23 @@ static inline void fr_rnn_step1_f32(int H, int n_in, const float *wx, const floa
     FR_DISPATCH(rnn_step1_f32, (H, n_in, wx, x, w, bias, gin, relu, h, h_out));
 }
 
+/* Flush-to-zero and denormals-are-zero for the length of a kernel call: a state
+ * decaying towards zero would otherwise step through denormals, each operation on
+ * them costing ~100 cycles. MXCSR is per thread; the caller's mode is restored. */
+#if defined(__SSE__) || defined(__x86_64__)
+#include <xmmintrin.h>
+static inline unsigned int fr_ftz_enter(void)
+{
+    unsigned int old = _mm_getcsr();
+    _mm_setcsr(old | 0x8040); /* FTZ (bit 15) | DAZ (bit 6) */
+    return old;
+}
+static inline void fr_ftz_leave(unsigned int old) { _mm_setcsr(old); }
+#else
+static inline unsigned int fr_ftz_enter(void) { return 0; }
+static inline void fr_ftz_leave(unsigned int old) { (void)old; }
+#endif
+
 /* float32 activations over an array, for the accuracy tests. */
 static inline void fr_activations_f32(int n, const float *x, float *sig, float *th)
 {
