@@ -8,7 +8,8 @@ from fastrnn.layers import GRU, LSTM, RNN
 
 _CLASSES = {"LSTM": LSTM, "GRU": GRU, "RNN": RNN}
 # What the weights cannot say, and may be given: (name, default)
-_FREE = {"batch_first": False, "dropout": 0.0, "dtype": None, "nonlinearity": "tanh"}
+_FREE = {"batch_first": False, "dropout": 0.0, "dtype": None, "nonlinearity": "tanh",
+         "weight_dtype": None}
 
 
 def _tensors(source):
@@ -31,7 +32,8 @@ def load(path_or_state_dict, prefix=None, **overrides):
     architecture is read from their names and shapes (LSTM / GRU / RNN, sizes,
     num_layers, bidirectional, proj_size, bias). What weights cannot tell comes from
     `overrides`: nonlinearity ("tanh", the default, or "relu") for an RNN, batch_first
-    (False), dtype (float32, or float64 for float64 weights). `prefix` picks one
+    (False), dtype (float32, or float64 for float64 weights), weight_dtype ("float16" or
+    "bfloat16" to store the weights in half the memory). `prefix` picks one
     module where several are present, e.g. prefix="encoder.rnn".
     """
     tensors, where = _tensors(path_or_state_dict)

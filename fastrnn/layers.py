@@ -42,6 +42,30 @@ def _panels(w, gates, hidden, units=_stack.PANEL_UNITS):
     return np.ascontiguousarray(padded.reshape(gates, npan, units, k).transpose(1, 3, 0, 2))
 
 
+WEIGHT_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def _round_weights(w, weight_dtype):
+    """float32 weights rounded to the storage type (round to nearest even), as float32."""
+    if weight_dtype == "float16":
+        return w.astype(np.float16).astype(np.float32)
+    if weight_dtype == "bfloat16":
+        bits = w.astype(np.float32).view(np.uint32)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        return bits.view(np.float32)
+    return w
+
+
+def _store(w, weight_dtype):
+    """Packed float32 panels in their storage type: float16, or bfloat16 as uint16 bits
+    (already rounded by _round_weights, so the low half is zero)."""
+    if weight_dtype == "float16":
+        return w.astype(np.float16)
+    if weight_dtype == "bfloat16":
+        return np.ascontiguousarray((w.view(np.uint32) >> 16).astype(np.uint16))
+    return w
+
+
 def _bias_panels(b, gates, hidden, units=_stack.PANEL_UNITS):
     """(gates*hidden,) -> (panels, gates, units), zero-padded."""
     return np.ascontiguousarray(_panels(b[:, None], gates, hidden, units)[:, 0])
@@ -73,7 +97,7 @@ class _RNNBase:
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, dtype="float32",
-                 nonlinearity="tanh"):
+                 nonlinearity="tanh", weight_dtype=None):
         self.input_size = _checks.check_positive_int(input_size, "input_size")
         self.hidden_size = _checks.check_positive_int(hidden_size, "hidden_size")
         self.num_layers = _checks.check_positive_int(num_layers, "num_layers")
@@ -94,6 +118,13 @@ class _RNNBase:
         self.dropout = float(dropout)  # training only: kept for the repr and torch parity
         self.nonlinearity = nonlinearity
         self.dtype = _checks.check_dtype(dtype)
+        self.weight_dtype = self.dtype.name if weight_dtype is None else str(weight_dtype)
+        if self.weight_dtype not in WEIGHT_DTYPES[1:] + (self.dtype.name,):
+            raise ValueError(
+                f"weight_dtype must be None (the model's dtype) or, for float32 models, "
+                f"'float16' or 'bfloat16'; got {weight_dtype!r} with dtype={self.dtype.name}")
+        if self.weight_dtype != self.dtype.name and self.dtype != np.float32:
+            raise ValueError(f"weight_dtype={weight_dtype!r} needs dtype='float32'")
         self._lock = threading.Lock()
         self._workspaces = OrderedDict()
         self._init_weights()
@@ -133,7 +164,8 @@ class _RNNBase:
         rng = np.random.default_rng(seed)
         k = 1.0 / math.sqrt(self.hidden_size)
         self._params = OrderedDict(
-            (name, rng.uniform(-k, k, size=shape).astype(self.dtype))
+            (name, _round_weights(rng.uniform(-k, k, size=shape).astype(self.dtype),
+                                  self.weight_dtype))
             for name, shape in self._expected_shapes().items()
         )
         self._pack()
@@ -164,7 +196,13 @@ class _RNNBase:
             arr = _checks.as_float_array(state_dict[name], f"state_dict[{name!r}]", self.dtype)
             _checks.check_shape(arr, shape, f"state_dict[{name!r}]")
             _checks.check_finite(arr, f"state_dict[{name!r}]")
-            params[name] = arr.copy()  # our own copy: the caller's array may change later
+            if self.weight_dtype == "float16" and np.abs(arr).max(initial=0) > 65504:
+                raise ValueError(
+                    f"state_dict[{name!r}] has values beyond float16's range (65504); "
+                    "use weight_dtype='bfloat16' or 'float32'")
+            # our own copy (the caller's array may change later), rounded to the storage
+            # type so that every kernel path computes with the same weights
+            params[name] = _round_weights(arr, self.weight_dtype).copy()
         self._params = params
         self._pack()
         return self
@@ -200,16 +238,18 @@ class _RNNBase:
                     "w_hr": p.get("weight_hr" + sfx),
                 }
                 if FUSED_KERNEL and self.dtype == np.float32:
-                    rec["w_hh_panels"] = _panels(rec["w_hh"], self._gates, H)
+                    wd = self.weight_dtype
+                    rec["panel_dtype"] = wd
+                    rec["w_hh_panels"] = _store(_panels(rec["w_hh"], self._gates, H), wd)
                     if not self.bidirectional:  # for streamed steps only
-                        rec["w_ih_panels"] = _panels(rec["w_ih"], self._gates, H)
+                        rec["w_ih_panels"] = _store(_panels(rec["w_ih"], self._gates, H), wd)
                     rec["bias_panels"] = _bias_panels(bias, self._gates, H)
                     if b_hn is not None:
                         rec["b_hn_panels"] = _bias_panels(b_hn, 1, H)
                 records.append(rec)
         for rec in records:
             for arr in rec.values():
-                if arr is not None:
+                if isinstance(arr, np.ndarray):
                     arr.flags.writeable = False
         family = {"LSTM": Family.LSTM, "GRU": Family.GRU, "RNN": Family.RNN}[self._mode]
         self._kernel = Kernel(family, records, self.dtype == np.float64,
@@ -405,6 +445,8 @@ class _RNNBase:
             cfg["proj_size"] = self.proj_size
         if self._mode == "RNN":
             cfg["nonlinearity"] = self.nonlinearity
+        if self.weight_dtype != self.dtype.name:
+            cfg["weight_dtype"] = self.weight_dtype
         return cfg
 
     def __repr__(self):
@@ -458,9 +500,10 @@ class LSTM(_RNNBase):
     _gates = 4
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, proj_size=0, dtype="float32"):
+                 dropout=0.0, bidirectional=False, proj_size=0, dtype="float32",
+                 weight_dtype=None):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, proj_size, dtype)
+                         bidirectional, proj_size, dtype, weight_dtype=weight_dtype)
 
 
 class GRU(_RNNBase):
@@ -470,9 +513,9 @@ class GRU(_RNNBase):
     _gates = 3
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype="float32"):
+                 dropout=0.0, bidirectional=False, dtype="float32", weight_dtype=None):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, 0, dtype)
+                         bidirectional, 0, dtype, weight_dtype=weight_dtype)
 
 
 class RNN(_RNNBase):
@@ -482,6 +525,7 @@ class RNN(_RNNBase):
     _gates = 1
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, dtype="float32"):
+                 batch_first=False, dropout=0.0, bidirectional=False, dtype="float32",
+                 weight_dtype=None):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, 0, dtype, nonlinearity)
+                         bidirectional, 0, dtype, nonlinearity, weight_dtype)

@@ -83,9 +83,11 @@ def test_isa_cap_by_environment(cap):
         "x = np.random.default_rng(0).standard_normal((60, 3, 5)).astype(np.float32)\n"
         "outs = []\n"
         "for mode in ['LSTM', 'GRU', 'RNN_TANH', 'RNN_RELU']:\n"
-        "    for hidden in (37, 64):\n"
-        "        m, _ = make_model(mode, 5, hidden, num_layers=2, scale=hidden ** -0.5)\n"
-        "        outs += [m(x)[0].ravel(), m(x[:, :1])[0].ravel()]\n"
+        "    for hidden, wd in ((37, None), (64, None), (40, 'float16'), (40, 'bfloat16')):\n"
+        "        m, _ = make_model(mode, 5, hidden, num_layers=2, scale=hidden ** -0.5,\n"
+        "                          weight_dtype=wd)\n"
+        "        s = m.stream()\n"
+        "        outs += [m(x)[0].ravel(), m(x[:, :1])[0].ravel(), s.step(x[0, 0])]\n"
         "np.save(sys.argv[1], np.concatenate(outs)); print(isa())\n"
     ) % os.path.dirname(__file__)
     outs = {}

@@ -203,3 +203,51 @@ def test_fused_and_blas_paths_agree(rng, monkeypatch):
         blas, _ = make_model(mode, 33, 70, num_layers=2, scale=70 ** -0.5)
         monkeypatch.setattr(layers, "FUSED_KERNEL", True)
         np.testing.assert_allclose(fused(x)[0], blas(x)[0], atol=2e-6)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("weight_dtype,bound", [("float16", 2e-3), ("bfloat16", 1.5e-2)])
+def test_reduced_precision_weights_within_documented_error(mode, weight_dtype, bound, rng):
+    """fp16 / bf16 weight storage, computing in float32: the output over T=1000 stays
+    within the documented bound of the float32 model (torch-initialised weights)."""
+    full = getattr(fastrnn, family(mode))(16, 96, num_layers=2, **(
+        {"nonlinearity": "relu"} if mode == "RNN_RELU" else {}))
+    half = getattr(fastrnn, family(mode))(16, 96, num_layers=2, weight_dtype=weight_dtype, **(
+        {"nonlinearity": "relu"} if mode == "RNN_RELU" else {}))
+    half.load_state_dict(full.state_dict())
+    x = rng.standard_normal((1000, 1, 16)).astype(np.float32)
+    want, _ = full(x)
+    got, _ = half(x)
+    err = np.abs(got - want).max()
+    assert 0 < err < bound
+    # every kernel path computes with the same rounded weights: batch 1 (fused, the
+    # panels in half precision) equals batch 2 (BLAS on the rounded float32 copy)
+    both, _ = half(np.concatenate([x[:50], x[:50]], axis=1))
+    np.testing.assert_allclose(half(x[:50])[0][:, 0], both[:, 0], atol=2e-6)
+    s = half.stream()
+    np.testing.assert_allclose(np.stack([s.step(x[t, 0]) for t in range(50)]), got[:50, 0],
+                               atol=2e-6)
+
+
+def test_weight_dtype_rounds_the_state_dict_and_survives_pickling(rng):
+    m = fastrnn.GRU(4, 8, weight_dtype="bfloat16")
+    sd = {k: rng.standard_normal(v.shape) for k, v in m.state_dict().items()}
+    m.load_state_dict(sd)
+    w = m.state_dict()["weight_hh_l0"]
+    assert w.dtype == np.float32 and not (w.view(np.uint32) & 0xFFFF).any()  # bf16 values
+    clone = pickle.loads(pickle.dumps(m))
+    assert clone.weight_dtype == "bfloat16" and "weight_dtype='bfloat16'" in repr(clone)
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    np.testing.assert_array_equal(clone(x)[0], m(x)[0])
+
+
+def test_weight_dtype_errors():
+    with pytest.raises(ValueError, match="weight_dtype must be"):
+        fastrnn.LSTM(3, 4, weight_dtype="int8")
+    with pytest.raises(ValueError, match="needs dtype='float32'"):
+        fastrnn.LSTM(3, 4, dtype="float64", weight_dtype="float16")
+    m = fastrnn.RNN(3, 4, weight_dtype="float16")
+    sd = m.state_dict()
+    sd["weight_hh_l0"][0, 0] = 1e5
+    with pytest.raises(ValueError, match="beyond float16's range"):
+        m.load_state_dict(sd)

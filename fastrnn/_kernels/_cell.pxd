@@ -21,6 +21,7 @@ cdef struct CellParams:
     # The fused batch-1 kernel's copies (float32 only; NULL: use the BLAS step):
     const void* w_hh_panels   # W_hh in panels of FR_U units (cell_math_impl.h)
     const void* w_ih_panels   # W_ih the same way, for streamed single steps
+    int panel_dtype           # storage of both: FR_W_F32, FR_W_F16 or FR_W_BF16
     const void* bias_panels   # bias in panel order, zero-padded
     const void* b_hn_panels   # GRU's b_hn in panel order
 
@@ -43,15 +44,15 @@ cdef extern from "cell_math.h" nogil:
     void fr_activations_f32(int n, const float* x, float* sig, float* th)
     unsigned int fr_ftz_enter()
     void fr_ftz_leave(unsigned int old)
-    void fr_lstm_step1_f32(int H, int I, int K, const float* wx, const float* x,
-                           const float* w, const float* bias, const float* gin,
+    void fr_lstm_step1_f32(int wt, int H, int n_in, int K, const void* wx, const float* x,
+                           const void* w, const float* bias, const float* gin,
                            const float* h, float* c, float* h_out)
-    void fr_gru_step1_f32(int H, int I, const float* wx, const float* x, const float* w,
-                          const float* bias, const float* b_hn, const float* gin,
+    void fr_gru_step1_f32(int wt, int H, int n_in, const void* wx, const float* x,
+                          const void* w, const float* bias, const float* b_hn,
+                          const float* gin, const float* h, float* h_out)
+    void fr_rnn_step1_f32(int wt, int H, int n_in, const void* wx, const float* x,
+                          const void* w, const float* bias, const float* gin, int relu,
                           const float* h, float* h_out)
-    void fr_rnn_step1_f32(int H, int I, const float* wx, const float* x, const float* w,
-                          const float* bias, const float* gin, int relu, const float* h,
-                          float* h_out)
 
 
 # The fused cell updates of m running sequences, in either layout:

@@ -231,6 +231,8 @@ cdef class Kernel:
             self.params[k].relu = relu
             self.params[k].w_hh_panels = _data(rec.get("w_hh_panels"))
             self.params[k].w_ih_panels = _data(rec.get("w_ih_panels"))
+            self.params[k].panel_dtype = {"float32": 0, "float16": 1, "bfloat16": 2}[
+                rec.get("panel_dtype", "float32")]
             self.params[k].bias_panels = _data(rec.get("bias_panels"))
             self.params[k].b_hn_panels = _data(rec.get("b_hn_panels"))
 

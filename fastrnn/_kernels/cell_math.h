@@ -17,9 +17,14 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 /* Hidden units per panel of the fused batch-1 kernels (one zmm of floats). */
 #define FR_U 16
+/* Storage types of packed weights: float32, or float16 / bfloat16 widened in registers. */
+enum { FR_W_F32 = 0, FR_W_F16 = 1, FR_W_BF16 = 2 };
 
 static inline float fr_expf(float x)
 {
@@ -57,7 +62,10 @@ static inline float fr_tanhf(float x)
 
 /* AVX-512 at full width: on cores with 512-bit units (Zen 4/5, Sapphire Rapids) the
  * cell update runs at twice the AVX2 rate; gcc otherwise prefers 256-bit vectors. */
-#define FR_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,prefer-vector-width=512")))
+#define FR_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,f16c,prefer-vector-width=512")))
+#define FR_CVTPH(p) ((FR_VF)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p))))
+#define FR_CVTBF(p) ((FR_VF)_mm512_slli_epi32(                                          \
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
 #define FR_NAME(name) fr_##name##_avx512
 #define FR_ACC 8   /* accumulators, of 32 zmm registers */
 #define FR_VBYTES 64
@@ -66,7 +74,12 @@ static inline float fr_tanhf(float x)
 #undef FR_NAME
 #undef FR_ACC
 #undef FR_VBYTES
-#define FR_TARGET __attribute__((target("avx2,fma")))
+#undef FR_CVTPH
+#undef FR_CVTBF
+#define FR_TARGET __attribute__((target("avx2,fma,f16c")))
+#define FR_CVTPH(p) ((FR_VF)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p))))
+#define FR_CVTBF(p) ((FR_VF)_mm256_slli_epi32(                                          \
+        _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
 #define FR_NAME(name) fr_##name##_avx2
 #define FR_ACC 8   /* accumulators, of 16 ymm registers */
 #define FR_VBYTES 32
@@ -75,6 +88,8 @@ static inline float fr_tanhf(float x)
 #undef FR_NAME
 #undef FR_ACC
 #undef FR_VBYTES
+#undef FR_CVTPH
+#undef FR_CVTBF
 #define FR_TARGET
 #define FR_NAME(name) fr_##name##_generic
 #define FR_ACC 8   /* accumulators, of 16 xmm registers */
@@ -84,6 +99,8 @@ static inline float fr_tanhf(float x)
 #undef FR_NAME
 #undef FR_ACC
 #undef FR_VBYTES
+#undef FR_CVTPH
+#undef FR_CVTBF
 
 enum { FR_GENERIC = 0, FR_AVX2 = 1, FR_AVX512 = 2 };
 static int fr_isa = FR_GENERIC;
@@ -95,7 +112,8 @@ static int fr_select_isa(void)
     int best = FR_GENERIC;
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+        && __builtin_cpu_supports("f16c"))
         best = FR_AVX2;
     if (best == FR_AVX2 && __builtin_cpu_supports("avx512f")
         && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
@@ -154,25 +172,25 @@ static inline void fr_rnn_cols_f32(int m, int H, const float *gates, int ldg,
     FR_DISPATCH(rnn_cols_f32, (m, H, gates, ldg, bias, relu, h, lds));
 }
 
-static inline void fr_lstm_step1_f32(int H, int n_in, int K, const float *wx, const float *x,
-                                     const float *w, const float *bias, const float *gin,
-                                     const float *h, float *c, float *h_out)
+static inline void fr_lstm_step1_f32(int wt, int H, int n_in, int K, const void *wx,
+                                     const float *x, const void *w, const float *bias,
+                                     const float *gin, const float *h, float *c, float *h_out)
 {
-    FR_DISPATCH(lstm_step1_f32, (H, n_in, K, wx, x, w, bias, gin, h, c, h_out));
+    FR_DISPATCH(lstm_step1_f32, (wt, H, n_in, K, wx, x, w, bias, gin, h, c, h_out));
 }
 
-static inline void fr_gru_step1_f32(int H, int n_in, const float *wx, const float *x,
-                                    const float *w, const float *bias, const float *b_hn,
+static inline void fr_gru_step1_f32(int wt, int H, int n_in, const void *wx, const float *x,
+                                    const void *w, const float *bias, const float *b_hn,
                                     const float *gin, const float *h, float *h_out)
 {
-    FR_DISPATCH(gru_step1_f32, (H, n_in, wx, x, w, bias, b_hn, gin, h, h_out));
+    FR_DISPATCH(gru_step1_f32, (wt, H, n_in, wx, x, w, bias, b_hn, gin, h, h_out));
 }
 
-static inline void fr_rnn_step1_f32(int H, int n_in, const float *wx, const float *x,
-                                    const float *w, const float *bias, const float *gin,
+static inline void fr_rnn_step1_f32(int wt, int H, int n_in, const void *wx, const float *x,
+                                    const void *w, const float *bias, const float *gin,
                                     int relu, const float *h, float *h_out)
 {
-    FR_DISPATCH(rnn_step1_f32, (H, n_in, wx, x, w, bias, gin, relu, h, h_out));
+    FR_DISPATCH(rnn_step1_f32, (wt, H, n_in, wx, x, w, bias, gin, relu, h, h_out));
 }
 
 /* Flush-to-zero and denormals-are-zero for the length of a kernel call: a state

@@ -153,13 +153,13 @@ typedef int32_t FR_NAME(vi) __attribute__((vector_size(FR_VBYTES)));
 #define FR_LD(p) (*(const FR_VFU *)(p))
 #define FR_ST(p, v) (*(FR_VFU *)(p) = (v))
 
-static inline __attribute__((always_inline)) FR_VF FR_NAME(vsel)(FR_VI m, FR_VF a, FR_VF b)
+static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(vsel)(FR_VI m, FR_VF a, FR_VF b)
 {
     return (FR_VF)(((FR_VI)a & m) | ((FR_VI)b & ~m));
 }
 
 /* fr_expf, lane by lane: the same reduction, polynomial and clamps. */
-static inline __attribute__((always_inline)) FR_VF FR_NAME(vexp)(FR_VF x)
+static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(vexp)(FR_VF x)
 {
     const FR_VF lo = (FR_VF){0} - 87.3f, hi = (FR_VF){0} + 88.3f;
     x = FR_NAME(vsel)(x < lo, lo, x);
@@ -178,59 +178,105 @@ static inline __attribute__((always_inline)) FR_VF FR_NAME(vexp)(FR_VF x)
     return p * (FR_VF)e;
 }
 
-static inline __attribute__((always_inline)) FR_VF FR_NAME(vsigmoid)(FR_VF x)
+static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(vsigmoid)(FR_VF x)
 {
     return 1.0f / (1.0f + FR_NAME(vexp)(-x));
 }
 
-static inline __attribute__((always_inline)) FR_VF FR_NAME(vtanh)(FR_VF x)
+static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(vtanh)(FR_VF x)
 {
     return 1.0f - 2.0f / (FR_NAME(vexp)(2.0f * x) + 1.0f);
 }
 
+/* Weights stored as float16 or bfloat16 are widened in registers, FR_L at a time. */
+typedef uint16_t FR_NAME(vh) __attribute__((vector_size(FR_VBYTES / 2), aligned(2), may_alias));
+typedef uint32_t FR_NAME(vu) __attribute__((vector_size(FR_VBYTES)));
+
+static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(load_bf16)(const uint16_t *p)
+{
+#ifdef FR_CVTBF
+    return FR_CVTBF(p);
+#else
+    return (FR_VF)(__builtin_convertvector(*(const FR_NAME(vh) *)p, FR_NAME(vu)) << 16);
+#endif
+}
+
+static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(load_f16)(const uint16_t *p)
+{
+#ifdef FR_CVTPH
+    return FR_CVTPH(p);
+#else
+    /* exact for every finite half, subnormals included: move the exponent and
+     * mantissa into place, rescale by 2^112, put the sign back */
+    const FR_NAME(vu) h = __builtin_convertvector(*(const FR_NAME(vh) *)p, FR_NAME(vu));
+    FR_VF f = (FR_VF)((h & 0x7fffu) << 13) * 0x1p112f;
+    return (FR_VF)((FR_NAME(vu))f | ((h & 0x8000u) << 16));
+#endif
+}
+
 /* acc[g*FR_U + u] = sum_k wp[k][g][u] * h[k] over the G gates of one panel, with
  * FR_ACC accumulator registers in all: k unrolled to fill them, so that the FMAs
- * overlap their latency. */
-static inline __attribute__((always_inline)) void FR_NAME(panel_matvec)(
-        int G, int K, const float *restrict wp, const float *restrict h, float *restrict acc)
+ * overlap their latency. One body per weight storage type. */
+#define FR_PANEL_MATVEC(SUFFIX, WT, LOAD)                                                  \
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec_##SUFFIX)(         \
+        int G, int K, const WT *restrict wp, const float *restrict h, float *restrict acc) \
+{                                                                                          \
+    const int per_k = G * FR_S;                                                            \
+    const int unroll = FR_ACC / per_k > 0 ? FR_ACC / per_k : 1;                            \
+    FR_VF a[FR_ACC > 4 * FR_S ? FR_ACC : 4 * FR_S];                                        \
+    for (int i = 0; i < unroll * per_k; ++i) a[i] = (FR_VF){0};                            \
+    int k = 0;                                                                             \
+    for (; k + unroll <= K; k += unroll) {                                                 \
+        for (int v = 0; v < unroll; ++v) {                                                 \
+            const FR_VF x = (FR_VF){0} + h[k + v];                                         \
+            const WT *restrict w = wp + (ptrdiff_t)(k + v) * G * FR_U;                     \
+            for (int i = 0; i < per_k; ++i)                                                \
+                a[v * per_k + i] += LOAD(w + i * FR_L) * x;                                \
+        }                                                                                  \
+    }                                                                                      \
+    for (; k < K; ++k) {                                                                   \
+        const FR_VF x = (FR_VF){0} + h[k];                                                 \
+        const WT *restrict w = wp + (ptrdiff_t)k * G * FR_U;                               \
+        for (int i = 0; i < per_k; ++i)                                                    \
+            a[i] += LOAD(w + i * FR_L) * x;                                                \
+    }                                                                                      \
+    for (int v = 1; v < unroll; ++v)                                                       \
+        for (int i = 0; i < per_k; ++i)                                                    \
+            a[i] += a[v * per_k + i];                                                      \
+    for (int i = 0; i < per_k; ++i)                                                        \
+        FR_ST(acc + i * FR_L, a[i]);                                                       \
+}
+FR_PANEL_MATVEC(f32, float, FR_LD)
+FR_PANEL_MATVEC(f16, uint16_t, FR_NAME(load_f16))
+FR_PANEL_MATVEC(bf16, uint16_t, FR_NAME(load_bf16))
+#undef FR_PANEL_MATVEC
+
+/* Panel p of a packed matrix whose elements are of storage type wt (FR_W_*). */
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec)(
+        int wt, int G, int K, int p, const void *restrict w, const float *restrict h,
+        float *restrict acc)
 {
-    const int per_k = G * FR_S;
-    const int unroll = FR_ACC / per_k > 0 ? FR_ACC / per_k : 1;
-    FR_VF a[FR_ACC > 4 * FR_S ? FR_ACC : 4 * FR_S];
-    for (int i = 0; i < unroll * per_k; ++i) a[i] = (FR_VF){0};
-    int k = 0;
-    for (; k + unroll <= K; k += unroll) {
-        for (int v = 0; v < unroll; ++v) {
-            const FR_VF x = (FR_VF){0} + h[k + v];
-            const float *restrict w = wp + (ptrdiff_t)(k + v) * G * FR_U;
-            for (int i = 0; i < per_k; ++i)
-                a[v * per_k + i] += FR_LD(w + i * FR_L) * x;
-        }
-    }
-    for (; k < K; ++k) {
-        const FR_VF x = (FR_VF){0} + h[k];
-        const float *restrict w = wp + (ptrdiff_t)k * G * FR_U;
-        for (int i = 0; i < per_k; ++i)
-            a[i] += FR_LD(w + i * FR_L) * x;
-    }
-    for (int v = 1; v < unroll; ++v)
-        for (int i = 0; i < per_k; ++i)
-            a[i] += a[v * per_k + i];
-    for (int i = 0; i < per_k; ++i)
-        FR_ST(acc + i * FR_L, a[i]);
+    const ptrdiff_t at = (ptrdiff_t)p * K * G * FR_U;
+    if (wt == FR_W_F16)
+        FR_NAME(panel_matvec_f16)(G, K, (const uint16_t *)w + at, h, acc);
+    else if (wt == FR_W_BF16)
+        FR_NAME(panel_matvec_bf16)(G, K, (const uint16_t *)w + at, h, acc);
+    else
+        FR_NAME(panel_matvec_f32)(G, K, (const float *)w + at, h, acc);
 }
 
 /* xin[g][u] = (W_ih x)[g][u] + bias[g][u] for panel p: from the packed W_ih panels
  * when streaming one step (wx != NULL), else from gin (torch's gate order, the
  * sequence's hoisted input projection) for the panel's n valid units. */
-static inline __attribute__((always_inline)) void FR_NAME(panel_x)(
-        int G, int H, int n_in, int p, int n, const float *restrict wx, const float *restrict x,
-        const float *restrict gin, const float *restrict bias, float *restrict xin)
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_x)(
+        int wt, int G, int H, int n_in, int p, int n, const void *restrict wx,
+        const float *restrict x, const float *restrict gin, const float *restrict bias,
+        float *restrict xin)
 {
     const int j0 = p * FR_U;
     bias += p * G * FR_U;
     if (wx != NULL) {
-        FR_NAME(panel_matvec)(G, n_in, wx + (ptrdiff_t)p * n_in * G * FR_U, x, xin);
+        FR_NAME(panel_matvec)(wt, G, n_in, p, wx, x, xin);
         for (int i = 0; i < G * FR_S; ++i)
             FR_ST(xin + i * FR_L, FR_LD(xin + i * FR_L) + FR_LD(bias + i * FR_L));
         return;
@@ -249,14 +295,14 @@ static inline __attribute__((always_inline)) void FR_NAME(panel_x)(
 }
 
 /* n valid floats of a panel-wide buffer from / to memory that may end before FR_U. */
-static inline __attribute__((always_inline)) void FR_NAME(load_units)(
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(load_units)(
         int n, const float *restrict src, float *restrict dst)
 {
     if (n == FR_U) { for (int s = 0; s < FR_S; ++s) FR_ST(dst + s * FR_L, FR_LD(src + s * FR_L)); }
     else { for (int u = 0; u < FR_U; ++u) dst[u] = u < n ? src[u] : 0.0f; }
 }
 
-static inline __attribute__((always_inline)) void FR_NAME(store_units)(
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(store_units)(
         int n, const float *restrict src, float *restrict dst)
 {
     if (n == FR_U) { for (int s = 0; s < FR_S; ++s) FR_ST(dst + s * FR_L, FR_LD(src + s * FR_L)); }
@@ -264,16 +310,16 @@ static inline __attribute__((always_inline)) void FR_NAME(store_units)(
 }
 
 static FR_TARGET void FR_NAME(lstm_step1_f32)(
-        int H, int n_in, int K, const float *restrict wx, const float *restrict x,
-        const float *restrict w, const float *restrict bias, const float *restrict gin,
+        int wt, int H, int n_in, int K, const void *restrict wx, const float *restrict x,
+        const void *restrict w, const float *restrict bias, const float *restrict gin,
         const float *restrict h, float *restrict c, float *restrict h_out)
 {
     const int npan = (H + FR_U - 1) / FR_U;
     for (int p = 0; p < npan; ++p) {
         const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
         float acc[4 * FR_U], xin[4 * FR_U], cb[FR_U], hb[FR_U];
-        FR_NAME(panel_matvec)(4, K, w + (ptrdiff_t)p * K * 4 * FR_U, h, acc);
-        FR_NAME(panel_x)(4, H, n_in, p, n, wx, x, gin, bias, xin);
+        FR_NAME(panel_matvec)(wt, 4, K, p, w, h, acc);
+        FR_NAME(panel_x)(wt, 4, H, n_in, p, n, wx, x, gin, bias, xin);
         FR_NAME(load_units)(n, c + j0, cb);
         for (int s = 0; s < FR_S; ++s) {
             const int u = s * FR_L;
@@ -291,16 +337,16 @@ static FR_TARGET void FR_NAME(lstm_step1_f32)(
 }
 
 static FR_TARGET void FR_NAME(gru_step1_f32)(
-        int H, int n_in, const float *restrict wx, const float *restrict x,
-        const float *restrict w, const float *restrict bias, const float *restrict b_hn,
+        int wt, int H, int n_in, const void *restrict wx, const float *restrict x,
+        const void *restrict w, const float *restrict bias, const float *restrict b_hn,
         const float *restrict gin, const float *restrict h, float *restrict h_out)
 {
     const int npan = (H + FR_U - 1) / FR_U;
     for (int p = 0; p < npan; ++p) {
         const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
         float acc[3 * FR_U], xin[3 * FR_U], hb[FR_U];
-        FR_NAME(panel_matvec)(3, H, w + (ptrdiff_t)p * H * 3 * FR_U, h, acc);
-        FR_NAME(panel_x)(3, H, n_in, p, n, wx, x, gin, bias, xin);
+        FR_NAME(panel_matvec)(wt, 3, H, p, w, h, acc);
+        FR_NAME(panel_x)(wt, 3, H, n_in, p, n, wx, x, gin, bias, xin);
         FR_NAME(load_units)(n, h + j0, hb);
         for (int s = 0; s < FR_S; ++s) {
             const int u = s * FR_L;
@@ -315,16 +361,16 @@ static FR_TARGET void FR_NAME(gru_step1_f32)(
 }
 
 static FR_TARGET void FR_NAME(rnn_step1_f32)(
-        int H, int n_in, const float *restrict wx, const float *restrict x,
-        const float *restrict w, const float *restrict bias, const float *restrict gin,
+        int wt, int H, int n_in, const void *restrict wx, const float *restrict x,
+        const void *restrict w, const float *restrict bias, const float *restrict gin,
         int relu, const float *restrict h, float *restrict h_out)
 {
     const int npan = (H + FR_U - 1) / FR_U;
     for (int p = 0; p < npan; ++p) {
         const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
         float acc[FR_U], xin[FR_U], hb[FR_U];
-        FR_NAME(panel_matvec)(1, H, w + (ptrdiff_t)p * H * FR_U, h, acc);
-        FR_NAME(panel_x)(1, H, n_in, p, n, wx, x, gin, bias, xin);
+        FR_NAME(panel_matvec)(wt, 1, H, p, w, h, acc);
+        FR_NAME(panel_x)(wt, 1, H, n_in, p, n, wx, x, gin, bias, xin);
         for (int s = 0; s < FR_S; ++s) {
             const int u = s * FR_L;
             FR_VF a = FR_LD(xin + u) + FR_LD(acc + u);

@@ -31,9 +31,9 @@ cdef void lstm_step1(const CellParams* p, const float* gin, const float* x,
     panel reads all of h), c in place. scratch (H,) holds o * tanh(c) before the
     projection, when there is one."""
     cdef const float* w_hr = <const float*>p.w_hr
-    fr_lstm_step1_f32(p.hidden_size, p.input_size, p.proj_size,
-                      <const float*>p.w_ih_panels if gin == NULL else NULL, x,
-                      <const float*>p.w_hh_panels, <const float*>p.bias_panels, gin, h, c,
+    fr_lstm_step1_f32(p.panel_dtype, p.hidden_size, p.input_size, p.proj_size,
+                      p.w_ih_panels if gin == NULL else NULL, x, p.w_hh_panels,
+                      <const float*>p.bias_panels, gin, h, c,
                       scratch if w_hr != NULL else h_out)
     if w_hr != NULL:
         project(False, p.proj_size, 1, p.hidden_size, w_hr, scratch, p.hidden_size,
