@@ -45,6 +45,10 @@ def _bench_parser(sub):
     p.add_argument("--threads", type=_ints, default=[1],
                    help="thread counts for every engine (default 1)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--weight-dtype", choices=["float32", "float16", "bfloat16"],
+                   default="float32",
+                   help="fastrnn's weight storage (float32 models); peers run the same "
+                        "rounded weights in float32")
     p.add_argument("--peers", type=_choices(list(PEERS)), default=list(PEERS),
                    help="peers to compare with: numpy,torch,onnxruntime (default all)")
     p.add_argument("--model", metavar="PATH",
@@ -76,9 +80,12 @@ def _bench(args, parser):
     if args.model:
         cases, models = _model_cases(args, parser)
     else:
+        if args.weight_dtype != "float32" and args.dtype != "float32":
+            parser.error("--weight-dtype float16/bfloat16 needs --dtype float32")
         cases = benchmark.grid(args.mode, args.hidden, args.batch, args.seq_len,
                                input_sizes=args.input_size or [0], layers=args.layers,
-                               bidirectional=[args.bidirectional], dtype=args.dtype)
+                               bidirectional=[args.bidirectional], dtype=args.dtype,
+                               weight_dtype=args.weight_dtype)
     if args.streaming:
         streamable = [c for c in cases if not c.bidirectional]
         if not streamable:
@@ -86,7 +93,7 @@ def _bench(args, parser):
         seen = []
         for c in streamable:
             s = benchmark.Case(c.mode, c.input_size, c.hidden, c.layers, False, c.batch, 1,
-                               c.dtype, True)
+                               c.dtype, True, c.weight_dtype)
             if s not in seen:
                 seen.append(s)
                 if c in models:

@@ -16,6 +16,7 @@ class Case:
     seq_len: int = 100
     dtype: str = "float32"
     streaming: bool = False     # one step call per time step, state carried
+    weight_dtype: str = "float32"  # fastrnn's weight storage (peers get the same values)
 
     @property
     def inputs(self):
@@ -36,13 +37,16 @@ class Case:
         return total
 
     def weight_bytes(self):
-        """Bytes of weights one time step has to read (the batch-1 bound)."""
+        """Bytes of weights one time step has to read at batch 1: W_hh of every layer
+        and direction, and W_ih too when streaming single steps."""
         rows = GATES[self.mode] * self.hidden
-        itemsize = 4 if self.dtype == "float32" else 8
+        itemsize = {"float32": 4, "float64": 8}[self.dtype]
+        if self.weight_dtype in ("float16", "bfloat16"):
+            itemsize = 2
         total = 0
         for layer in range(self.layers):
             width = self.inputs if layer == 0 else self.directions * self.hidden
-            total += self.directions * rows * (width + self.hidden) * itemsize
+            total += self.directions * rows * ((width if self.streaming else 0) + self.hidden) * itemsize
         return total
 
     def label(self):
@@ -56,6 +60,8 @@ class Case:
         parts += [f"B={self.batch}", f"T={self.seq_len}"]
         if self.dtype != "float32":
             parts.append(self.dtype)
+        if self.weight_dtype != "float32":
+            parts.append(f"w:{self.weight_dtype}")
         if self.streaming:
             parts.append("step")
         return " ".join(parts)
@@ -65,10 +71,10 @@ class Case:
 
 
 def grid(modes, hiddens, batches, seq_lens, input_sizes=(0,), layers=(1,),
-         bidirectional=(False,), dtype="float32", streaming=False):
+         bidirectional=(False,), dtype="float32", streaming=False, weight_dtype="float32"):
     """Every combination, in a stable order."""
     return [
-        Case(mode, inp, hid, lay, bi, b, t, dtype, streaming)
+        Case(mode, inp, hid, lay, bi, b, t, dtype, streaming, weight_dtype)
         for mode, hid, b, t, inp, lay, bi in itertools.product(
             modes, hiddens, batches, seq_lens, input_sizes, layers, bidirectional)
     ]

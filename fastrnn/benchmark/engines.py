@@ -27,8 +27,9 @@ def _import(name):
 def build_model(case, seed=0):
     """A fastrnn model for the case with seeded, torch-initialised weights."""
     cls = {"LSTM": fastrnn.LSTM, "GRU": fastrnn.GRU, "RNN": fastrnn.RNN}[case.mode]
+    weight_dtype = None if case.weight_dtype == case.dtype else case.weight_dtype
     model = cls(case.inputs, case.hidden, num_layers=case.layers,
-                bidirectional=case.bidirectional, dtype=case.dtype)
+                bidirectional=case.bidirectional, dtype=case.dtype, weight_dtype=weight_dtype)
     model._init_weights(seed)
     return model
 
