@@ -1,4 +1,4 @@
-"""The `fastrnn` command: bench, inspect."""
+"""The `fastrnn` command: bench, inspect, generate."""
 import argparse
 import sys
 
@@ -249,11 +249,83 @@ def _other_values(obj, prefix, out, depth=0):
         out.append((prefix[:-1] or "(root)", text if len(text) <= 80 else text[:77] + "..."))
 
 
+def _generate_parser(sub):
+    p = sub.add_parser(
+        "generate", help="generate text with a character-level model (the bundled one by default)",
+        description="Generate text with a character (or token) language model: the prompt "
+                    "runs through the sequence kernel, then one streaming step per character. "
+                    "With no arguments: the bundled 2-layer LSTM trained on docstrings of "
+                    "Python's standard library.")
+    p.add_argument("--prompt", default=None, help="text to continue (default: the model's)")
+    p.add_argument("-n", type=int, default=300, help="characters to generate (default 300)")
+    p.add_argument("--temperature", type=float, default=0.8,
+                   help="sampling temperature; 0 is greedy (default 0.8)")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k most likely")
+    p.add_argument("--seed", type=int, default=None, help="seed for reproducible sampling")
+    p.add_argument("--model", metavar="PATH", help="your own checkpoint (needs --vocab)")
+    p.add_argument("--vocab", metavar="JSON",
+                   help="the vocabulary: a JSON list of tokens, or an object with 'vocab' and "
+                        "optionally the prefixes 'embedding', 'rnn', 'head' (defaults "
+                        "embedding., rnn., fc.; embedding null for one-hot input)")
+    p.set_defaults(func=_generate)
+    return p
+
+
+def _generate(args, parser):
+    import json
+    import time
+
+    from fastrnn import apps
+
+    if args.n < 0:
+        parser.error("-n must be >= 0")
+    if args.temperature < 0:
+        parser.error("--temperature must be >= 0")
+    if args.top_k is not None and args.top_k < 1:
+        parser.error("--top-k must be >= 1")
+    if args.model:
+        if not args.vocab:
+            parser.error("--model needs --vocab (the tokens, in the order of the model's ids)")
+        try:
+            with open(args.vocab) as f:
+                meta = json.load(f)
+        except (OSError, ValueError) as exc:
+            parser.error(f"--vocab {args.vocab}: {exc}")
+        meta = {"vocab": meta} if isinstance(meta, list) else meta
+        try:
+            lm = apps.LanguageModel.from_checkpoint(
+                args.model, vocab=meta["vocab"], rnn=meta.get("rnn", "rnn."),
+                head=meta.get("head", "fc."), embedding=meta.get("embedding", "embedding."))
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            parser.error(f"--model {args.model}: {exc}")
+    else:
+        lm, meta = apps.bundled_char_model()
+    prompt = args.prompt if args.prompt is not None else meta.get("prompt", "")
+    try:
+        start = time.perf_counter()
+        text = lm.generate(prompt, args.n, temperature=args.temperature, top_k=args.top_k,
+                           seed=args.seed)
+        elapsed = time.perf_counter() - start
+    except ValueError as exc:
+        parser.error(str(exc))
+    print(prompt + (text if isinstance(text, str) else " ".join(map(str, text))))
+    per = elapsed / max(args.n, 1) * 1e6
+    print(f"\n[{args.n} characters in {elapsed * 1e3:.1f} ms: {per:.1f} µs per character, "
+          f"{fastrnn_threads()} thread(s)]", file=sys.stderr)
+    return 0
+
+
+def fastrnn_threads():
+    import fastrnn
+    return fastrnn.get_num_threads()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="fastrnn", description="Fast CPU inference for PyTorch-trained LSTM / GRU / RNN models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    subparsers = {"bench": _bench_parser(sub), "inspect": _inspect_parser(sub)}
+    subparsers = {"bench": _bench_parser(sub), "inspect": _inspect_parser(sub),
+                  "generate": _generate_parser(sub)}
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
