@@ -1,4 +1,4 @@
-"""Train the small encoder-decoder the tests use (tests/data/seq2seq_reverse.pt):
+"""Train the small encoder-decoder the tests use (tests/data/apps/seq2seq_reverse.pt):
 reverse a string of 3 to 8 digits. Synthetic data, nothing downloaded.
 
     pip install torch==2.13.0 && python examples/train_seq2seq.py
@@ -13,7 +13,7 @@ import torch
 
 PAD, SOS, EOS, VOCAB = 0, 1, 2, 13
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data",
-                   "seq2seq_reverse.pt")
+                   "apps", "seq2seq_reverse.pt")
 
 
 class Seq2Seq(torch.nn.Module):

@@ -33,7 +33,8 @@ def load(path_or_state_dict, prefix=None, **overrides):
     num_layers, bidirectional, proj_size, bias). What weights cannot tell comes from
     `overrides`: nonlinearity ("tanh", the default, or "relu") for an RNN, batch_first
     (False), dtype (float32, or float64 for float64 weights), weight_dtype ("float16" or
-    "bfloat16" to store the weights in half the memory). `prefix` picks one
+    "bfloat16" to store the weights in half the memory; weights saved in float16 or
+    bfloat16 keep that storage by default, losing nothing). `prefix` picks one
     module where several are present, e.g. prefix="encoder.rnn".
     """
     tensors, where = _tensors(path_or_state_dict)
@@ -69,5 +70,10 @@ def load(path_or_state_dict, prefix=None, **overrides):
             kwargs[name] = value
     if config.mode != "RNN":
         kwargs.pop("nonlinearity", None)
+    if (overrides.get("weight_dtype") is None and kwargs["dtype"] == "float32"
+            and config.storage in ("float16", "bfloat16")):
+        # weights saved in half precision keep it: the same values, half the bytes to
+        # stream per step
+        kwargs["weight_dtype"] = config.storage
     model = _CLASSES[config.mode](config.input_size, config.hidden_size, **kwargs)
     return model.load_state_dict(config.state_dict)

@@ -11,10 +11,11 @@ from fastrnn.blocks import Embedding, Linear, log_softmax, one_hot, softmax
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "data")
+APPS = os.path.join(DATA, "apps")
 
 
 def _golden(name):
-    with np.load(os.path.join(DATA, name)) as f:
+    with np.load(os.path.join(APPS, name)) as f:
         return {k: f[k] for k in f.files}
 
 
@@ -81,7 +82,7 @@ def test_generation_errors(charlm):
 
 def test_seq2seq_greedy_matches_torch():
     g = _golden("apps_seq2seq.npz")
-    s2s = apps.Seq2Seq.from_checkpoint(os.path.join(DATA, "seq2seq_reverse.pt"),
+    s2s = apps.Seq2Seq.from_checkpoint(os.path.join(APPS, "seq2seq_reverse.pt"),
                                        sos=int(g["sos"]), eos=int(g["eos"]))
     out, logits = s2s.greedy(g["src"], g["lengths"], max_len=12, return_logits=True)
     steps = g["steps"]                         # (12, B) torch's argmax at each step
@@ -156,4 +157,4 @@ def test_app_construction_errors():
     with pytest.raises(ValueError, match="must be unidirectional"):
         apps.LanguageModel(fastrnn.LSTM(3, 4, bidirectional=True), Linear(8, 3), vocab="abc")
     with pytest.raises(ValueError, match="sos=99 is outside"):
-        apps.Seq2Seq.from_checkpoint(os.path.join(DATA, "seq2seq_reverse.pt"), sos=99, eos=2)
+        apps.Seq2Seq.from_checkpoint(os.path.join(APPS, "seq2seq_reverse.pt"), sos=99, eos=2)

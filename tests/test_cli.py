@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))  # run outside the source tree
@@ -105,3 +106,25 @@ def test_bench_model_checkpoint(tmp_path):
 def test_bench_model_unreadable_is_a_usage_error():
     res = _run(["bench", "--model", os.path.join(CKPT, "torchscript.pt")])
     assert res.returncode == 2 and "TorchScript" in res.stderr
+
+
+def test_generate_bundled_model_greedy():
+    res = _run(["generate", "-n", "60", "--temperature", "0"])
+    assert res.returncode == 0, res.stderr
+    golden = np.load(os.path.join(HERE, "data", "apps", "apps_charlm.npz"))
+    assert res.stdout.startswith(str(golden["prompt"]) + str(golden["text"])[:60])
+    assert "µs per character" in res.stderr
+
+
+def test_generate_own_model_and_errors(tmp_path):
+    vocab = tmp_path / "vocab.json"
+    vocab.write_text(json.dumps({"vocab": json.load(open(os.path.join(
+        os.path.dirname(HERE), "fastrnn", "data", "charlm.json")))["vocab"]}))
+    model = os.path.join(os.path.dirname(HERE), "fastrnn", "data", "charlm.pt")
+    res = _run(["generate", "--model", model, "--vocab", str(vocab), "--prompt", "def ",
+                "-n", "20", "--seed", "1", "--top-k", "5"])
+    assert res.returncode == 0, res.stderr and res.stdout.startswith("def ")
+    assert _run(["generate", "--model", model]).returncode == 2
+    res = _run(["generate", "--prompt", "caf\u00e9"])
+    assert res.returncode == 2 and "outside the vocabulary" in res.stderr
+    assert _run(["generate", "-n", "-1"]).returncode == 2

@@ -55,6 +55,7 @@ class RecurrentConfig:
     proj_size: int
     dtype: str
     cell: bool                # an nn.*Cell (names without _l0)
+    storage: str              # how the weights are stored: float16 / bfloat16 / float32 / float64
     state_dict: OrderedDict = field(repr=False)
 
     def kwargs(self):
@@ -123,8 +124,21 @@ def _configure(prefix, sd, cell):
         raise CheckpointError(
             f"{where}: {rows // hidden} gates per hidden unit (4: LSTM, 3: GRU, 1: RNN)")
     dtype = "float64" if w_ih.dtype == np.float64 else "float32"
-    return RecurrentConfig(
+    return RecurrentConfig(storage=_storage(sd),
         prefix=prefix, mode=mode, input_size=int(w_ih.shape[1]), hidden_size=int(hidden),
         num_layers=num_layers, bidirectional=any(k.endswith("_reverse") for k in sd),
         bias="bias_ih_l0" in sd, proj_size=int(proj_size), dtype=dtype, cell=cell,
         state_dict=OrderedDict(sd))
+
+
+def _storage(sd):
+    """float16 when every weight is stored as float16; bfloat16 when every weight is a
+    float32 whose low 16 bits are zero (what the reader makes of bfloat16 tensors);
+    else the dtype itself."""
+    arrays = list(sd.values())
+    if all(a.dtype == np.float16 for a in arrays):
+        return "float16"
+    if all(a.dtype == np.float32 for a in arrays) and not any(
+            (a.view(np.uint32) & 0xFFFF).any() for a in arrays) and any(a.any() for a in arrays):
+        return "bfloat16"
+    return "float64" if arrays[0].dtype == np.float64 else "float32"

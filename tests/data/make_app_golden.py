@@ -2,12 +2,12 @@
 
     python tests/data/make_app_golden.py
 
-- apps_charlm.npz: greedy generation of 500 characters by the bundled model
+- apps/apps_charlm.npz: greedy generation of 500 characters by the bundled model
   (fastrnn/data/charlm.pt) from its prompt, with the logits of every step, computed
   by a torch loop that feeds nn.LSTM one character at a time;
-- apps_seq2seq.npz: greedy decoding of a batch of digit strings by
-  tests/data/seq2seq_reverse.pt, tokens and per-step logits;
-- apps_tagger.npz: tests/data/checkpoints/whole_model.pt (embedding -> bidirectional
+- apps/apps_seq2seq.npz: greedy decoding of a batch of digit strings by
+  tests/data/apps/seq2seq_reverse.pt, tokens and per-step logits;
+- apps/apps_tagger.npz: tests/data/checkpoints/whole_model.pt (embedding -> bidirectional
   GRU -> linear) over a padded batch: logits at every step and at each last step.
 """
 import json
@@ -43,7 +43,7 @@ def charlm():
             out, hx = model(torch.tensor([[tok]]), hx)
             logits = out[0, -1]
     text = "".join(vocab[t] for t in tokens)
-    np.savez(os.path.join(HERE, "apps_charlm.npz"), prompt=np.array(prompt), text=np.array(text),
+    np.savez(os.path.join(HERE, "apps", "apps_charlm.npz"), prompt=np.array(prompt), text=np.array(text),
              tokens=np.array(tokens), logits=np.array(logits_seen, np.float32))
     print("charlm:", repr(prompt + text[:80]))
 
@@ -51,7 +51,7 @@ def charlm():
 def seq2seq():
     from train_seq2seq import EOS, SOS, Seq2Seq, batch
     model = Seq2Seq()
-    model.load_state_dict(torch.load(os.path.join(HERE, "seq2seq_reverse.pt"), weights_only=True))
+    model.load_state_dict(torch.load(os.path.join(HERE, "apps", "seq2seq_reverse.pt"), weights_only=True))
     model.eval()
     src, lengths, _, _ = batch(6, torch.Generator().manual_seed(123))
     with torch.no_grad():
@@ -66,7 +66,7 @@ def seq2seq():
             seen.append(logits.numpy())
             tok = logits.argmax(-1)
             steps.append(tok.numpy())
-    np.savez(os.path.join(HERE, "apps_seq2seq.npz"), src=src.T.numpy(), lengths=lengths.numpy(),
+    np.savez(os.path.join(HERE, "apps", "apps_seq2seq.npz"), src=src.T.numpy(), lengths=lengths.numpy(),
              steps=np.array(steps), logits=np.array(seen), sos=SOS, eos=EOS)
     print("seq2seq:", src.T[0].tolist(), "->", np.array(steps)[:, 0].tolist())
 
@@ -92,7 +92,7 @@ def tagger():
         mask = (torch.arange(9)[None, :] < lengths[:, None]).float()[..., None]
         every = every * mask
         last = model.fc(out[torch.arange(4), lengths - 1])
-    np.savez(os.path.join(HERE, "apps_tagger.npz"), tokens=tokens.numpy(), lengths=lengths.numpy(),
+    np.savez(os.path.join(HERE, "apps", "apps_tagger.npz"), tokens=tokens.numpy(), lengths=lengths.numpy(),
              every=every.numpy(), last=last.numpy())
     print("tagger ok")
 
