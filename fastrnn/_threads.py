@@ -1,7 +1,7 @@
 """How many threads fastrnn's kernels use.
 
 fastrnn's kernels run on the calling thread and call BLAS (scipy's OpenBLAS) from
-there. Left at OpenBLAS's default (one thread per core), a serving process that runs
+there; with more than one thread, a batch-1 step is also split across two cores. Left at OpenBLAS's default (one thread per core), a serving process that runs
 models from several threads oversubscribes the cores: two threads streaming hidden-512
 LSTMs on 2 cores took as long as one after the other (bench/README.md). So fastrnn
 sets that pool to one thread when it is imported, and parallelism comes from calling
@@ -30,10 +30,15 @@ def _controller():
 
 
 def set_num_threads(n):
-    """Threads for fastrnn's BLAS calls (scipy's OpenBLAS pool)."""
+    """Threads for one call: BLAS (scipy's OpenBLAS pool) for the large products, and
+    with n >= 2 a batch-1 step split across two cores (each core keeps half of the
+    weights in its own cache; a helper thread meets the caller at a spin barrier)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
+    from fastrnn._kernels import _stack
+
     _controller().limit(limits=n)
+    _stack.set_kernel_threads(n)
 
 
 def get_num_threads():

@@ -212,3 +212,57 @@ def test_default_is_one_blas_thread_and_env_overrides():
     out = subprocess.run([sys.executable, "-c", code], env=dict(env, FASTRNN_NUM_THREADS="2"),
                          capture_output=True, text=True, check=True, cwd=here).stdout.strip()
     assert out == "2"
+
+
+@pytest.mark.parametrize("mode,kwargs", [
+    ("LSTM", {}), ("LSTM", {"proj_size": 7}), ("GRU", {}), ("RNN_TANH", {}),
+    ("LSTM", {"weight_dtype": "float16"}), ("GRU", {"weight_dtype": "bfloat16"}),
+])
+def test_two_core_split_gives_identical_results(mode, kwargs, rng):
+    """A batch-1 step split by panels across two cores does the same arithmetic."""
+    from fastrnn._kernels import _stack
+    model, _ = make_model(mode, 6, 40, num_layers=2, scale=40 ** -0.5, **kwargs)  # 3 panels
+    x = rng.standard_normal((30, 1, 6)).astype(np.float32)
+    before = _stack.get_kernel_threads()
+    try:
+        _stack.set_kernel_threads(1)
+        seq1 = model(x)[0]
+        s = model.stream()
+        step1 = np.stack([s.step(x[t, 0]) for t in range(30)])
+        _stack.set_kernel_threads(2, 0)
+        seq2 = model(x)[0]
+        s = model.stream()
+        step2 = np.stack([s.step(x[t, 0]) for t in range(30)])
+    finally:
+        _stack.set_kernel_threads(*before)
+    np.testing.assert_array_equal(seq1, seq2)
+    np.testing.assert_array_equal(step1, step2)
+
+
+def _forked_child(q):
+    import fastrnn
+    from fastrnn._kernels import _stack
+    _stack.set_kernel_threads(2, 0)
+    m = fastrnn.GRU(8, 64)
+    q.put(float(m(np.ones((20, 1, 8), np.float32))[0].sum()))
+
+
+def test_split_survives_fork():
+    """The helper thread does not exist in a forked child: it must make its own, not
+    wait for its parent's."""
+    import multiprocessing as mp
+    from fastrnn._kernels import _stack
+    before = _stack.get_kernel_threads()
+    _stack.set_kernel_threads(2, 0)
+    try:
+        fastrnn_model, _ = make_model("GRU", 8, 64)
+        fastrnn_model(np.ones((5, 1, 8), np.float32))   # the parent's helper is running
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        p = ctx.Process(target=_forked_child, args=(q,))
+        p.start()
+        p.join(60)
+        assert p.exitcode == 0, "the forked child hung or failed"
+        assert np.isfinite(q.get(timeout=5))
+    finally:
+        _stack.set_kernel_threads(*before)

@@ -11,11 +11,38 @@ from libc.string cimport memcpy
 from fastrnn._kernels._blas cimport gemm, project, NoTrans, Trans
 from fastrnn._kernels._cell cimport (CellParams, FR_U, fr_select_isa, fr_activations_f32,
                                      fr_ftz_enter, fr_ftz_leave)
-from fastrnn._kernels.lstm cimport lstm_step, lstm_step1
+from fastrnn._kernels.lstm cimport lstm_step, lstm_step1, lstm_project1
 from fastrnn._kernels.gru cimport gru_step, gru_step1
 from fastrnn._kernels.rnn cimport rnn_step, rnn_step1
 
 cnp.import_array()
+
+cdef extern from "parallel.h" nogil:
+    ctypedef void (*fr_task_fn)(void* arg, int part) noexcept nogil
+    int fr_pool_acquire()
+    void fr_pool_release()
+    void fr_pool_run(fr_task_fn fn, void* arg)
+
+# Threads a batch-1 step may use (1 or 2: the caller and one helper), and the hidden
+# size from which splitting it pays. Measured (bench/README.md, 1 vs 2 threads, batch 1,
+# float32): LSTM step H=128 2.75 -> 1.76 us, H=256 20.0 -> 9.1 us; below 128 the
+# barrier's cost approaches half a step.
+cdef int _kernel_threads = 1
+cdef int _split_min_hidden = 128
+
+
+def set_kernel_threads(int n, int min_hidden=-1):
+    """Split batch-1 steps across two cores when n >= 2 (from min_hidden units up)."""
+    global _kernel_threads, _split_min_hidden
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    _kernel_threads = 2 if n >= 2 else 1
+    if min_hidden >= 0:
+        _split_min_hidden = min_hidden
+
+
+def get_kernel_threads():
+    return _kernel_threads, _split_min_hidden
 
 
 # Hidden units per panel of the fused batch-1 kernel's packed weights.
@@ -55,15 +82,54 @@ cdef inline void cell_step(Family family, const CellParams* p, bint fm, int m,
         rnn_step(p, fm, m, gates, ldg, h, c, ldb, scratch)
 
 
-cdef inline void cell_step1(Family family, const CellParams* p, const float* gin,
-                            const float* x, const float* h, float* c, float* h_out,
-                            float* scratch) noexcept nogil:
+cdef inline void cell_step1(Family family, const CellParams* p, int p0, int p1,
+                            const float* gin, const float* x, const float* h, float* c,
+                            float* h_out, float* scratch) noexcept nogil:
     if family == LSTM:
-        lstm_step1(p, gin, x, h, c, h_out, scratch)
+        lstm_step1(p, p0, p1, gin, x, h, c, h_out, scratch)
     elif family == GRU:
-        gru_step1(p, gin, x, h, c, h_out, scratch)
+        gru_step1(p, p0, p1, gin, x, h, c, h_out, scratch)
     else:
-        rnn_step1(p, gin, x, h, c, h_out, scratch)
+        rnn_step1(p, p0, p1, gin, x, h, c, h_out, scratch)
+
+
+cdef struct Step1:
+    # one fused batch-1 step, for the two halves of a split (parallel.h)
+    Family family
+    const CellParams* p
+    const float* gin
+    const float* x
+    const float* h
+    float* c
+    float* h_out
+    float* scratch
+    int npan
+
+
+cdef void step1_half(void* arg, int part) noexcept nogil:
+    cdef Step1* a = <Step1*>arg
+    cdef int half = (a.npan + 1) // 2
+    if part == 0:
+        cell_step1(a.family, a.p, 0, half, a.gin, a.x, a.h, a.c, a.h_out, a.scratch)
+    else:
+        cell_step1(a.family, a.p, half, a.npan, a.gin, a.x, a.h, a.c, a.h_out, a.scratch)
+
+
+cdef inline void fused_step1(Family family, const CellParams* p, bint split,
+                             const float* gin, const float* x, const float* h, float* c,
+                             float* h_out, float* scratch) noexcept nogil:
+    """The whole fused step: all panels (on two cores when split), then the LSTM's
+    projection, which needs every panel's output."""
+    cdef Step1 args
+    cdef int npan = (p.hidden_size + FR_U - 1) // FR_U
+    if split and npan > 1:
+        args.family, args.p, args.gin, args.x, args.h = family, p, gin, x, h
+        args.c, args.h_out, args.scratch, args.npan = c, h_out, scratch, npan
+        fr_pool_run(step1_half, &args)
+    else:
+        cell_step1(family, p, 0, npan, gin, x, h, c, h_out, scratch)
+    if family == LSTM:
+        lstm_project1(p, scratch, h_out)
 
 
 cdef inline void transpose(int rows, int cols, const floating* src, int lds,
@@ -80,7 +146,7 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
                const floating* x, int ldx, floating* h, floating* c,
                floating* out, int ldout,
                floating* gates, int chunk, floating* scratch,
-               floating* state_t) noexcept nogil:
+               floating* state_t, bint split) noexcept nogil:
     """Run one direction of one layer over T steps of a (T*B, ldx) input.
 
     h (B, P) and c (B, H) hold the initial state and are advanced in place, so that a
@@ -141,8 +207,8 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
             o = out + <Py_ssize_t>t * B * ldout
             if fused:
                 if floating is float:
-                    cell_step1(family, p, NULL if fused_x else g, x + <Py_ssize_t>t * ldx,
-                               hs, cs, h_next, scratch)
+                    fused_step1(family, p, split, NULL if fused_x else g,
+                                x + <Py_ssize_t>t * ldx, hs, cs, h_next, scratch)
                 swap = hs
                 hs = h_next
                 h_next = swap
@@ -167,7 +233,7 @@ cdef void run_stack(Family family, const CellParams* params, int num_layers,
                     int num_directions, int T, int B, const int* batch_sizes,
                     const floating* x, floating* out, floating* h_n, floating* c_n,
                     floating* gates, int chunk, floating* scratch, floating* state_t,
-                    floating* buf_a, floating* buf_b) noexcept nogil:
+                    floating* buf_a, floating* buf_b, bint split) noexcept nogil:
     """All layers and directions. Layer l reads layer l-1's output (buf_a / buf_b in
     turn), the last layer writes `out`; h_n, c_n are (L*D, B, P) and (L*D, B, H)."""
     cdef int l, d, k
@@ -183,7 +249,8 @@ cdef void run_stack(Family family, const CellParams* params, int num_layers,
                  h_n + <Py_ssize_t>k * B * p.proj_size,
                  c_n + <Py_ssize_t>k * B * p.hidden_size if c_n != NULL else NULL,
                  out_l + d * p.proj_size, num_directions * p.proj_size,
-                 gates, chunk, scratch, state_t)
+                 gates, chunk, scratch, state_t,
+                 split and p.hidden_size >= _split_min_hidden)
         x_l = out_l
 
 
@@ -199,7 +266,7 @@ cdef class Kernel:
     bringing its own states and workspace.
     """
     cdef CellParams* params
-    cdef readonly int family, num_layers, num_directions
+    cdef readonly int family, num_layers, num_directions, max_hidden
     cdef readonly bint is_double
     cdef list _keep
 
@@ -229,6 +296,7 @@ cdef class Kernel:
             self.params[k].proj_size = w_hh.shape[1]
             self.params[k].hidden_size = w_hr.shape[1] if w_hr is not None else w_hh.shape[1]
             self.params[k].relu = relu
+            self.max_hidden = max(self.max_hidden, self.params[k].hidden_size)
             self.params[k].w_hh_panels = _data(rec.get("w_hh_panels"))
             self.params[k].w_ih_panels = _data(rec.get("w_ih_panels"))
             self.params[k].panel_dtype = {"float32": 0, "float16": 1, "bfloat16": 2}[
@@ -259,6 +327,21 @@ cdef class Kernel:
         cdef void* pt = _data(state_t)
         cdef void* pa = _data(buf_a)
         cdef void* pb = _data(buf_b)
+        cdef bint split = self._want_split(B) and fr_pool_acquire()
+        try:
+            self._run(family, T, B, bs, px, pout, ph, pc, pg, chunk, ps, pt, pa, pb, split)
+        finally:
+            if split:
+                fr_pool_release()
+
+    cdef bint _want_split(self, int B):
+        return (_kernel_threads >= 2 and B == 1 and not self.is_double
+                and self.params[0].w_hh_panels != NULL
+                and self.max_hidden >= _split_min_hidden)
+
+    cdef void _run(self, Family family, int T, int B, const int* bs, void* px, void* pout,
+                   void* ph, void* pc, void* pg, int chunk, void* ps, void* pt, void* pa,
+                   void* pb, bint split):
         cdef unsigned int mxcsr
         if self.is_double:
             with nogil:
@@ -266,7 +349,7 @@ cdef class Kernel:
                 run_stack(family, self.params, self.num_layers, self.num_directions,
                           T, B, bs, <const double*>px, <double*>pout, <double*>ph,
                           <double*>pc, <double*>pg, chunk, <double*>ps, <double*>pt,
-                          <double*>pa, <double*>pb)
+                          <double*>pa, <double*>pb, split)
                 fr_ftz_leave(mxcsr)
         else:
             with nogil:
@@ -274,7 +357,7 @@ cdef class Kernel:
                 run_stack(family, self.params, self.num_layers, self.num_directions,
                           T, B, bs, <const float*>px, <float*>pout, <float*>ph,
                           <float*>pc, <float*>pg, chunk, <float*>ps, <float*>pt,
-                          <float*>pa, <float*>pb)
+                          <float*>pa, <float*>pb, split)
                 fr_ftz_leave(mxcsr)
 
 
@@ -357,20 +440,25 @@ cdef class Stream:
         cdef void* pa = cnp.PyArray_DATA(self.buf_a)
         cdef void* pb = cnp.PyArray_DATA(self.buf_b)
         cdef unsigned int mxcsr
-        if self.kernel.is_double:
-            with nogil:
-                mxcsr = fr_ftz_enter()
-                run_stack(family, params, L, 1, 1, B, NULL, <const double*>px, <double*>py,
-                          <double*>ph, <double*>pc, <double*>pg, 1, <double*>ps,
-                          <double*>pt, <double*>pa, <double*>pb)
-                fr_ftz_leave(mxcsr)
-        else:
-            with nogil:
-                mxcsr = fr_ftz_enter()
-                run_stack(family, params, L, 1, 1, B, NULL, <const float*>px, <float*>py,
-                          <float*>ph, <float*>pc, <float*>pg, 1, <float*>ps,
-                          <float*>pt, <float*>pa, <float*>pb)
-                fr_ftz_leave(mxcsr)
+        cdef bint split = self.kernel._want_split(B) and fr_pool_acquire()
+        try:
+            if self.kernel.is_double:
+                with nogil:
+                    mxcsr = fr_ftz_enter()
+                    run_stack(family, params, L, 1, 1, B, NULL, <const double*>px,
+                              <double*>py, <double*>ph, <double*>pc, <double*>pg, 1,
+                              <double*>ps, <double*>pt, <double*>pa, <double*>pb, split)
+                    fr_ftz_leave(mxcsr)
+            else:
+                with nogil:
+                    mxcsr = fr_ftz_enter()
+                    run_stack(family, params, L, 1, 1, B, NULL, <const float*>px,
+                              <float*>py, <float*>ph, <float*>pc, <float*>pg, 1,
+                              <float*>ps, <float*>pt, <float*>pa, <float*>pb, split)
+                    fr_ftz_leave(mxcsr)
+        finally:
+            if split:
+                fr_pool_release()
         if out is not None:
             return out
         return self.y[0, 0].copy() if flat else self.y[0].copy()

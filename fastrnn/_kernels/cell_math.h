@@ -172,25 +172,27 @@ static inline void fr_rnn_cols_f32(int m, int H, const float *gates, int ldg,
     FR_DISPATCH(rnn_cols_f32, (m, H, gates, ldg, bias, relu, h, lds));
 }
 
-static inline void fr_lstm_step1_f32(int wt, int H, int n_in, int K, const void *wx,
-                                     const float *x, const void *w, const float *bias,
-                                     const float *gin, const float *h, float *c, float *h_out)
+static inline void fr_lstm_step1_f32(int p0, int p1, int wt, int H, int n_in, int K,
+                                     const void *wx, const float *x, const void *w,
+                                     const float *bias, const float *gin, const float *h,
+                                     float *c, float *h_out)
 {
-    FR_DISPATCH(lstm_step1_f32, (wt, H, n_in, K, wx, x, w, bias, gin, h, c, h_out));
+    FR_DISPATCH(lstm_step1_f32, (p0, p1, wt, H, n_in, K, wx, x, w, bias, gin, h, c, h_out));
 }
 
-static inline void fr_gru_step1_f32(int wt, int H, int n_in, const void *wx, const float *x,
-                                    const void *w, const float *bias, const float *b_hn,
-                                    const float *gin, const float *h, float *h_out)
+static inline void fr_gru_step1_f32(int p0, int p1, int wt, int H, int n_in, const void *wx,
+                                    const float *x, const void *w, const float *bias,
+                                    const float *b_hn, const float *gin, const float *h,
+                                    float *h_out)
 {
-    FR_DISPATCH(gru_step1_f32, (wt, H, n_in, wx, x, w, bias, b_hn, gin, h, h_out));
+    FR_DISPATCH(gru_step1_f32, (p0, p1, wt, H, n_in, wx, x, w, bias, b_hn, gin, h, h_out));
 }
 
-static inline void fr_rnn_step1_f32(int wt, int H, int n_in, const void *wx, const float *x,
-                                    const void *w, const float *bias, const float *gin,
-                                    int relu, const float *h, float *h_out)
+static inline void fr_rnn_step1_f32(int p0, int p1, int wt, int H, int n_in, const void *wx,
+                                    const float *x, const void *w, const float *bias,
+                                    const float *gin, int relu, const float *h, float *h_out)
 {
-    FR_DISPATCH(rnn_step1_f32, (wt, H, n_in, wx, x, w, bias, gin, relu, h, h_out));
+    FR_DISPATCH(rnn_step1_f32, (p0, p1, wt, H, n_in, wx, x, w, bias, gin, relu, h, h_out));
 }
 
 /* Flush-to-zero and denormals-are-zero for the length of a kernel call: a state

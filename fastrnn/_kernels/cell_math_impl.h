@@ -136,7 +136,8 @@ static FR_TARGET void FR_NAME(rnn_cols_f32)(
  * per step, in order. The input part W_ih x comes either from gin, this step's row
  * of the sequence's hoisted projection in torch's gate order (gates*H, unpadded), or,
  * when streaming single steps, from W_ih packed the same way (wx, with x). bias is
- * in panel order (npan, gates, FR_U), zero-padded.
+ * in panel order (npan, gates, FR_U), zero-padded. A call computes panels [p0, p1):
+ * two cores may share a step by panels (parallel.h).
  *
  * Written in GCC vector types of the target's own width (FR_VBYTES: 64 for AVX-512,
  * 32 for AVX2, 16 for SSE), so that neither the matrix-vector product nor the
@@ -310,12 +311,11 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(store_units)
 }
 
 static FR_TARGET void FR_NAME(lstm_step1_f32)(
-        int wt, int H, int n_in, int K, const void *restrict wx, const float *restrict x,
+        int p0, int p1, int wt, int H, int n_in, int K, const void *restrict wx, const float *restrict x,
         const void *restrict w, const float *restrict bias, const float *restrict gin,
         const float *restrict h, float *restrict c, float *restrict h_out)
 {
-    const int npan = (H + FR_U - 1) / FR_U;
-    for (int p = 0; p < npan; ++p) {
+    for (int p = p0; p < p1; ++p) {
         const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
         float acc[4 * FR_U], xin[4 * FR_U], cb[FR_U], hb[FR_U];
         FR_NAME(panel_matvec)(wt, 4, K, p, w, h, acc);
@@ -337,12 +337,11 @@ static FR_TARGET void FR_NAME(lstm_step1_f32)(
 }
 
 static FR_TARGET void FR_NAME(gru_step1_f32)(
-        int wt, int H, int n_in, const void *restrict wx, const float *restrict x,
+        int p0, int p1, int wt, int H, int n_in, const void *restrict wx, const float *restrict x,
         const void *restrict w, const float *restrict bias, const float *restrict b_hn,
         const float *restrict gin, const float *restrict h, float *restrict h_out)
 {
-    const int npan = (H + FR_U - 1) / FR_U;
-    for (int p = 0; p < npan; ++p) {
+    for (int p = p0; p < p1; ++p) {
         const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
         float acc[3 * FR_U], xin[3 * FR_U], hb[FR_U];
         FR_NAME(panel_matvec)(wt, 3, H, p, w, h, acc);
@@ -361,12 +360,11 @@ static FR_TARGET void FR_NAME(gru_step1_f32)(
 }
 
 static FR_TARGET void FR_NAME(rnn_step1_f32)(
-        int wt, int H, int n_in, const void *restrict wx, const float *restrict x,
+        int p0, int p1, int wt, int H, int n_in, const void *restrict wx, const float *restrict x,
         const void *restrict w, const float *restrict bias, const float *restrict gin,
         int relu, const float *restrict h, float *restrict h_out)
 {
-    const int npan = (H + FR_U - 1) / FR_U;
-    for (int p = 0; p < npan; ++p) {
+    for (int p = p0; p < p1; ++p) {
         const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
         float acc[FR_U], xin[FR_U], hb[FR_U];
         FR_NAME(panel_matvec)(wt, 1, H, p, w, h, acc);
