@@ -78,7 +78,8 @@ def test_isa_cap_by_environment(cap):
     summation order: torch-scale weights keep the dynamics from amplifying it)."""
     code = (
         "import numpy as np, sys; sys.path.insert(0, %r)\n"
-        "from fastrnn._kernels._stack import isa\n"
+        "from fastrnn._kernels._stack import isa, set_fused_max_batch\n"
+        "set_fused_max_batch(16)  # the fused kernel even where BLAS is the default\n"
         "from helpers import make_model\n"
         "x = np.random.default_rng(0).standard_normal((60, 3, 5)).astype(np.float32)\n"
         "outs = []\n"
@@ -87,7 +88,9 @@ def test_isa_cap_by_environment(cap):
         "        m, _ = make_model(mode, 5, hidden, num_layers=2, scale=hidden ** -0.5,\n"
         "                          weight_dtype=wd)\n"
         "        s = m.stream()\n"
-        "        outs += [m(x)[0].ravel(), m(x[:, :1])[0].ravel(), s.step(x[0, 0])]\n"
+        "        s3 = m.stream(batch=3)\n"
+        "        outs += [m(x)[0].ravel(), m(x[:, :1])[0].ravel(), s.step(x[0, 0]),\n"
+        "                 s3.step(x[0]).ravel()]\n"
         "np.save(sys.argv[1], np.concatenate(outs)); print(isa())\n"
     ) % os.path.dirname(__file__)
     outs = {}
@@ -101,7 +104,8 @@ def test_isa_cap_by_environment(cap):
         os.unlink(path)
     if cap == "generic" or outs["auto"][0] != "generic":
         assert outs[cap][0] == cap
-    np.testing.assert_allclose(outs[cap][1], outs["auto"][1], rtol=1e-5, atol=5e-6)
+    # summation orders differ between builds; a real fault would be off by O(0.1)
+    np.testing.assert_allclose(outs[cap][1], outs["auto"][1], rtol=1e-4, atol=5e-5)
 
 
 def test_forward_releases_the_gil():

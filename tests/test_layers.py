@@ -251,3 +251,36 @@ def test_weight_dtype_errors():
     sd["weight_hh_l0"][0, 0] = 1e5
     with pytest.raises(ValueError, match="beyond float16's range"):
         m.load_state_dict(sd)
+
+
+@pytest.mark.parametrize("batch", [2, 5, 16])
+@pytest.mark.parametrize("mode,proj", [("LSTM", 0), ("LSTM", 4), ("GRU", 0), ("RNN_RELU", 0)])
+def test_fused_small_batch_matches_blas_path(batch, mode, proj, rng):
+    """Small batches through the fused kernel (several sequences per weight load),
+    with lengths, against the BLAS path on the same model."""
+    from fastrnn._kernels import _stack
+    kwargs = {"proj_size": proj} if proj else {}
+    model, _ = make_model(mode, 9, 37, num_layers=2, scale=37 ** -0.5, **kwargs)
+    x = rng.standard_normal((20, batch, 9)).astype(np.float32)
+    lengths = rng.integers(1, 21, size=batch)
+    before = _stack.get_fused_max_batch()
+    try:
+        _stack.set_fused_max_batch(16)
+        fused = model(x, lengths=lengths)
+        s = model.stream(batch=batch)
+        stream = np.stack([s.step(x[t]) for t in range(20)])
+        _stack.set_fused_max_batch(0)
+        blas = model(x, lengths=lengths)
+    finally:
+        _stack.set_fused_max_batch(before)
+    np.testing.assert_allclose(fused[0], blas[0], atol=2e-6)
+    for f, b in zip(fused[1] if mode == "LSTM" else (fused[1],),
+                    blas[1] if mode == "LSTM" else (blas[1],)):
+        np.testing.assert_allclose(f, b, atol=2e-6)
+    np.testing.assert_allclose(stream, model(x)[0], atol=2e-6)
+
+
+def test_fused_max_batch_bounds():
+    from fastrnn._kernels import _stack
+    with pytest.raises(ValueError, match=r"n must lie in \[0, 16\]"):
+        _stack.set_fused_max_batch(17)

@@ -9,7 +9,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 
 from fastrnn._kernels._blas cimport gemm, project, NoTrans, Trans
-from fastrnn._kernels._cell cimport (CellParams, FR_U, fr_select_isa, fr_activations_f32,
+from fastrnn._kernels._cell cimport (CellParams, FR_U, FR_MAXB, fr_select_isa, fr_activations_f32,
                                      fr_ftz_enter, fr_ftz_leave)
 from fastrnn._kernels.lstm cimport lstm_step, lstm_step1, lstm_project1
 from fastrnn._kernels.gru cimport gru_step, gru_step1
@@ -29,6 +29,40 @@ cdef extern from "parallel.h" nogil:
 # barrier's cost approaches half a step.
 cdef int _kernel_threads = 1
 cdef int _split_min_hidden = 128
+# Largest batch that runs through the fused kernel (FR_MAXB at most); larger batches
+# use BLAS. Measured per ISA (1 thread, T=50, H 64-512, LSTM and GRU, fused vs BLAS
+# us/step; bench/README.md): AVX-512 multiplies 4 sequences per weight load and wins
+# up to 16 (3.3x at batch 2-4, 1.1-1.3x at 16); AVX2 takes one sequence per pass and
+# wins only at 2; the SSE build loses to OpenBLAS from batch 1 on sequences.
+# FASTRNN_FUSED_MAX_BATCH or set_fused_max_batch() override it.
+_FUSED_MAX_BATCH_BY_ISA = {0: 0, 1: 2, 2: 16}
+cdef int _fused_max_batch = _FUSED_MAX_BATCH_BY_ISA[fr_select_isa()]
+
+
+def set_fused_max_batch(int n):
+    """Batches up to n sequences (0 <= n <= 16) run through the fused kernel."""
+    global _fused_max_batch
+    if not 0 <= n <= FR_MAXB:
+        raise ValueError(f"n must lie in [0, {FR_MAXB}], got {n}")
+    _fused_max_batch = n
+
+
+def get_fused_max_batch():
+    return _fused_max_batch
+
+
+def _fused_max_batch_from_environment():
+    import os
+    text = os.environ.get("FASTRNN_FUSED_MAX_BATCH")
+    if text:
+        try:
+            set_fused_max_batch(int(text))
+        except ValueError:
+            raise ValueError(
+                f"FASTRNN_FUSED_MAX_BATCH must be an int in [0, {FR_MAXB}], got {text!r}") from None
+
+
+_fused_max_batch_from_environment()
 
 
 def set_kernel_threads(int n, int min_hidden=-1):
@@ -82,21 +116,22 @@ cdef inline void cell_step(Family family, const CellParams* p, bint fm, int m,
         rnn_step(p, fm, m, gates, ldg, h, c, ldb, scratch)
 
 
-cdef inline void cell_step1(Family family, const CellParams* p, int p0, int p1,
+cdef inline void cell_step1(Family family, const CellParams* p, int p0, int p1, int m,
                             const float* gin, const float* x, const float* h, float* c,
                             float* h_out, float* scratch) noexcept nogil:
     if family == LSTM:
-        lstm_step1(p, p0, p1, gin, x, h, c, h_out, scratch)
+        lstm_step1(p, p0, p1, m, gin, x, h, c, h_out, scratch)
     elif family == GRU:
-        gru_step1(p, p0, p1, gin, x, h, c, h_out, scratch)
+        gru_step1(p, p0, p1, m, gin, x, h, c, h_out, scratch)
     else:
-        rnn_step1(p, p0, p1, gin, x, h, c, h_out, scratch)
+        rnn_step1(p, p0, p1, m, gin, x, h, c, h_out, scratch)
 
 
 cdef struct Step1:
-    # one fused batch-1 step, for the two halves of a split (parallel.h)
+    # one fused step, for the two halves of a split (parallel.h)
     Family family
     const CellParams* p
+    int m
     const float* gin
     const float* x
     const float* h
@@ -110,12 +145,13 @@ cdef void step1_half(void* arg, int part) noexcept nogil:
     cdef Step1* a = <Step1*>arg
     cdef int half = (a.npan + 1) // 2
     if part == 0:
-        cell_step1(a.family, a.p, 0, half, a.gin, a.x, a.h, a.c, a.h_out, a.scratch)
+        cell_step1(a.family, a.p, 0, half, a.m, a.gin, a.x, a.h, a.c, a.h_out, a.scratch)
     else:
-        cell_step1(a.family, a.p, half, a.npan, a.gin, a.x, a.h, a.c, a.h_out, a.scratch)
+        cell_step1(a.family, a.p, half, a.npan, a.m, a.gin, a.x, a.h, a.c, a.h_out,
+                   a.scratch)
 
 
-cdef inline void fused_step1(Family family, const CellParams* p, bint split,
+cdef inline void fused_step1(Family family, const CellParams* p, bint split, int m,
                              const float* gin, const float* x, const float* h, float* c,
                              float* h_out, float* scratch) noexcept nogil:
     """The whole fused step: all panels (on two cores when split), then the LSTM's
@@ -123,13 +159,13 @@ cdef inline void fused_step1(Family family, const CellParams* p, bint split,
     cdef Step1 args
     cdef int npan = (p.hidden_size + FR_U - 1) // FR_U
     if split and npan > 1:
-        args.family, args.p, args.gin, args.x, args.h = family, p, gin, x, h
+        args.family, args.p, args.m, args.gin, args.x, args.h = family, p, m, gin, x, h
         args.c, args.h_out, args.scratch, args.npan = c, h_out, scratch, npan
         fr_pool_run(step1_half, &args)
     else:
-        cell_step1(family, p, 0, npan, gin, x, h, c, h_out, scratch)
+        cell_step1(family, p, 0, npan, m, gin, x, h, c, h_out, scratch)
     if family == LSTM:
-        lstm_project1(p, scratch, h_out)
+        lstm_project1(p, m, scratch, h_out)
 
 
 cdef inline void transpose(int rows, int cols, const floating* src, int lds,
@@ -155,23 +191,25 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
     batch_sizes[t] sequences are running at step t, always a prefix of the batch
     (NULL: all B). The input projection for `chunk` steps at a time is one GEMM.
 
-    A batch of one runs batch-major: every gate vector is contiguous, and the step is
-    the fused kernel over packed weights (float32) or a gemv and the cell update.
-    Larger batches run feature-major (gates (G, chunk*B), states (P, B) and (H, B) in
-    state_t), the layout in which BLAS runs W @ h fastest (see project()).
+    Up to _fused_max_batch sequences (float32) run batch-major through the fused
+    kernel over packed weights: gate rows contiguous per sequence, h double-buffered
+    (every panel reads all of h). Other batches run feature-major (gates (G, chunk*B),
+    states (P, B) and (H, B) in state_t), the layout in which BLAS runs W @ h fastest
+    (see project()); float64 batches of one stay batch-major with a gemv.
     """
     cdef int G = p.gate_rows
     cdef int P = p.proj_size
     cdef int H = p.hidden_size
-    cdef bint fm = B > 1
-    cdef bint fused = floating is float and not fm and p.w_hh_panels != NULL
+    cdef bint fused = (floating is float and p.w_hh_panels != NULL
+                       and B <= _fused_max_batch and B <= FR_MAXB)
+    cdef bint fm = B > 1 and not fused
     # a single streamed step reads W_ih from its panels inside the fused pass; longer
     # sequences keep the hoisted GEMM, which reads W_ih once for all their steps
     cdef bint fused_x = fused and T == 1 and p.w_ih_panels != NULL
     cdef int ldg = chunk * B if fm else G
     cdef floating* hs = state_t if fm else h
     cdef floating* cs = (state_t + <Py_ssize_t>P * B) if fm else c
-    cdef floating* h_next = state_t   # the fused step's other h buffer (B = 1)
+    cdef floating* h_next = state_t   # the fused step's other h buffer
     cdef floating* swap
     cdef int t0, t1, s, t, m, b, k
     cdef int done = 0
@@ -195,38 +233,42 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
             gemm(NoTrans, Trans, G, (t1 - t0) * B, p.input_size, <floating>1,
                  <const floating*>p.w_ih, p.input_size, x + <Py_ssize_t>t0 * B * ldx, ldx,
                  <floating>0, gates, ldg)
-        else:   # gates[s, :] = W_ih x[t0 + s] (a gemv when streaming one step)
-            project(False, G, t1 - t0, p.input_size, <const floating*>p.w_ih,
-                    x + <Py_ssize_t>t0 * ldx, ldx, <floating>0, gates, G)
+        else:   # gates[s*B + b, :] = W_ih x[t0 + s, b] (a gemv for one streamed step)
+            project(False, G, (t1 - t0) * B, p.input_size, <const floating*>p.w_ih,
+                    x + <Py_ssize_t>t0 * B * ldx, ldx, <floating>0, gates, G)
         for s in range(t1 - t0):
             t = t1 - 1 - s if reverse else t0 + s
             m = batch_sizes[t] if batch_sizes != NULL else B
             if m == 0:
                 continue
-            g = gates + (<Py_ssize_t>(t - t0) * B if fm else <Py_ssize_t>(t - t0) * G)
+            g = gates + <Py_ssize_t>(t - t0) * B * (1 if fm else G)
             o = out + <Py_ssize_t>t * B * ldout
             if fused:
                 if floating is float:
-                    fused_step1(family, p, split, NULL if fused_x else g,
-                                x + <Py_ssize_t>t * ldx, hs, cs, h_next, scratch)
+                    fused_step1(family, p, split, m, NULL if fused_x else g,
+                                x + <Py_ssize_t>t * B * ldx, hs, cs, h_next, scratch)
+                if m < B:  # finished sequences keep their final h in both buffers
+                    memcpy(h_next + <Py_ssize_t>m * P, hs + <Py_ssize_t>m * P,
+                           <Py_ssize_t>(B - m) * P * sizeof(floating))
                 swap = hs
                 hs = h_next
                 h_next = swap
-                memcpy(o, hs, P * sizeof(floating))
-                continue
-            cell_step(family, p, fm, m, g, ldg, hs, cs, B, scratch)
+            else:
+                cell_step(family, p, fm, m, g, ldg, hs, cs, B, scratch)
             if fm:
                 for b in range(m):
                     for k in range(P):
                         o[<Py_ssize_t>b * ldout + k] = hs[<Py_ssize_t>k * B + b]
             else:
-                memcpy(o, hs, P * sizeof(floating))
+                for b in range(m):
+                    memcpy(o + <Py_ssize_t>b * ldout, hs + <Py_ssize_t>b * P,
+                           P * sizeof(floating))
     if fm:
         transpose(P, B, hs, B, h, P)
         if c != NULL:
             transpose(H, B, cs, B, c, H)
     elif hs != h:
-        memcpy(h, hs, P * sizeof(floating))
+        memcpy(h, hs, <Py_ssize_t>B * P * sizeof(floating))
 
 
 cdef void run_stack(Family family, const CellParams* params, int num_layers,
@@ -335,7 +377,7 @@ cdef class Kernel:
                 fr_pool_release()
 
     cdef bint _want_split(self, int B):
-        return (_kernel_threads >= 2 and B == 1 and not self.is_double
+        return (_kernel_threads >= 2 and B <= _fused_max_batch and not self.is_double
                 and self.params[0].w_hh_panels != NULL
                 and self.max_hidden >= _split_min_hidden)
 

@@ -23,6 +23,8 @@
 
 /* Hidden units per panel of the fused batch-1 kernels (one zmm of floats). */
 #define FR_U 16
+/* Most sequences one fused call advances (a small batch); more go through BLAS. */
+#define FR_MAXB 16
 /* Storage types of packed weights: float32, or float16 / bfloat16 widened in registers. */
 enum { FR_W_F32 = 0, FR_W_F16 = 1, FR_W_BF16 = 2 };
 
@@ -69,11 +71,13 @@ static inline float fr_tanhf(float x)
 #define FR_NAME(name) fr_##name##_avx512
 #define FR_ACC 8   /* accumulators, of 32 zmm registers */
 #define FR_VBYTES 64
+#define FR_NB 4    /* columns per pass of the small-batch product */
 #include "cell_math_impl.h"
 #undef FR_TARGET
 #undef FR_NAME
 #undef FR_ACC
 #undef FR_VBYTES
+#undef FR_NB
 #undef FR_CVTPH
 #undef FR_CVTBF
 #define FR_TARGET __attribute__((target("avx2,fma,f16c")))
@@ -83,22 +87,26 @@ static inline float fr_tanhf(float x)
 #define FR_NAME(name) fr_##name##_avx2
 #define FR_ACC 8   /* accumulators, of 16 ymm registers */
 #define FR_VBYTES 32
+#define FR_NB 1
 #include "cell_math_impl.h"
 #undef FR_TARGET
 #undef FR_NAME
 #undef FR_ACC
 #undef FR_VBYTES
+#undef FR_NB
 #undef FR_CVTPH
 #undef FR_CVTBF
 #define FR_TARGET
 #define FR_NAME(name) fr_##name##_generic
 #define FR_ACC 8   /* accumulators, of 16 xmm registers */
 #define FR_VBYTES 16
+#define FR_NB 1
 #include "cell_math_impl.h"
 #undef FR_TARGET
 #undef FR_NAME
 #undef FR_ACC
 #undef FR_VBYTES
+#undef FR_NB
 #undef FR_CVTPH
 #undef FR_CVTBF
 
@@ -172,27 +180,30 @@ static inline void fr_rnn_cols_f32(int m, int H, const float *gates, int ldg,
     FR_DISPATCH(rnn_cols_f32, (m, H, gates, ldg, bias, relu, h, lds));
 }
 
-static inline void fr_lstm_step1_f32(int p0, int p1, int wt, int H, int n_in, int K,
+/* The fused steps of m <= FR_MAXB sequences, panels [p0, p1): rows of x (m, n_in),
+ * gin (m, gates*H), h (m, K), c (m, H) and h_out (m, H). */
+static inline void fr_lstm_step1_f32(int p0, int p1, int m, int wt, int H, int n_in, int K,
                                      const void *wx, const float *x, const void *w,
                                      const float *bias, const float *gin, const float *h,
                                      float *c, float *h_out)
 {
-    FR_DISPATCH(lstm_step1_f32, (p0, p1, wt, H, n_in, K, wx, x, w, bias, gin, h, c, h_out));
+    FR_DISPATCH(lstm_step1_f32, (p0, p1, m, wt, H, n_in, K, wx, x, w, bias, gin, h, c, h_out));
 }
 
-static inline void fr_gru_step1_f32(int p0, int p1, int wt, int H, int n_in, const void *wx,
-                                    const float *x, const void *w, const float *bias,
-                                    const float *b_hn, const float *gin, const float *h,
-                                    float *h_out)
+static inline void fr_gru_step1_f32(int p0, int p1, int m, int wt, int H, int n_in,
+                                    const void *wx, const float *x, const void *w,
+                                    const float *bias, const float *b_hn, const float *gin,
+                                    const float *h, float *h_out)
 {
-    FR_DISPATCH(gru_step1_f32, (p0, p1, wt, H, n_in, wx, x, w, bias, b_hn, gin, h, h_out));
+    FR_DISPATCH(gru_step1_f32, (p0, p1, m, wt, H, n_in, wx, x, w, bias, b_hn, gin, h, h_out));
 }
 
-static inline void fr_rnn_step1_f32(int p0, int p1, int wt, int H, int n_in, const void *wx,
-                                    const float *x, const void *w, const float *bias,
-                                    const float *gin, int relu, const float *h, float *h_out)
+static inline void fr_rnn_step1_f32(int p0, int p1, int m, int wt, int H, int n_in,
+                                    const void *wx, const float *x, const void *w,
+                                    const float *bias, const float *gin, int relu,
+                                    const float *h, float *h_out)
 {
-    FR_DISPATCH(rnn_step1_f32, (p0, p1, wt, H, n_in, wx, x, w, bias, gin, relu, h, h_out));
+    FR_DISPATCH(rnn_step1_f32, (p0, p1, m, wt, H, n_in, wx, x, w, bias, gin, relu, h, h_out));
 }
 
 /* Flush-to-zero and denormals-are-zero for the length of a kernel call: a state

@@ -266,6 +266,76 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
         FR_NAME(panel_matvec_f32)(G, K, (const float *)w + at, h, acc);
 }
 
+#if FR_NB >= 2
+/* The same product for NB columns at once (NB sequences of a small batch): each
+ * weight vector is loaded once and multiplied into NB columns' accumulators, so the
+ * weights stream through the cache once per NB sequences. acc is (NB, G*FR_U). */
+#define FR_PANEL_MV(SUFFIX, WT, LOAD, NB)                                                  \
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##SUFFIX##_##NB)( \
+        int G, int K, const WT *restrict wp, const float *restrict h, int ldh,           \
+        float *restrict acc)                                                               \
+{                                                                                          \
+    const int per_k = G * FR_S;                                                            \
+    FR_VF a[NB][4 * FR_S];                                                                 \
+    for (int b = 0; b < NB; ++b)                                                           \
+        for (int i = 0; i < per_k; ++i) a[b][i] = (FR_VF){0};                              \
+    for (int k = 0; k < K; ++k) {                                                          \
+        const WT *restrict w = wp + (ptrdiff_t)k * G * FR_U;                               \
+        FR_VF wv[4 * FR_S];                                                                \
+        for (int i = 0; i < per_k; ++i) wv[i] = LOAD(w + i * FR_L);                        \
+        for (int b = 0; b < NB; ++b) {                                                     \
+            const FR_VF x = (FR_VF){0} + h[(ptrdiff_t)b * ldh + k];                        \
+            for (int i = 0; i < per_k; ++i) a[b][i] += wv[i] * x;                          \
+        }                                                                                  \
+    }                                                                                      \
+    for (int b = 0; b < NB; ++b)                                                           \
+        for (int i = 0; i < per_k; ++i)                                                    \
+            FR_ST(acc + b * G * FR_U + i * FR_L, a[b][i]);                                 \
+}
+FR_PANEL_MV(f32, float, FR_LD, 2)
+FR_PANEL_MV(f16, uint16_t, FR_NAME(load_f16), 2)
+FR_PANEL_MV(bf16, uint16_t, FR_NAME(load_bf16), 2)
+#if FR_NB >= 4
+FR_PANEL_MV(f32, float, FR_LD, 4)
+FR_PANEL_MV(f16, uint16_t, FR_NAME(load_f16), 4)
+FR_PANEL_MV(bf16, uint16_t, FR_NAME(load_bf16), 4)
+#endif
+#undef FR_PANEL_MV
+
+#define FR_MV_BLOCK(NB)                                                                    \
+    for (; b + NB <= m; b += NB) {                                                         \
+        const float *hb = h + (ptrdiff_t)b * ldh;                                          \
+        float *ab = acc + (ptrdiff_t)b * G * FR_U;                                         \
+        if (wt == FR_W_F16)                                                                \
+            FR_NAME(panel_mv_f16_##NB)(G, K, (const uint16_t *)w + at, hb, ldh, ab);       \
+        else if (wt == FR_W_BF16)                                                          \
+            FR_NAME(panel_mv_bf16_##NB)(G, K, (const uint16_t *)w + at, hb, ldh, ab);      \
+        else                                                                               \
+            FR_NAME(panel_mv_f32_##NB)(G, K, (const float *)w + at, hb, ldh, ab);          \
+    }
+#endif
+
+/* Panel p's product for m columns (h rows of stride ldh) into acc (m, G*FR_U). */
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec_m)(
+        int wt, int G, int K, int p, const void *restrict w, const float *restrict h,
+        int ldh, int m, float *restrict acc)
+{
+    int b = 0;
+#if FR_NB >= 2
+    const ptrdiff_t at = (ptrdiff_t)p * K * G * FR_U;
+#if FR_NB >= 4
+    FR_MV_BLOCK(4)
+#endif
+    FR_MV_BLOCK(2)
+#endif
+    for (; b < m; ++b)
+        FR_NAME(panel_matvec)(wt, G, K, p, w, h + (ptrdiff_t)b * ldh,
+                              acc + (ptrdiff_t)b * G * FR_U);
+}
+#ifdef FR_MV_BLOCK
+#undef FR_MV_BLOCK
+#endif
+
 /* xin[g][u] = (W_ih x)[g][u] + bias[g][u] for panel p: from the packed W_ih panels
  * when streaming one step (wx != NULL), else from gin (torch's gate order, the
  * sequence's hoisted input projection) for the panel's n valid units. */
@@ -311,42 +381,52 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(store_units)
 }
 
 static FR_TARGET void FR_NAME(lstm_step1_f32)(
-        int p0, int p1, int wt, int H, int n_in, int K, const void *restrict wx, const float *restrict x,
-        const void *restrict w, const float *restrict bias, const float *restrict gin,
-        const float *restrict h, float *restrict c, float *restrict h_out)
+        int p0, int p1, int m, int wt, int H, int n_in, int K, const void *restrict wx,
+        const float *restrict x, const void *restrict w, const float *restrict bias,
+        const float *restrict gin, const float *restrict h, float *restrict c,
+        float *restrict h_out)
 {
     for (int p = p0; p < p1; ++p) {
         const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
-        float acc[4 * FR_U], xin[4 * FR_U], cb[FR_U], hb[FR_U];
-        FR_NAME(panel_matvec)(wt, 4, K, p, w, h, acc);
-        FR_NAME(panel_x)(wt, 4, H, n_in, p, n, wx, x, gin, bias, xin);
-        FR_NAME(load_units)(n, c + j0, cb);
-        for (int s = 0; s < FR_S; ++s) {
-            const int u = s * FR_L;
-            FR_VF i_ = FR_NAME(vsigmoid)(FR_LD(xin + u) + FR_LD(acc + u));
-            FR_VF f_ = FR_NAME(vsigmoid)(FR_LD(xin + FR_U + u) + FR_LD(acc + FR_U + u));
-            FR_VF g_ = FR_NAME(vtanh)(FR_LD(xin + 2 * FR_U + u) + FR_LD(acc + 2 * FR_U + u));
-            FR_VF o_ = FR_NAME(vsigmoid)(FR_LD(xin + 3 * FR_U + u) + FR_LD(acc + 3 * FR_U + u));
-            FR_VF c_ = f_ * FR_LD(cb + u) + i_ * g_;
-            FR_ST(cb + u, c_);
-            FR_ST(hb + u, o_ * FR_NAME(vtanh)(c_));
+        float accs[FR_MAXB * 4 * FR_U], xin[4 * FR_U], cb[FR_U], hb[FR_U];
+        FR_NAME(panel_matvec_m)(wt, 4, K, p, w, h, K, m, accs);
+        for (int b = 0; b < m; ++b) {
+            const float *acc = accs + b * 4 * FR_U;
+            FR_NAME(panel_x)(wt, 4, H, n_in, p, n, wx, x + (ptrdiff_t)b * n_in,
+                             gin + (ptrdiff_t)b * 4 * H, bias, xin);
+            FR_NAME(load_units)(n, c + (ptrdiff_t)b * H + j0, cb);
+            for (int s = 0; s < FR_S; ++s) {
+                const int u = s * FR_L;
+                FR_VF i_ = FR_NAME(vsigmoid)(FR_LD(xin + u) + FR_LD(acc + u));
+                FR_VF f_ = FR_NAME(vsigmoid)(FR_LD(xin + FR_U + u) + FR_LD(acc + FR_U + u));
+                FR_VF g_ = FR_NAME(vtanh)(FR_LD(xin + 2 * FR_U + u) + FR_LD(acc + 2 * FR_U + u));
+                FR_VF o_ = FR_NAME(vsigmoid)(FR_LD(xin + 3 * FR_U + u) + FR_LD(acc + 3 * FR_U + u));
+                FR_VF c_ = f_ * FR_LD(cb + u) + i_ * g_;
+                FR_ST(cb + u, c_);
+                FR_ST(hb + u, o_ * FR_NAME(vtanh)(c_));
+            }
+            FR_NAME(store_units)(n, cb, c + (ptrdiff_t)b * H + j0);
+            FR_NAME(store_units)(n, hb, h_out + (ptrdiff_t)b * H + j0);
         }
-        FR_NAME(store_units)(n, cb, c + j0);
-        FR_NAME(store_units)(n, hb, h_out + j0);
     }
 }
 
 static FR_TARGET void FR_NAME(gru_step1_f32)(
-        int p0, int p1, int wt, int H, int n_in, const void *restrict wx, const float *restrict x,
-        const void *restrict w, const float *restrict bias, const float *restrict b_hn,
-        const float *restrict gin, const float *restrict h, float *restrict h_out)
+        int p0, int p1, int m, int wt, int H, int n_in, const void *restrict wx,
+        const float *restrict x, const void *restrict w, const float *restrict bias,
+        const float *restrict b_hn, const float *restrict gin, const float *restrict h,
+        float *restrict h_out)
 {
     for (int p = p0; p < p1; ++p) {
-        const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
-        float acc[3 * FR_U], xin[3 * FR_U], hb[FR_U];
-        FR_NAME(panel_matvec)(wt, 3, H, p, w, h, acc);
-        FR_NAME(panel_x)(wt, 3, H, n_in, p, n, wx, x, gin, bias, xin);
-        FR_NAME(load_units)(n, h + j0, hb);
+      const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
+      float accs[FR_MAXB * 3 * FR_U];
+      FR_NAME(panel_matvec_m)(wt, 3, H, p, w, h, H, m, accs);
+      for (int b = 0; b < m; ++b) {
+        const float *acc = accs + b * 3 * FR_U;
+        float xin[3 * FR_U], hb[FR_U];
+        FR_NAME(panel_x)(wt, 3, H, n_in, p, n, wx, x + (ptrdiff_t)b * n_in,
+                         gin + (ptrdiff_t)b * 3 * H, bias, xin);
+        FR_NAME(load_units)(n, h + (ptrdiff_t)b * H + j0, hb);
         for (int s = 0; s < FR_S; ++s) {
             const int u = s * FR_L;
             FR_VF r = FR_NAME(vsigmoid)(FR_LD(xin + u) + FR_LD(acc + u));
@@ -355,26 +435,32 @@ static FR_TARGET void FR_NAME(gru_step1_f32)(
                                       + r * (FR_LD(acc + 2 * FR_U + u) + FR_LD(b_hn + p * FR_U + u)));
             FR_ST(hb + u, (FR_LD(hb + u) - nn) * z + nn);
         }
-        FR_NAME(store_units)(n, hb, h_out + j0);
+        FR_NAME(store_units)(n, hb, h_out + (ptrdiff_t)b * H + j0);
+      }
     }
 }
 
 static FR_TARGET void FR_NAME(rnn_step1_f32)(
-        int p0, int p1, int wt, int H, int n_in, const void *restrict wx, const float *restrict x,
-        const void *restrict w, const float *restrict bias, const float *restrict gin,
-        int relu, const float *restrict h, float *restrict h_out)
+        int p0, int p1, int m, int wt, int H, int n_in, const void *restrict wx,
+        const float *restrict x, const void *restrict w, const float *restrict bias,
+        const float *restrict gin, int relu, const float *restrict h, float *restrict h_out)
 {
     for (int p = p0; p < p1; ++p) {
-        const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
-        float acc[FR_U], xin[FR_U], hb[FR_U];
-        FR_NAME(panel_matvec)(wt, 1, H, p, w, h, acc);
-        FR_NAME(panel_x)(wt, 1, H, n_in, p, n, wx, x, gin, bias, xin);
+      const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
+      float accs[FR_MAXB * FR_U];
+      FR_NAME(panel_matvec_m)(wt, 1, H, p, w, h, H, m, accs);
+      for (int b = 0; b < m; ++b) {
+        const float *acc = accs + b * FR_U;
+        float xin[FR_U], hb[FR_U];
+        FR_NAME(panel_x)(wt, 1, H, n_in, p, n, wx, x + (ptrdiff_t)b * n_in,
+                         gin + (ptrdiff_t)b * H, bias, xin);
         for (int s = 0; s < FR_S; ++s) {
             const int u = s * FR_L;
             FR_VF a = FR_LD(xin + u) + FR_LD(acc + u);
             FR_ST(hb + u, relu ? FR_NAME(vsel)(a > 0.0f, a, (FR_VF){0}) : FR_NAME(vtanh)(a));
         }
-        FR_NAME(store_units)(n, hb, h_out + j0);
+        FR_NAME(store_units)(n, hb, h_out + (ptrdiff_t)b * H + j0);
+      }
     }
 }
 

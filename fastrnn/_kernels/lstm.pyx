@@ -24,21 +24,23 @@ cdef void lstm_step(const CellParams* p, bint fm, int m, floating* gates, int ld
         project(fm, P, m, H, w_hr, h_cell, ldb if fm else H, 0, h, ldb if fm else P)
 
 
-cdef void lstm_step1(const CellParams* p, int p0, int p1, const float* gin, const float* x,
+cdef void lstm_step1(const CellParams* p, int p0, int p1, int m, const float* gin,
+                     const float* x,
                      const float* h, float* c, float* h_out, float* scratch) noexcept nogil:
     """One sequence, fused kernel, panels [p0, p1) of the hidden units. The input part
     is gin = W_ih x (4H, torch's order) or, when gin is NULL, W_ih's panels times x.
     h -> h_out (not in place: every panel reads all of h), c in place. With a
     projection, o * tanh(c) goes to scratch (H,) and lstm_project1 finishes the step
     once every panel is done."""
-    fr_lstm_step1_f32(p0, p1, p.panel_dtype, p.hidden_size, p.input_size, p.proj_size,
+    fr_lstm_step1_f32(p0, p1, m, p.panel_dtype, p.hidden_size, p.input_size, p.proj_size,
                       p.w_ih_panels if gin == NULL else NULL, x, p.w_hh_panels,
                       <const float*>p.bias_panels, gin, h, c,
                       scratch if p.w_hr != NULL else h_out)
 
 
-cdef void lstm_project1(const CellParams* p, const float* scratch, float* h_out) noexcept nogil:
-    """h_out = W_hr (o * tanh(c)) for one sequence, when the LSTM projects."""
+cdef void lstm_project1(const CellParams* p, int m, const float* scratch,
+                        float* h_out) noexcept nogil:
+    """h_out (m, P) = W_hr (o * tanh(c)) for m sequences, when the LSTM projects."""
     if p.w_hr != NULL:
-        project(False, p.proj_size, 1, p.hidden_size, <const float*>p.w_hr, scratch,
+        project(False, p.proj_size, m, p.hidden_size, <const float*>p.w_hr, scratch,
                 p.hidden_size, <float>0, h_out, p.proj_size)
