@@ -2,7 +2,9 @@
 
     python bench/run.py core        # issue-2 grid: LSTM/GRU, H 64-512, B 1 and 64, T=100
     python bench/run.py streaming   # step-call latency, B=1, H 64-512
+    python bench/run.py half        # float16 weight storage, B=1, sequences and steps
     python bench/run.py generate    # bundled char model vs a torch loop, 500 characters
+    python bench/run.py split       # batch 1 on one core vs split across two
     python bench/run.py all
 
 Each suite writes bench/results/<suite>-<threads>t.json (every record and the
@@ -15,7 +17,7 @@ import os
 import sys
 
 from fastrnn import benchmark
-from fastrnn.benchmark import report
+from fastrnn.benchmark import report, roofline
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -28,20 +30,44 @@ def _generation(threads, repeat):
 
 
 SUITES = {
-    "core": lambda: benchmark.grid(["LSTM", "GRU"], [64, 128, 256, 512], [1, 64], [100]),
+    "core": lambda: benchmark.grid(["LSTM", "GRU"], [64, 128, 256, 512], [1, 8, 64], [100]),
     "streaming": lambda: benchmark.grid(["LSTM", "GRU"], [64, 128, 256, 512], [1], [1],
                                         streaming=True),
+    "half": lambda: (benchmark.grid(["LSTM", "GRU"], [64, 128, 256, 512], [1], [100],
+                                    weight_dtype="float16")
+                     + benchmark.grid(["LSTM", "GRU"], [64, 128, 256, 512], [1], [1],
+                                      streaming=True, weight_dtype="float16")),
 }
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("suite", choices=list(SUITES) + ["generate", "all"])
+    ap.add_argument("suite", choices=list(SUITES) + ["generate", "split", "all"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=9)
     args = ap.parse_args(argv)
-    for name in (list(SUITES) + ["generate"] if args.suite == "all" else [args.suite]):
+    if args.threads > 1:
+        benchmark.quiet_spinning()
+    for name in (list(SUITES) + ["generate", "split"] if args.suite == "all" else [args.suite]):
         env = benchmark.describe(args.threads)
+        if name == "split":
+            cases = (benchmark.grid(["LSTM", "GRU"], [128, 256, 512], [1], [100])
+                     + benchmark.grid(["LSTM", "GRU"], [128, 256, 512], [1], [1], streaming=True))
+            records = benchmark.runner.run_split(cases, rounds=args.repeat)
+            stem = os.path.join(HERE, "results", "split")
+            report.write_json(stem + ".json", records, env)
+            lines = [f"`python bench/run.py split` ({env['cpu']}, {env['date'][:10]}): batch 1, "
+                     "fastrnn with one core against its steps split across two (BLAS at one "
+                     "thread), interleaved", "",
+                     "| case | 1 thread µs/step | 2 threads µs/step | speedup |", "|---|---|---|---|"]
+            for one, two in zip(records[::2], records[1::2]):
+                case = benchmark.Case(**{k: one[k] for k in benchmark.Case.__dataclass_fields__})
+                lines.append(f"| {case.label()} | {one['us_per_step']:.2f} | "
+                             f"{two['us_per_step']:.2f} | {two['speedup_over_1_thread']:.2f}× |")
+            with open(stem + ".md", "w") as f:
+                f.write("\n".join(lines) + "\n")
+            print("\n".join(lines))
+            continue
         if name == "generate":
             records = _generation(args.threads, args.repeat)
             stem = os.path.join(HERE, "results", f"generate-{args.threads}t")
@@ -63,6 +89,9 @@ def main(argv=None):
         records = benchmark.run(cases, list(benchmark.PEERS), threads=args.threads,
                                 rounds=args.repeat,
                                 progress=lambda c: print(c.label(), file=sys.stderr))
+        with benchmark.runner.thread_limits(args.threads):
+            roofline.annotate(records, lambda r: benchmark.Case(
+                **{k: r[k] for k in benchmark.Case.__dataclass_fields__}))
         stem = os.path.join(HERE, "results", f"{name}-{args.threads}t")
         report.write_json(stem + ".json", records, env)
         table = report.markdown(records)
@@ -71,7 +100,10 @@ def main(argv=None):
                   f"torch {env['torch']}, onnxruntime {env['onnxruntime']}, "
                   f"BLAS {'; '.join(env['blas'])}; OPENBLAS_CORETYPE="
                   f"{env['OPENBLAS_CORETYPE'] or 'unset'}\n\n"
-                  f"`python bench/run.py {name} --threads {args.threads}`\n\n")
+                  f"`python bench/run.py {name} --threads {args.threads}`\n\n"
+                  "floor: the least time a step can take here (weights over the measured "
+                  "cache read bandwidth at batch 1, FLOPs over the measured sgemm peak at "
+                  "large batch; fastrnn.benchmark.roofline)\n\n")
         with open(stem + ".md", "w") as f:
             f.write(header + table + "\n")
         print(header + table)

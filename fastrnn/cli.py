@@ -68,6 +68,9 @@ def _bench(args, parser):
     from fastrnn import benchmark
     from fastrnn.benchmark import report
 
+    if max(args.threads) > 1:
+        benchmark.quiet_spinning()
+
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
     given = {a.dest for a in parser._actions if f"--{a.dest.replace('_', '-')}" in sys.argv}

@@ -197,6 +197,12 @@ def test_thread_count_control():
     assert fastrnn.get_num_threads() == before
     with pytest.raises(ValueError, match="n must be an int >= 1"):
         fastrnn.set_num_threads(0)
+    with pytest.raises(ValueError, match="blas must be an int >= 1"):
+        fastrnn.set_num_threads(2, blas=0)
+    from fastrnn._kernels import _stack
+    with fastrnn.num_threads(2, blas=1):
+        assert _stack.get_kernel_threads()[0] == 2 and fastrnn.get_num_threads() == 2
+    assert _stack.get_kernel_threads()[0] == 1
 
 
 def test_default_is_one_blas_thread_and_env_overrides():

@@ -21,14 +21,18 @@ cdef extern from "parallel.h" nogil:
     ctypedef void (*fr_task_fn)(void* arg, int part) noexcept nogil
     int fr_pool_acquire()
     void fr_pool_release()
+    void fr_pool_park()
     void fr_pool_run(fr_task_fn fn, void* arg)
 
-# Threads a batch-1 step may use (1 or 2: the caller and one helper), and the hidden
-# size from which splitting it pays. Measured (bench/README.md, 1 vs 2 threads, batch 1,
-# float32): LSTM step H=128 2.75 -> 1.76 us, H=256 20.0 -> 9.1 us; below 128 the
-# barrier's cost approaches half a step.
+# Threads a small-batch step may use (1 or 2: the caller and one helper), and the
+# hidden size from which splitting it pays, for streamed single steps and for
+# sequences. Measured (python bench/run.py split: batch 1, float32, interleaved):
+# step calls gain from H=128 (LSTM 3.3 -> 2.3 us, H=256 21.1 -> 9.0 us); sequences,
+# whose own steps are shorter (the input projection is hoisted), lose at 128 (LSTM
+# 2.3 -> 3.2 us) and gain from 256 (10.6 -> 7.0 us).
 cdef int _kernel_threads = 1
 cdef int _split_min_hidden = 128
+cdef int _split_min_hidden_seq = 256
 # Largest batch that runs through the fused kernel (FR_MAXB at most); larger batches
 # use BLAS. Measured per ISA (1 thread, T=50, H 64-512, LSTM and GRU, fused vs BLAS
 # us/step; bench/README.md): AVX-512 multiplies 4 sequences per weight load and wins
@@ -65,18 +69,21 @@ def _fused_max_batch_from_environment():
 _fused_max_batch_from_environment()
 
 
-def set_kernel_threads(int n, int min_hidden=-1):
-    """Split batch-1 steps across two cores when n >= 2 (from min_hidden units up)."""
-    global _kernel_threads, _split_min_hidden
+def set_kernel_threads(int n, int min_hidden=-1, int min_hidden_seq=-1):
+    """Split small-batch steps across two cores when n >= 2, from min_hidden units up
+    for streamed steps and min_hidden_seq for sequences (min_hidden_seq defaults to
+    min_hidden when only that is given)."""
+    global _kernel_threads, _split_min_hidden, _split_min_hidden_seq
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     _kernel_threads = 2 if n >= 2 else 1
     if min_hidden >= 0:
         _split_min_hidden = min_hidden
+        _split_min_hidden_seq = min_hidden if min_hidden_seq < 0 else min_hidden_seq
 
 
 def get_kernel_threads():
-    return _kernel_threads, _split_min_hidden
+    return _kernel_threads, _split_min_hidden, _split_min_hidden_seq
 
 
 # Hidden units per panel of the fused batch-1 kernel's packed weights.
@@ -227,6 +234,8 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
             t0 = done
             t1 = t0 + chunk if T - t0 > chunk else T
         done += t1 - t0
+        if split and not fused_x:
+            fr_pool_park()  # the helper sleeps through the GEMM instead of competing
         if fused_x:
             pass
         elif fm:  # gates[:, s*B + b] = W_ih x[t0 + s, b]
@@ -292,7 +301,8 @@ cdef void run_stack(Family family, const CellParams* params, int num_layers,
                  c_n + <Py_ssize_t>k * B * p.hidden_size if c_n != NULL else NULL,
                  out_l + d * p.proj_size, num_directions * p.proj_size,
                  gates, chunk, scratch, state_t,
-                 split and p.hidden_size >= _split_min_hidden)
+                 split and p.hidden_size >= (_split_min_hidden if T == 1
+                                             else _split_min_hidden_seq))
         x_l = out_l
 
 
@@ -359,7 +369,6 @@ cdef class Kernel:
         cdef int T = x.shape[0]
         cdef int B = x.shape[1]
         cdef const int* bs = <const int*>_data(batch_sizes)
-        cdef Family family = <Family>self.family
         cdef void* px = _data(x)
         cdef void* pout = _data(out)
         cdef void* ph = _data(h_n)
@@ -369,38 +378,37 @@ cdef class Kernel:
         cdef void* pt = _data(state_t)
         cdef void* pa = _data(buf_a)
         cdef void* pb = _data(buf_b)
-        cdef bint split = self._want_split(B) and fr_pool_acquire()
-        try:
-            self._run(family, T, B, bs, px, pout, ph, pc, pg, chunk, ps, pt, pa, pb, split)
-        finally:
-            if split:
-                fr_pool_release()
+        self.execute(T, B, self.num_directions, bs, px, pout, ph, pc, pg, chunk, ps, pt,
+                     pa, pb)
 
     cdef bint _want_split(self, int B):
         return (_kernel_threads >= 2 and B <= _fused_max_batch and not self.is_double
                 and self.params[0].w_hh_panels != NULL
                 and self.max_hidden >= _split_min_hidden)
 
-    cdef void _run(self, Family family, int T, int B, const int* bs, void* px, void* pout,
-                   void* ph, void* pc, void* pg, int chunk, void* ps, void* pt, void* pa,
-                   void* pb, bint split):
+    cdef void execute(self, int T, int B, int num_directions, const int* bs, void* px,
+                      void* pout, void* ph, void* pc, void* pg, int chunk, void* ps,
+                      void* pt, void* pa, void* pb) except *:
+        """run_stack in the kernel's dtype, without the GIL, with flush-to-zero, on two
+        cores when a split is wanted and the helper is free."""
         cdef unsigned int mxcsr
-        if self.is_double:
-            with nogil:
-                mxcsr = fr_ftz_enter()
-                run_stack(family, self.params, self.num_layers, self.num_directions,
-                          T, B, bs, <const double*>px, <double*>pout, <double*>ph,
-                          <double*>pc, <double*>pg, chunk, <double*>ps, <double*>pt,
-                          <double*>pa, <double*>pb, split)
-                fr_ftz_leave(mxcsr)
-        else:
-            with nogil:
-                mxcsr = fr_ftz_enter()
-                run_stack(family, self.params, self.num_layers, self.num_directions,
-                          T, B, bs, <const float*>px, <float*>pout, <float*>ph,
-                          <float*>pc, <float*>pg, chunk, <float*>ps, <float*>pt,
-                          <float*>pa, <float*>pb, split)
-                fr_ftz_leave(mxcsr)
+        cdef Family family = <Family>self.family
+        cdef bint split = self._want_split(B) and fr_pool_acquire()
+        with nogil:
+            mxcsr = fr_ftz_enter()
+            if self.is_double:
+                run_stack(family, self.params, self.num_layers, num_directions, T, B, bs,
+                          <const double*>px, <double*>pout, <double*>ph, <double*>pc,
+                          <double*>pg, chunk, <double*>ps, <double*>pt, <double*>pa,
+                          <double*>pb, split)
+            else:
+                run_stack(family, self.params, self.num_layers, num_directions, T, B, bs,
+                          <const float*>px, <float*>pout, <float*>ph, <float*>pc,
+                          <float*>pg, chunk, <float*>ps, <float*>pt, <float*>pa,
+                          <float*>pb, split)
+            fr_ftz_leave(mxcsr)
+            if split:
+                fr_pool_release()
 
 
 cdef class Stream:
@@ -469,38 +477,11 @@ cdef class Stream:
                     cnp.PyArray_NDIM(<cnp.ndarray>out) != (1 if flat else 2)):
                 self._bad_out(out, flat)
             dest = <cnp.ndarray>out
-        cdef Family family = <Family>self.kernel.family
-        cdef const CellParams* params = self.kernel.params
-        cdef int L = self.kernel.num_layers
-        cdef void* px = cnp.PyArray_DATA(xa)
-        cdef void* py = cnp.PyArray_DATA(dest)
-        cdef void* ph = cnp.PyArray_DATA(self.h)
-        cdef void* pc = _data(self.c)
-        cdef void* pg = cnp.PyArray_DATA(self.gates)
-        cdef void* ps = cnp.PyArray_DATA(self.scratch)
-        cdef void* pt = cnp.PyArray_DATA(self.state_t)
-        cdef void* pa = cnp.PyArray_DATA(self.buf_a)
-        cdef void* pb = cnp.PyArray_DATA(self.buf_b)
-        cdef unsigned int mxcsr
-        cdef bint split = self.kernel._want_split(B) and fr_pool_acquire()
-        try:
-            if self.kernel.is_double:
-                with nogil:
-                    mxcsr = fr_ftz_enter()
-                    run_stack(family, params, L, 1, 1, B, NULL, <const double*>px,
-                              <double*>py, <double*>ph, <double*>pc, <double*>pg, 1,
-                              <double*>ps, <double*>pt, <double*>pa, <double*>pb, split)
-                    fr_ftz_leave(mxcsr)
-            else:
-                with nogil:
-                    mxcsr = fr_ftz_enter()
-                    run_stack(family, params, L, 1, 1, B, NULL, <const float*>px,
-                              <float*>py, <float*>ph, <float*>pc, <float*>pg, 1,
-                              <float*>ps, <float*>pt, <float*>pa, <float*>pb, split)
-                    fr_ftz_leave(mxcsr)
-        finally:
-            if split:
-                fr_pool_release()
+        self.kernel.execute(1, B, 1, NULL, cnp.PyArray_DATA(xa), cnp.PyArray_DATA(dest),
+                            cnp.PyArray_DATA(self.h), _data(self.c),
+                            cnp.PyArray_DATA(self.gates), 1, cnp.PyArray_DATA(self.scratch),
+                            cnp.PyArray_DATA(self.state_t), cnp.PyArray_DATA(self.buf_a),
+                            cnp.PyArray_DATA(self.buf_b))
         if out is not None:
             return out
         return self.y[0, 0].copy() if flat else self.y[0].copy()

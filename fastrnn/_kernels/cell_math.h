@@ -28,6 +28,9 @@
 /* Storage types of packed weights: float32, or float16 / bfloat16 widened in registers. */
 enum { FR_W_F32 = 0, FR_W_F16 = 1, FR_W_BF16 = 2 };
 
+/* Scalar form, for the row / column loops that gcc vectorises itself; the fused
+ * kernels use its lane-by-lane twin vexp in cell_math_impl.h (the same constants:
+ * change both together). */
 static inline float fr_expf(float x)
 {
     /* clamp so that 2^n stays a normal float: exp(-87.3) ~ 1.2e-38 */

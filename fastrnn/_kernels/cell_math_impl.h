@@ -159,7 +159,7 @@ static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(vsel)(FR_VI
     return (FR_VF)(((FR_VI)a & m) | ((FR_VI)b & ~m));
 }
 
-/* fr_expf, lane by lane: the same reduction, polynomial and clamps. */
+/* fr_expf (cell_math.h), lane by lane: the same reduction, polynomial and clamps. */
 static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(vexp)(FR_VF x)
 {
     const FR_VF lo = (FR_VF){0} - 87.3f, hi = (FR_VF){0} + 88.3f;

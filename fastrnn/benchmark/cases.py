@@ -36,6 +36,14 @@ class Case:
             total += self.directions * 2 * self.batch * rows * (width + self.hidden)
         return total
 
+    def input_flops_per_step(self):
+        """The input projections' share of flops_per_step (a hoisted GEMM for
+        sequences)."""
+        rows = GATES[self.mode] * self.hidden
+        return sum(self.directions * 2 * self.batch * rows *
+                   (self.inputs if layer == 0 else self.directions * self.hidden)
+                   for layer in range(self.layers))
+
     def weight_bytes(self):
         """Bytes of weights one time step has to read at batch 1: W_hh of every layer
         and direction, and W_ih too when streaming single steps."""

@@ -129,6 +129,8 @@ class OnnxRuntime(Engine):
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # idle pool threads must not spin: the engines share the cores in turn
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(proto, opts, providers=["CPUExecutionProvider"])
         self.feed = {"x": feed_x}
         if case.streaming:

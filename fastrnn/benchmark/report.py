@@ -101,7 +101,10 @@ def markdown(records, peers=("numpy", "torch", "onnxruntime")):
     for r in records:
         case = Case(**{k: r[k] for k in Case.__dataclass_fields__})
         by_case.setdefault((case, r["threads"]), {})[r["engine"]] = r
+    roof = any("roofline_fraction" in r for r in records)
     head = ["case", "threads", "fastrnn µs/step"] + [f"{p} µs/step (fastrnn ×)" for p in peers]
+    if roof:
+        head.append("floor µs/step (fastrnn's fraction of it)")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (case, threads), rows in by_case.items():
         cells = [case.label(), str(threads), _fmt_time(rows["fastrnn"]["us_per_step"])]
@@ -111,5 +114,9 @@ def markdown(records, peers=("numpy", "torch", "onnxruntime")):
                 cells.append("—")
             else:
                 cells.append(f"{_fmt_time(r['us_per_step'])} ({r['speedup']:.2f}×)")
+        if roof:
+            f = rows["fastrnn"]
+            cells.append(f"{_fmt_time(f['floor_us_per_step'])} ({100 * f['roofline_fraction']:.0f}%)"
+                         if "roofline_fraction" in f else "—")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -13,9 +13,12 @@ TOLERANCE = {"float32": 1e-4, "float64": 1e-9}
 
 
 @contextlib.contextmanager
-def thread_limits(threads):
-    """Pin the BLAS pools (numpy's and scipy's OpenBLAS) and torch to `threads`."""
+def thread_limits(threads, fastrnn_blas=None):
+    """Pin fastrnn (its two-core split and BLAS pool: fastrnn_blas threads, default
+    `threads`), numpy's BLAS and torch to `threads`; restore them afterwards."""
     from threadpoolctl import threadpool_limits
+
+    import fastrnn
 
     torch_threads = None
     try:
@@ -24,10 +27,16 @@ def thread_limits(threads):
         torch.set_num_threads(threads)
     except ImportError:
         torch = None
+    from fastrnn._kernels import _stack
+    from fastrnn._threads import _get_blas_threads
+
+    before = (_stack.get_kernel_threads()[0], _get_blas_threads())
     with threadpool_limits(limits=threads):
+        fastrnn.set_num_threads(threads, fastrnn_blas)
         try:
             yield
         finally:
+            fastrnn.set_num_threads(*before)
             if torch is not None:
                 torch.set_num_threads(torch_threads)
 
@@ -44,7 +53,11 @@ def run_case(case, peers, threads, rounds, model=None):
     steps = 1 if case.streaming else case.seq_len
     base = dict(case.as_dict(), threads=threads)
     records, engines, skipped = [], {}, {}
-    with thread_limits(threads):
+    # fastrnn as a user would set it for the shape: small batches run its own split
+    # steps, which OpenBLAS workers spinning after a multithreaded GEMM would slow
+    from fastrnn._kernels._stack import get_fused_max_batch
+    fastrnn_blas = 1 if case.batch <= get_fused_max_batch() else threads
+    with thread_limits(threads, fastrnn_blas):
         engines["fastrnn"] = FastRNN(case, model, threads, x)
         for name in peers:
             try:
@@ -83,4 +96,44 @@ def run(cases, peers, threads=1, rounds=7, progress=None, models=None):
             progress(case)
         model = models.get(case) if models else None
         records.extend(run_case(case, peers, threads, rounds, model))
+    return records
+
+
+def run_split(cases, rounds=7):
+    """fastrnn on one core against fastrnn with its steps split across two (BLAS at
+    one thread), interleaved; no peers in the process, whose idle BLAS / OpenMP
+    workers would spin on the second core."""
+    from fastrnn._kernels import _stack
+
+    records = []
+    before = _stack.get_kernel_threads()
+    for case in cases:
+        model = build_model(case)
+        x = _input(case)
+        steps = 1 if case.streaming else case.seq_len
+        if case.streaming:
+            stream = model.stream(batch=case.batch)
+            x_t = np.ascontiguousarray(x[0])
+            call = lambda: stream.step(x_t)  # noqa: E731
+        else:
+            call = lambda: model(x)  # noqa: E731
+
+        def on(n):
+            def run():
+                _stack.set_kernel_threads(n, 0)
+                return call()
+            return run
+
+        with thread_limits(1):
+            try:
+                samples = timing.interleaved({"1 thread": on(1), "2 threads": on(2)},
+                                             rounds=rounds)
+            finally:
+                _stack.set_kernel_threads(*before)
+        one = timing.summarize(samples["1 thread"])["median_s"]
+        for name in samples:
+            stats = timing.summarize(samples[name])
+            records.append(dict(case.as_dict(), engine=f"fastrnn {name}", **stats,
+                                us_per_step=stats["median_s"] / steps * 1e6,
+                                speedup_over_1_thread=one / stats["median_s"]))
     return records

@@ -1,0 +1,72 @@
+"""The machine's ceilings, measured, and how close a case comes to them.
+
+At batch 1 a step must read its recurrent weights from cache: its floor is the weight
+bytes over the read bandwidth at that working-set size (plus the input projection's
+FLOPs at the FMA peak, for sequences). At large batch the products dominate: the floor
+is the FLOPs over the FMA peak. `fraction` is floor / measured time (1.0: at the
+ceiling).
+"""
+import time
+
+import numpy as np
+from scipy.linalg import blas
+
+
+def fma_peak_gflops(seconds=0.3):
+    """float32 GFLOP/s of a large sgemm (scipy's BLAS, the threads it has now): the
+    practical FMA peak."""
+    n = 1536
+    a = np.asfortranarray(np.random.default_rng(0).standard_normal((n, n)), np.float32)
+    blas.sgemm(1.0, a, a)
+    best, t_end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t = time.perf_counter()
+        blas.sgemm(1.0, a, a)
+        best = max(best, 2 * n ** 3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def read_bandwidth_gbs(nbytes, seconds=0.2):
+    """GB/s of reading `nbytes` that stay cached between passes (sdot of two halves):
+    the bandwidth a step's weights stream at when they fit in that cache level."""
+    n = max(1024, int(nbytes) // 8)
+    x = np.ones(n, np.float32)
+    y = np.ones(n, np.float32)
+    blas.sdot(x, y)
+    best, t_end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t = time.perf_counter()
+        for _ in range(8):
+            blas.sdot(x, y)
+        best = max(best, 8 * 8 * n / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def floor_seconds(case, peak_gflops, bandwidth_gbs):
+    """The least time one call of `case` can take on this machine."""
+    steps = 1 if case.streaming else case.seq_len
+    if case.batch == 1:
+        weights = case.weight_bytes() / (bandwidth_gbs * 1e9) * steps
+        input_flops = 0 if case.streaming else case.input_flops_per_step() * steps
+        return weights + input_flops / (peak_gflops * 1e9)
+    return case.flops_per_step() * steps / (peak_gflops * 1e9)
+
+
+def annotate(records, cases_by_key):
+    """Add 'floor_us_per_step' and 'roofline_fraction' to fastrnn's records."""
+    peak = fma_peak_gflops()
+    bw_cache = {}
+    for r in records:
+        if r.get("engine") != "fastrnn" or "skipped" in r:
+            continue
+        case = cases_by_key(r)
+        nbytes = case.weight_bytes()
+        if nbytes not in bw_cache:
+            bw_cache[nbytes] = read_bandwidth_gbs(nbytes)
+        floor = floor_seconds(case, peak, bw_cache[nbytes])
+        steps = 1 if case.streaming else case.seq_len
+        r["fma_peak_gflops"] = peak
+        r["read_bandwidth_gbs"] = bw_cache[nbytes]
+        r["floor_us_per_step"] = floor / steps * 1e6
+        r["roofline_fraction"] = floor / r["median_s"]
+    return records
