@@ -107,6 +107,11 @@ def main(argv=None):
         with open(stem + ".md", "w") as f:
             f.write(header + table + "\n")
         print(header + table)
+        if name == "core":
+            try:
+                report.plot(stem + ".png", records, env)
+            except RuntimeError as exc:  # matplotlib missing: the tables still stand
+                print(f"no plot: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":

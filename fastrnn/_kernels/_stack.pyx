@@ -26,13 +26,14 @@ cdef extern from "parallel.h" nogil:
 
 # Threads a small-batch step may use (1 or 2: the caller and one helper), and the
 # hidden size from which splitting it pays, for streamed single steps and for
-# sequences. Measured (python bench/run.py split: batch 1, float32, interleaved):
-# step calls gain from H=128 (LSTM 3.3 -> 2.3 us, H=256 21.1 -> 9.0 us); sequences,
-# whose own steps are shorter (the input projection is hoisted), lose at 128 (LSTM
-# 2.3 -> 3.2 us) and gain from 256 (10.6 -> 7.0 us).
+# sequences. Measured (python bench/run.py split, batch 1, float32, interleaved, two
+# runs): step calls break even at H=128 and gain from 256 (LSTM 21.1 -> 9.0-10.1 us,
+# GRU 14.7 -> 5.8 us); sequences, whose steps are shorter (the input projection is
+# hoisted) and which wake the helper once per call, lose at 128 (LSTM 2.3 -> 3.2 us),
+# swing between 0.9x and 1.5x at 256, and gain at 512 (LSTM 55 -> 37 us).
 cdef int _kernel_threads = 1
-cdef int _split_min_hidden = 128
-cdef int _split_min_hidden_seq = 256
+cdef int _split_min_hidden = 256
+cdef int _split_min_hidden_seq = 512
 # Largest batch that runs through the fused kernel (FR_MAXB at most); larger batches
 # use BLAS. Measured per ISA (1 thread, T=50, H 64-512, LSTM and GRU, fused vs BLAS
 # us/step; bench/README.md): AVX-512 multiplies 4 sequences per weight load and wins

@@ -70,22 +70,27 @@ def plot(path, records, environment):
         key = (r["mode"], r["engine"], r["batch"], r["streaming"])
         groups.setdefault(key, []).append((r["hidden"], r["us_per_step"]))
     modes = sorted({k[0] for k in groups})
-    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4.5), squeeze=False)
+    colors = {"fastrnn": "C3", "numpy": "C7", "torch": "C0", "onnxruntime": "C2"}
+    batches = sorted({k[2] for k in groups})
+    markers = dict(zip(batches, "osD^vP*X"))
+    fig, axes = plt.subplots(1, len(modes), figsize=(6.5 * len(modes), 5), squeeze=False)
     for ax, mode in zip(axes[0], modes):
         for (m, engine, batch, streaming), pts in sorted(groups.items()):
             if m != mode:
                 continue
             pts.sort()
-            style = "-" if engine == "fastrnn" else "--"
             label = f"{engine} B={batch}" + (" step" if streaming else "")
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", label=label)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts],
+                    "-" if engine == "fastrnn" else "--", color=colors.get(engine, "C4"),
+                    marker=markers.get(batch, "o"), lw=2.2 if engine == "fastrnn" else 1.2,
+                    label=label)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("hidden size")
         ax.set_ylabel("µs per time step")
         ax.set_title(f"{mode}, {environment['threads']} thread(s)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, ncol=2)
     fig.suptitle(f"fastrnn bench — {environment['cpu']} — {environment['date'][:10]}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
