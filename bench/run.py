@@ -40,6 +40,69 @@ SUITES = {
 }
 
 
+def _save(stem, records, env, text):
+    """bench/results/<stem>.json (every record and the environment) and .md (text)."""
+    stem = os.path.join(HERE, "results", stem)
+    report.write_json(stem + ".json", records, env)
+    with open(stem + ".md", "w") as f:
+        f.write(text + "\n")
+    print(text)
+    return stem
+
+
+def _split_suite(args, env):
+    cases = (benchmark.grid(["LSTM", "GRU"], [128, 256, 512], [1], [100])
+             + benchmark.grid(["LSTM", "GRU"], [128, 256, 512], [1], [1], streaming=True))
+    records = benchmark.runner.run_split(cases, rounds=args.repeat)
+    lines = [f"`python bench/run.py split` ({env['cpu']}, {env['date'][:10]}): batch 1, "
+             "fastrnn with one core against its steps split across two (BLAS at one "
+             "thread), interleaved", "",
+             "| case | 1 thread µs/step | 2 threads µs/step | speedup |", "|---|---|---|---|"]
+    for one, two in zip(records[::2], records[1::2]):
+        case = benchmark.Case(**{k: one[k] for k in benchmark.Case.__dataclass_fields__})
+        lines.append(f"| {case.label()} | {one['us_per_step']:.2f} | "
+                     f"{two['us_per_step']:.2f} | {two['speedup_over_1_thread']:.2f}× |")
+    _save("split", records, env, "\n".join(lines))
+
+
+def _generate_suite(args, env):
+    records = _generation(args.threads, args.repeat)
+    lines = [f"`python bench/run.py generate --threads {args.threads}` "
+             f"({env['cpu']}, {env['date'][:10]}): greedy, 500 characters, bundled model",
+             "", "| engine | µs per character | fastrnn × | same text |", "|---|---|---|---|"]
+    for r in records:
+        if "skipped" in r:
+            lines.append(f"| {r['engine']} | skipped: {r['skipped']} | | |")
+        else:
+            lines.append(f"| {r['engine']} | {r['us_per_token']:.1f} | "
+                         f"{r['speedup']:.1f} | {r['same_text']} |")
+    _save(f"generate-{args.threads}t", records, env, "\n".join(lines))
+
+
+def _peer_suite(name, args, env):
+    records = benchmark.run(SUITES[name](), list(benchmark.PEERS), threads=args.threads,
+                            rounds=args.repeat,
+                            progress=lambda c: print(c.label(), file=sys.stderr))
+    with benchmark.runner.thread_limits(args.threads):
+        roofline.annotate(records, lambda r: benchmark.Case(
+            **{k: r[k] for k in benchmark.Case.__dataclass_fields__}))
+    header = (f"{env['cpu']}, {env['cores']} cores, {args.threads} thread(s), "
+              f"{env['date'][:10]}; fastrnn {env['fastrnn']} ({env['fastrnn_isa']}), "
+              f"torch {env['torch']}, onnxruntime {env['onnxruntime']}, "
+              f"BLAS {'; '.join(env['blas'])}; OPENBLAS_CORETYPE="
+              f"{env['OPENBLAS_CORETYPE'] or 'unset'}\n\n"
+              f"`python bench/run.py {name} --threads {args.threads}`\n\n"
+              "floor: the least time a step can take here (weights over the measured "
+              "cache read bandwidth at batch 1, FLOPs over the measured sgemm peak at "
+              "large batch; fastrnn.benchmark.roofline)\n\n")
+    stem = _save(f"{name}-{args.threads}t", records, env, header + report.markdown(records))
+    if name == "core":
+        try:
+            report.plot(stem + ".png", records, env)
+        except RuntimeError as exc:  # matplotlib missing: the tables still stand
+            print(f"no plot: {exc}", file=sys.stderr)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("suite", choices=list(SUITES) + ["generate", "split", "all"])
@@ -48,70 +111,15 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.threads > 1:
         benchmark.quiet_spinning()
-    for name in (list(SUITES) + ["generate", "split"] if args.suite == "all" else [args.suite]):
+    names = list(SUITES) + ["generate", "split"] if args.suite == "all" else [args.suite]
+    for name in names:
         env = benchmark.describe(args.threads)
         if name == "split":
-            cases = (benchmark.grid(["LSTM", "GRU"], [128, 256, 512], [1], [100])
-                     + benchmark.grid(["LSTM", "GRU"], [128, 256, 512], [1], [1], streaming=True))
-            records = benchmark.runner.run_split(cases, rounds=args.repeat)
-            stem = os.path.join(HERE, "results", "split")
-            report.write_json(stem + ".json", records, env)
-            lines = [f"`python bench/run.py split` ({env['cpu']}, {env['date'][:10]}): batch 1, "
-                     "fastrnn with one core against its steps split across two (BLAS at one "
-                     "thread), interleaved", "",
-                     "| case | 1 thread µs/step | 2 threads µs/step | speedup |", "|---|---|---|---|"]
-            for one, two in zip(records[::2], records[1::2]):
-                case = benchmark.Case(**{k: one[k] for k in benchmark.Case.__dataclass_fields__})
-                lines.append(f"| {case.label()} | {one['us_per_step']:.2f} | "
-                             f"{two['us_per_step']:.2f} | {two['speedup_over_1_thread']:.2f}× |")
-            with open(stem + ".md", "w") as f:
-                f.write("\n".join(lines) + "\n")
-            print("\n".join(lines))
-            continue
-        if name == "generate":
-            records = _generation(args.threads, args.repeat)
-            stem = os.path.join(HERE, "results", f"generate-{args.threads}t")
-            report.write_json(stem + ".json", records, env)
-            lines = [f"`python bench/run.py generate --threads {args.threads}` "
-                     f"({env['cpu']}, {env['date'][:10]}): greedy, 500 characters, bundled model",
-                     "", "| engine | µs per character | fastrnn × | same text |", "|---|---|---|---|"]
-            for r in records:
-                if "skipped" in r:
-                    lines.append(f"| {r['engine']} | skipped: {r['skipped']} | | |")
-                else:
-                    lines.append(f"| {r['engine']} | {r['us_per_token']:.1f} | "
-                                 f"{r['speedup']:.1f} | {r['same_text']} |")
-            with open(stem + ".md", "w") as f:
-                f.write("\n".join(lines) + "\n")
-            print("\n".join(lines))
-            continue
-        cases = SUITES[name]()
-        records = benchmark.run(cases, list(benchmark.PEERS), threads=args.threads,
-                                rounds=args.repeat,
-                                progress=lambda c: print(c.label(), file=sys.stderr))
-        with benchmark.runner.thread_limits(args.threads):
-            roofline.annotate(records, lambda r: benchmark.Case(
-                **{k: r[k] for k in benchmark.Case.__dataclass_fields__}))
-        stem = os.path.join(HERE, "results", f"{name}-{args.threads}t")
-        report.write_json(stem + ".json", records, env)
-        table = report.markdown(records)
-        header = (f"{env['cpu']}, {env['cores']} cores, {args.threads} thread(s), "
-                  f"{env['date'][:10]}; fastrnn {env['fastrnn']} ({env['fastrnn_isa']}), "
-                  f"torch {env['torch']}, onnxruntime {env['onnxruntime']}, "
-                  f"BLAS {'; '.join(env['blas'])}; OPENBLAS_CORETYPE="
-                  f"{env['OPENBLAS_CORETYPE'] or 'unset'}\n\n"
-                  f"`python bench/run.py {name} --threads {args.threads}`\n\n"
-                  "floor: the least time a step can take here (weights over the measured "
-                  "cache read bandwidth at batch 1, FLOPs over the measured sgemm peak at "
-                  "large batch; fastrnn.benchmark.roofline)\n\n")
-        with open(stem + ".md", "w") as f:
-            f.write(header + table + "\n")
-        print(header + table)
-        if name == "core":
-            try:
-                report.plot(stem + ".png", records, env)
-            except RuntimeError as exc:  # matplotlib missing: the tables still stand
-                print(f"no plot: {exc}", file=sys.stderr)
+            _split_suite(args, env)
+        elif name == "generate":
+            _generate_suite(args, env)
+        else:
+            _peer_suite(name, args, env)
 
 
 if __name__ == "__main__":

@@ -418,25 +418,25 @@ static FR_TARGET void FR_NAME(gru_step1_f32)(
         float *restrict h_out)
 {
     for (int p = p0; p < p1; ++p) {
-      const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
-      float accs[FR_MAXB * 3 * FR_U];
-      FR_NAME(panel_matvec_m)(wt, 3, H, p, w, h, H, m, accs);
-      for (int b = 0; b < m; ++b) {
-        const float *acc = accs + b * 3 * FR_U;
-        float xin[3 * FR_U], hb[FR_U];
-        FR_NAME(panel_x)(wt, 3, H, n_in, p, n, wx, x + (ptrdiff_t)b * n_in,
-                         gin + (ptrdiff_t)b * 3 * H, bias, xin);
-        FR_NAME(load_units)(n, h + (ptrdiff_t)b * H + j0, hb);
-        for (int s = 0; s < FR_S; ++s) {
-            const int u = s * FR_L;
-            FR_VF r = FR_NAME(vsigmoid)(FR_LD(xin + u) + FR_LD(acc + u));
-            FR_VF z = FR_NAME(vsigmoid)(FR_LD(xin + FR_U + u) + FR_LD(acc + FR_U + u));
-            FR_VF nn = FR_NAME(vtanh)(FR_LD(xin + 2 * FR_U + u)
-                                      + r * (FR_LD(acc + 2 * FR_U + u) + FR_LD(b_hn + p * FR_U + u)));
-            FR_ST(hb + u, (FR_LD(hb + u) - nn) * z + nn);
+        const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
+        float accs[FR_MAXB * 3 * FR_U], xin[3 * FR_U], hb[FR_U];
+        FR_NAME(panel_matvec_m)(wt, 3, H, p, w, h, H, m, accs);
+        for (int b = 0; b < m; ++b) {
+            const float *acc = accs + b * 3 * FR_U;
+            FR_NAME(panel_x)(wt, 3, H, n_in, p, n, wx, x + (ptrdiff_t)b * n_in,
+                             gin + (ptrdiff_t)b * 3 * H, bias, xin);
+            FR_NAME(load_units)(n, h + (ptrdiff_t)b * H + j0, hb);
+            for (int s = 0; s < FR_S; ++s) {
+                const int u = s * FR_L;
+                FR_VF r = FR_NAME(vsigmoid)(FR_LD(xin + u) + FR_LD(acc + u));
+                FR_VF z = FR_NAME(vsigmoid)(FR_LD(xin + FR_U + u) + FR_LD(acc + FR_U + u));
+                FR_VF nn = FR_NAME(vtanh)(FR_LD(xin + 2 * FR_U + u) + r * (
+                    FR_LD(acc + 2 * FR_U + u) + FR_LD(b_hn + p * FR_U + u)));
+                /* torch's form, (h - n) * z + n */
+                FR_ST(hb + u, (FR_LD(hb + u) - nn) * z + nn);
+            }
+            FR_NAME(store_units)(n, hb, h_out + (ptrdiff_t)b * H + j0);
         }
-        FR_NAME(store_units)(n, hb, h_out + (ptrdiff_t)b * H + j0);
-      }
     }
 }
 
@@ -446,21 +446,20 @@ static FR_TARGET void FR_NAME(rnn_step1_f32)(
         const float *restrict gin, int relu, const float *restrict h, float *restrict h_out)
 {
     for (int p = p0; p < p1; ++p) {
-      const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
-      float accs[FR_MAXB * FR_U];
-      FR_NAME(panel_matvec_m)(wt, 1, H, p, w, h, H, m, accs);
-      for (int b = 0; b < m; ++b) {
-        const float *acc = accs + b * FR_U;
-        float xin[FR_U], hb[FR_U];
-        FR_NAME(panel_x)(wt, 1, H, n_in, p, n, wx, x + (ptrdiff_t)b * n_in,
-                         gin + (ptrdiff_t)b * H, bias, xin);
-        for (int s = 0; s < FR_S; ++s) {
-            const int u = s * FR_L;
-            FR_VF a = FR_LD(xin + u) + FR_LD(acc + u);
-            FR_ST(hb + u, relu ? FR_NAME(vsel)(a > 0.0f, a, (FR_VF){0}) : FR_NAME(vtanh)(a));
+        const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
+        float accs[FR_MAXB * FR_U], xin[FR_U], hb[FR_U];
+        FR_NAME(panel_matvec_m)(wt, 1, H, p, w, h, H, m, accs);
+        for (int b = 0; b < m; ++b) {
+            const float *acc = accs + b * FR_U;
+            FR_NAME(panel_x)(wt, 1, H, n_in, p, n, wx, x + (ptrdiff_t)b * n_in,
+                             gin + (ptrdiff_t)b * H, bias, xin);
+            for (int s = 0; s < FR_S; ++s) {
+                const int u = s * FR_L;
+                FR_VF a = FR_LD(xin + u) + FR_LD(acc + u);
+                FR_ST(hb + u, relu ? FR_NAME(vsel)(a > 0.0f, a, (FR_VF){0}) : FR_NAME(vtanh)(a));
+            }
+            FR_NAME(store_units)(n, hb, h_out + (ptrdiff_t)b * H + j0);
         }
-        FR_NAME(store_units)(n, hb, h_out + (ptrdiff_t)b * H + j0);
-      }
     }
 }
 
