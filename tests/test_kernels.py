@@ -79,7 +79,7 @@ def test_isa_cap_by_environment(cap):
     code = (
         "import numpy as np, sys; sys.path.insert(0, %r)\n"
         "from fastrnn._kernels._stack import isa, set_fused_max_batch\n"
-        "set_fused_max_batch(16)  # the fused kernel even where BLAS is the default\n"
+        "set_fused_max_batch(64)  # the fused kernel even where BLAS is the default\n"
         "from helpers import make_model\n"
         "x = np.random.default_rng(0).standard_normal((60, 3, 5)).astype(np.float32)\n"
         "outs = []\n"

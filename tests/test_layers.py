@@ -253,7 +253,7 @@ def test_weight_dtype_errors():
         m.load_state_dict(sd)
 
 
-@pytest.mark.parametrize("batch", [2, 5, 16])
+@pytest.mark.parametrize("batch", [2, 5, 16, 64])
 @pytest.mark.parametrize("mode,proj", [("LSTM", 0), ("LSTM", 4), ("GRU", 0), ("RNN_RELU", 0)])
 def test_fused_small_batch_matches_blas_path(batch, mode, proj, rng):
     """Small batches through the fused kernel (several sequences per weight load),
@@ -265,7 +265,7 @@ def test_fused_small_batch_matches_blas_path(batch, mode, proj, rng):
     lengths = rng.integers(1, 21, size=batch)
     before = _stack.get_fused_max_batch()
     try:
-        _stack.set_fused_max_batch(16)
+        _stack.set_fused_max_batch(64)
         fused = model(x, lengths=lengths)
         s = model.stream(batch=batch)
         stream = np.stack([s.step(x[t]) for t in range(20)])
@@ -282,5 +282,5 @@ def test_fused_small_batch_matches_blas_path(batch, mode, proj, rng):
 
 def test_fused_max_batch_bounds():
     from fastrnn._kernels import _stack
-    with pytest.raises(ValueError, match=r"n must lie in \[0, 16\]"):
-        _stack.set_fused_max_batch(17)
+    with pytest.raises(ValueError, match=r"n must lie in \[0, 64\]"):
+        _stack.set_fused_max_batch(65)

@@ -35,17 +35,18 @@ cdef int _kernel_threads = 1
 cdef int _split_min_hidden = 256
 cdef int _split_min_hidden_seq = 512
 # Largest batch that runs through the fused kernel (FR_MAXB at most); larger batches
-# use BLAS. Measured per ISA (1 thread, T=50, H 64-512, LSTM and GRU, fused vs BLAS
-# us/step; bench/README.md): AVX-512 multiplies 4 sequences per weight load and wins
-# up to 16 (3.3x at batch 2-4, 1.1-1.3x at 16); AVX2 takes one sequence per pass and
+# use BLAS. Measured per ISA (1 thread, T=50, H 64-512, LSTM and GRU, BLAS -> fused
+# us/step): AVX-512 multiplies 6 sequences per weight load and wins everywhere up to
+# 64 (3.3x at batch 2-4, 1.2x at 16, LSTM 1.05-1.14x and GRU 0.98-1.07x at 64: the
+# packing OpenBLAS redoes every step is saved); AVX2 takes one sequence per pass and
 # wins only at 2; the SSE build loses to OpenBLAS from batch 1 on sequences.
 # FASTRNN_FUSED_MAX_BATCH or set_fused_max_batch() override it.
-_FUSED_MAX_BATCH_BY_ISA = {0: 0, 1: 2, 2: 16}
+_FUSED_MAX_BATCH_BY_ISA = {0: 0, 1: 2, 2: 64}
 cdef int _fused_max_batch = _FUSED_MAX_BATCH_BY_ISA[fr_select_isa()]
 
 
 def set_fused_max_batch(int n):
-    """Batches up to n sequences (0 <= n <= 16) run through the fused kernel."""
+    """Batches up to n sequences (0 <= n <= 64) run through the fused kernel."""
     global _fused_max_batch
     if not 0 <= n <= FR_MAXB:
         raise ValueError(f"n must lie in [0, {FR_MAXB}], got {n}")

@@ -23,8 +23,8 @@
 
 /* Hidden units per panel of the fused batch-1 kernels (one zmm of floats). */
 #define FR_U 16
-/* Most sequences one fused call advances (a small batch); more go through BLAS. */
-#define FR_MAXB 16
+/* Most sequences one fused call advances; more go through BLAS. */
+#define FR_MAXB 64
 /* Storage types of packed weights: float32, or float16 / bfloat16 widened in registers. */
 enum { FR_W_F32 = 0, FR_W_F16 = 1, FR_W_BF16 = 2 };
 
@@ -74,7 +74,7 @@ static inline float fr_tanhf(float x)
 #define FR_NAME(name) fr_##name##_avx512
 #define FR_ACC 8   /* accumulators, of 32 zmm registers */
 #define FR_VBYTES 64
-#define FR_NB 4    /* columns per pass of the small-batch product */
+#define FR_NB 6    /* columns per pass of the small-batch product */
 #include "cell_math_impl.h"
 #undef FR_TARGET
 #undef FR_NAME

@@ -300,6 +300,11 @@ FR_PANEL_MV(f32, float, FR_LD, 4)
 FR_PANEL_MV(f16, uint16_t, FR_NAME(load_f16), 4)
 FR_PANEL_MV(bf16, uint16_t, FR_NAME(load_bf16), 4)
 #endif
+#if FR_NB >= 6
+FR_PANEL_MV(f32, float, FR_LD, 6)
+FR_PANEL_MV(f16, uint16_t, FR_NAME(load_f16), 6)
+FR_PANEL_MV(bf16, uint16_t, FR_NAME(load_bf16), 6)
+#endif
 #undef FR_PANEL_MV
 
 #define FR_MV_BLOCK(NB)                                                                    \
@@ -323,6 +328,9 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
     int b = 0;
 #if FR_NB >= 2
     const ptrdiff_t at = (ptrdiff_t)p * K * G * FR_U;
+#if FR_NB >= 6
+    FR_MV_BLOCK(6)
+#endif
 #if FR_NB >= 4
     FR_MV_BLOCK(4)
 #endif
