@@ -426,3 +426,34 @@ def test_fuzzed_checkpoints_raise_only_checkpoint_errors(tmp_path):
             assert "internal error" not in str(exc), str(exc)
 
     check()
+
+
+def test_conj_neg_bytes_sets_and_sizes_match_live_torch(torch, tmp_path):
+    """Flags and protocol-2 names torch writes: conj / neg metadata, bytes through
+    _codecs.encode, sets through __builtin__.set, torch.Size, dtypes, devices."""
+    path = tmp_path / "misc.pt"
+    obj = {"conj": torch.tensor([1 + 2j, 3 - 1j]).conj(),
+           "neg": torch._neg_view(torch.tensor([1.0, 2.0])),
+           "bytes": b"\x00\xffab", "set": {1, 2, 3}, "array": bytearray(b"xy"),
+           "size": torch.Size([2, 3]), "dtype": torch.float16, "device": torch.device("cpu"),
+           "param": torch.nn.Parameter(torch.ones(2)), "nested": [(1, None), {"k": 2.5}]}
+    torch.save(obj, path)
+    got = load_checkpoint(path)
+    want = torch.load(path, weights_only=True)
+    np.testing.assert_array_equal(got["conj"], want["conj"].resolve_conj().numpy())
+    np.testing.assert_array_equal(got["neg"], want["neg"].resolve_neg().numpy())
+    assert got["bytes"] == b"\x00\xffab" and got["set"] == {1, 2, 3}
+    assert got["array"] == bytearray(b"xy")
+    assert got["size"] == (2, 3) and str(got["dtype"]) == "torch.float16"
+    assert got["device"] == "cpu" and got["nested"] == [(1, None), {"k": 2.5}]
+    np.testing.assert_array_equal(got["param"], [1.0, 1.0])
+
+
+def test_rebuild_tensor_v3_from_an_untyped_storage(tmp_path):
+    """_rebuild_tensor_v3 names the dtype itself, over an UntypedStorage of bytes."""
+    data = np.array([[1.0, 2.0], [3.0, 4.0]], "<f8").tobytes()
+    pkl = (b"\x80\x02}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v3\n("
+           b"(X\x07\x00\x00\x00storagectorch\nUntypedStorage\nX\x01\x00\x00\x000"
+           b"X\x03\x00\x00\x00cpuK\x20tQK\x00K\x02K\x02\x86K\x01K\x02\x86\x89}ctorch\nfloat64\ntRs.")
+    path = _torch_zip(tmp_path / "v3.pt", pkl, [("0", data)])
+    np.testing.assert_array_equal(load_checkpoint(path)["w"], [[1.0, 3.0], [2.0, 4.0]])

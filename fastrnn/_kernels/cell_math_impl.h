@@ -307,8 +307,8 @@ FR_PANEL_MV(bf16, uint16_t, FR_NAME(load_bf16), 6)
 #endif
 #undef FR_PANEL_MV
 
-#define FR_MV_BLOCK(NB)                                                                    \
-    for (; b + NB <= m; b += NB) {                                                         \
+#define FR_MV_BLOCK(NB, WHILE)                                                             \
+    for (; b + NB <= m && (WHILE); b += NB) {                                              \
         const float *hb = h + (ptrdiff_t)b * ldh;                                          \
         float *ab = acc + (ptrdiff_t)b * G * FR_U;                                         \
         if (wt == FR_W_F16)                                                                \
@@ -329,12 +329,12 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
 #if FR_NB >= 2
     const ptrdiff_t at = (ptrdiff_t)p * K * G * FR_U;
 #if FR_NB >= 6
-    FR_MV_BLOCK(6)
+    FR_MV_BLOCK(6, m - b != 8)  /* 8 left go as two fours: 6 + 2 half-uses the pair */
 #endif
 #if FR_NB >= 4
-    FR_MV_BLOCK(4)
+    FR_MV_BLOCK(4, 1)
 #endif
-    FR_MV_BLOCK(2)
+    FR_MV_BLOCK(2, 1)
 #endif
     for (; b < m; ++b)
         FR_NAME(panel_matvec)(wt, G, K, p, w, h + (ptrdiff_t)b * ldh,

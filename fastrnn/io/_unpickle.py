@@ -258,7 +258,7 @@ ALLOWED = {
 ALLOWED.update({("torch", name): StorageType(dt) for name, dt in STORAGE_DTYPES.items()})
 ALLOWED.update({("torch", name): TorchDType(name) for name in TORCH_DTYPES})
 for _module in ("builtins", "__builtin__"):
-    for _kind in (set, frozenset, bytearray):
+    for _kind in (set, bytearray):  # as torch's weights_only allowlist (no frozenset)
         ALLOWED[(_module, _kind.__name__)] = _container(_kind)
 
 
