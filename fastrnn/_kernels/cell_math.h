@@ -76,13 +76,6 @@ static inline float fr_tanhf(float x)
 #define FR_VBYTES 64
 #define FR_NB 6    /* columns per pass of the small-batch product */
 #include "cell_math_impl.h"
-#undef FR_TARGET
-#undef FR_NAME
-#undef FR_ACC
-#undef FR_VBYTES
-#undef FR_NB
-#undef FR_CVTPH
-#undef FR_CVTBF
 #define FR_TARGET __attribute__((target("avx2,fma,f16c")))
 #define FR_CVTPH(p) ((FR_VF)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p))))
 #define FR_CVTBF(p) ((FR_VF)_mm256_slli_epi32(                                          \
@@ -92,26 +85,12 @@ static inline float fr_tanhf(float x)
 #define FR_VBYTES 32
 #define FR_NB 1
 #include "cell_math_impl.h"
-#undef FR_TARGET
-#undef FR_NAME
-#undef FR_ACC
-#undef FR_VBYTES
-#undef FR_NB
-#undef FR_CVTPH
-#undef FR_CVTBF
 #define FR_TARGET
 #define FR_NAME(name) fr_##name##_generic
 #define FR_ACC 8   /* accumulators, of 16 xmm registers */
 #define FR_VBYTES 16
 #define FR_NB 1
 #include "cell_math_impl.h"
-#undef FR_TARGET
-#undef FR_NAME
-#undef FR_ACC
-#undef FR_VBYTES
-#undef FR_NB
-#undef FR_CVTPH
-#undef FR_CVTBF
 
 enum { FR_GENERIC = 0, FR_AVX2 = 1, FR_AVX512 = 2 };
 static int fr_isa = FR_GENERIC;

@@ -1,5 +1,6 @@
 /* The fused cell updates, written once and compiled once per instruction set by
- * cell_math.h (FR_TARGET / FR_NAME). Plain loops over restrict pointers calling
+ * cell_math.h, which sets the parameters (FR_TARGET, FR_NAME, FR_ACC, FR_VBYTES, FR_NB,
+ * and FR_CVTPH / FR_CVTBF where the ISA converts halves itself) before each include. Plain loops over restrict pointers calling
  * branch-free inline activations, so that gcc vectorises them at the target's width.
  */
 
@@ -471,6 +472,14 @@ static FR_TARGET void FR_NAME(rnn_step1_f32)(
     }
 }
 
+/* This header is included once per instruction set; its parameters end here. */
+#undef FR_TARGET
+#undef FR_NAME
+#undef FR_ACC
+#undef FR_VBYTES
+#undef FR_NB
+#undef FR_CVTPH
+#undef FR_CVTBF
 #undef FR_VF
 #undef FR_VFU
 #undef FR_VI
