@@ -200,9 +200,10 @@ def test_thread_count_control():
     with pytest.raises(ValueError, match="blas must be an int >= 1"):
         fastrnn.set_num_threads(2, blas=0)
     from fastrnn._kernels import _stack
+    kernel_before = _stack.get_kernel_threads()[0]
     with fastrnn.num_threads(2, blas=1):
         assert _stack.get_kernel_threads()[0] == 2 and fastrnn.get_num_threads() == 2
-    assert _stack.get_kernel_threads()[0] == 1
+    assert _stack.get_kernel_threads()[0] == kernel_before
 
 
 def test_default_is_one_blas_thread_and_env_overrides():
@@ -225,7 +226,9 @@ def test_default_is_one_blas_thread_and_env_overrides():
     ("LSTM", {"weight_dtype": "float16"}), ("GRU", {"weight_dtype": "bfloat16"}),
 ])
 def test_two_core_split_gives_identical_results(mode, kwargs, rng):
-    """A batch-1 step split by panels across two cores does the same arithmetic."""
+    """A step split by panels across two cores does the same arithmetic (streamed steps:
+    bitwise); a sequence's input projection is also split, by gate columns, into two
+    BLAS calls whose blocking may round differently (within 1e-6)."""
     from fastrnn._kernels import _stack
     model, _ = make_model(mode, 6, 40, num_layers=2, scale=40 ** -0.5, **kwargs)  # 3 panels
     x = rng.standard_normal((30, 1, 6)).astype(np.float32)
@@ -241,7 +244,7 @@ def test_two_core_split_gives_identical_results(mode, kwargs, rng):
         step2 = np.stack([s.step(x[t, 0]) for t in range(30)])
     finally:
         _stack.set_kernel_threads(*before)
-    np.testing.assert_array_equal(seq1, seq2)
+    np.testing.assert_allclose(seq1, seq2, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(step1, step2)
 
 

@@ -21,19 +21,31 @@ cdef extern from "parallel.h" nogil:
     ctypedef void (*fr_task_fn)(void* arg, int part) noexcept nogil
     int fr_pool_acquire()
     void fr_pool_release()
-    void fr_pool_park()
     void fr_pool_run(fr_task_fn fn, void* arg)
 
 # Threads a small-batch step may use (1 or 2: the caller and one helper), and the
-# hidden size from which splitting it pays, for streamed single steps and for
-# sequences. Measured (python bench/run.py split, batch 1, float32, interleaved, two
-# runs): step calls break even at H=128 and gain from 256 (LSTM 21.1 -> 9.0-10.1 us,
-# GRU 14.7 -> 5.8 us); sequences, whose steps are shorter (the input projection is
-# hoisted) and which wake the helper once per call, lose at 128 (LSTM 2.3 -> 3.2 us),
-# swing between 0.9x and 1.5x at 256, and gain at 512 (LSTM 55 -> 37 us).
+# hidden size from which splitting it pays. Measured (python bench/run.py split and
+# hidden 32-96 the same way: batch 1, float32, one core vs two, interleaved): a loss at
+# 32 (0.56-0.86x), even at 64 (1.1x), gains from 96 (1.3x) to 128 (1.5x) and 256-512
+# (sequences 2.0-2.3x, step calls 1.7-2.6x).
 cdef int _kernel_threads = 1
-cdef int _split_min_hidden = 256
-cdef int _split_min_hidden_seq = 512
+cdef int _split_min_hidden = 96
+
+
+def set_kernel_threads(int n, int min_hidden=-1):
+    """Split small-batch steps across two cores when n >= 2, from min_hidden units up."""
+    global _kernel_threads, _split_min_hidden
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    _kernel_threads = 2 if n >= 2 else 1
+    if min_hidden >= 0:
+        _split_min_hidden = min_hidden
+
+
+def get_kernel_threads():
+    return _kernel_threads, _split_min_hidden
+
+
 # Largest batch that runs through the fused kernel (FR_MAXB at most); larger batches
 # use BLAS. Measured per ISA (1 thread, T=50, H 64-512, LSTM and GRU, BLAS -> fused
 # us/step): AVX-512 multiplies 6 sequences per weight load and wins everywhere up to
@@ -69,23 +81,6 @@ def _fused_max_batch_from_environment():
 
 
 _fused_max_batch_from_environment()
-
-
-def set_kernel_threads(int n, int min_hidden=-1, int min_hidden_seq=-1):
-    """Split small-batch steps across two cores when n >= 2, from min_hidden units up
-    for streamed steps and min_hidden_seq for sequences (min_hidden_seq defaults to
-    min_hidden when only that is given)."""
-    global _kernel_threads, _split_min_hidden, _split_min_hidden_seq
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    _kernel_threads = 2 if n >= 2 else 1
-    if min_hidden >= 0:
-        _split_min_hidden = min_hidden
-        _split_min_hidden_seq = min_hidden if min_hidden_seq < 0 else min_hidden_seq
-
-
-def get_kernel_threads():
-    return _kernel_threads, _split_min_hidden, _split_min_hidden_seq
 
 
 # Hidden units per panel of the fused batch-1 kernel's packed weights.
@@ -160,6 +155,24 @@ cdef void step1_half(void* arg, int part) noexcept nogil:
                    a.scratch)
 
 
+cdef struct GemmHalves:
+    # the input projection of a chunk, its gate columns shared between two cores
+    int rows, G, n_in, ldx
+    const float* x
+    const float* w_ih
+    float* gates
+
+
+cdef void gemm_half(void* arg, int part) noexcept nogil:
+    cdef GemmHalves* a = <GemmHalves*>arg
+    cdef int half = (a.G // 2 + 15) // 16 * 16   # keep each side's columns aligned
+    cdef int c0 = 0 if part == 0 else half
+    cdef int c1 = half if part == 0 else a.G
+    if c1 > c0:
+        gemm(NoTrans, Trans, a.rows, c1 - c0, a.n_in, <float>1, a.x, a.ldx,
+             a.w_ih + <Py_ssize_t>c0 * a.n_in, a.n_in, <float>0, a.gates + c0, a.G)
+
+
 cdef inline void fused_step1(Family family, const CellParams* p, bint split, int m,
                              const float* gin, const float* x, const float* h, float* c,
                              float* h_out, float* scratch) noexcept nogil:
@@ -220,6 +233,7 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
     cdef floating* cs = (state_t + <Py_ssize_t>P * B) if fm else c
     cdef floating* h_next = state_t   # the fused step's other h buffer
     cdef floating* swap
+    cdef GemmHalves gemm_args
     cdef int t0, t1, s, t, m, b, k
     cdef int done = 0
     cdef floating* g
@@ -236,10 +250,14 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
             t0 = done
             t1 = t0 + chunk if T - t0 > chunk else T
         done += t1 - t0
-        if split and not fused_x:
-            fr_pool_park()  # the helper sleeps through the GEMM instead of competing
         if fused_x:
             pass
+        elif split:  # the helper takes half of the GEMM too, and stays awake for the steps
+            if floating is float:
+                gemm_args.rows, gemm_args.G, gemm_args.n_in = (t1 - t0) * B, G, p.input_size
+                gemm_args.ldx, gemm_args.x = ldx, x + <Py_ssize_t>t0 * B * ldx
+                gemm_args.w_ih, gemm_args.gates = <const float*>p.w_ih, gates
+                fr_pool_run(gemm_half, &gemm_args)
         elif fm:  # gates[:, s*B + b] = W_ih x[t0 + s, b]
             gemm(NoTrans, Trans, G, (t1 - t0) * B, p.input_size, <floating>1,
                  <const floating*>p.w_ih, p.input_size, x + <Py_ssize_t>t0 * B * ldx, ldx,
@@ -303,8 +321,7 @@ cdef void run_stack(Family family, const CellParams* params, int num_layers,
                  c_n + <Py_ssize_t>k * B * p.hidden_size if c_n != NULL else NULL,
                  out_l + d * p.proj_size, num_directions * p.proj_size,
                  gates, chunk, scratch, state_t,
-                 split and p.hidden_size >= (_split_min_hidden if T == 1
-                                             else _split_min_hidden_seq))
+                 split and p.hidden_size >= _split_min_hidden)
         x_l = out_l
 
 

@@ -1,7 +1,8 @@
 /* One helper thread for splitting a batch-1 step across two cores.
  *
  * Each step of the fused kernel is cut by panels: the caller computes half of them,
- * the helper the other half, so that each core streams (and keeps in its own L2) only
+ * the helper the other half (and each computes half of the input projection's gate
+ * columns, with a single-threaded BLAS call), so that each core streams (and keeps in its own L2) only
  * its half of the weights, step after step. A step is microseconds long, so the two
  * meet at a spin barrier rather than through a pool's queue; between calls the
  * helper spins a little longer, then sleeps on a condition variable.
@@ -32,7 +33,6 @@ typedef struct {
     atomic_ulong posted;         /* jobs posted ... */
     atomic_ulong finished;       /* ... and finished by the helper */
     atomic_int sleeping;
-    atomic_int parked;           /* sleep now rather than spin: the caller is in BLAS */
     fr_task_fn fn;
     void *arg;
     pthread_mutex_t mu;
@@ -56,11 +56,7 @@ static void *fr_helper_main(void *unused)
         unsigned long now;
         int spins = 0;
         while ((now = atomic_load_explicit(&fr_pool.posted, memory_order_acquire)) == seen) {
-            if (++spins < FR_SPINS
-                    && !atomic_load_explicit(&fr_pool.parked, memory_order_relaxed)) {
-                FR_PAUSE();
-                continue;
-            }
+            if (++spins < FR_SPINS) { FR_PAUSE(); continue; }
             pthread_mutex_lock(&fr_pool.mu);
             atomic_store_explicit(&fr_pool.sleeping, 1, memory_order_seq_cst);
             while (atomic_load_explicit(&fr_pool.posted, memory_order_seq_cst) == seen)
@@ -81,7 +77,6 @@ static void fr_pool_after_fork(void)
     atomic_store(&fr_pool.alive, 0);
     atomic_store(&fr_pool.owned, 0);
     atomic_store(&fr_pool.sleeping, 0);
-    atomic_store(&fr_pool.parked, 0);
     pthread_mutex_init(&fr_pool.mu, NULL);
     pthread_cond_init(&fr_pool.cv, NULL);
 }
@@ -115,13 +110,6 @@ static int fr_pool_acquire(void)
     return 1;
 }
 
-/* Let the helper sleep until the next fr_pool_run: the caller is about to run
- * something that wants every core (a BLAS GEMM), which a spinning helper would slow. */
-static void fr_pool_park(void)
-{
-    atomic_store_explicit(&fr_pool.parked, 1, memory_order_relaxed);
-}
-
 static void fr_pool_release(void)
 {
     atomic_store_explicit(&fr_pool.owned, 0, memory_order_release);
@@ -132,7 +120,6 @@ static void fr_pool_run(fr_task_fn fn, void *arg)
 {
     fr_pool.fn = fn;
     fr_pool.arg = arg;
-    atomic_store_explicit(&fr_pool.parked, 0, memory_order_relaxed);
     unsigned long job = atomic_load_explicit(&fr_pool.posted, memory_order_relaxed) + 1;
     atomic_store_explicit(&fr_pool.posted, job, memory_order_seq_cst);
     if (atomic_load_explicit(&fr_pool.sleeping, memory_order_seq_cst)) {
