@@ -25,11 +25,12 @@ cdef extern from "parallel.h" nogil:
 
 # Threads a small-batch step may use (1 or 2: the caller and one helper), and the
 # hidden size from which splitting it pays. Measured (python bench/run.py split and
-# hidden 32-96 the same way: batch 1, float32, one core vs two, interleaved): a loss at
-# 32 (0.56-0.86x), even at 64 (1.1x), gains from 96 (1.3x) to 128 (1.5x) and 256-512
-# (sequences 2.0-2.3x, step calls 1.7-2.6x).
+# hidden 32-96 the same way: batch 1, float32, one core vs two, interleaved, three
+# runs): a loss at 32 (0.6-0.9x), even at 64 (1.1x), 0.8-1.5x at 96-128 depending on
+# the run (a shared machine's other load decides whether the helper's core is free),
+# and 1.5-2.4x in every run from 256 up, for sequences and step calls alike.
 cdef int _kernel_threads = 1
-cdef int _split_min_hidden = 96
+cdef int _split_min_hidden = 256
 
 
 def set_kernel_threads(int n, int min_hidden=-1):
