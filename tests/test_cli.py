@@ -128,3 +128,16 @@ def test_generate_own_model_and_errors(tmp_path):
     res = _run(["generate", "--prompt", "caf\u00e9"])
     assert res.returncode == 2 and "outside the vocabulary" in res.stderr
     assert _run(["generate", "-n", "-1"]).returncode == 2
+
+
+def test_bench_plot_or_a_clear_message(tmp_path):
+    """--plot writes a PNG with matplotlib, or says how to get it (exit 1) without."""
+    import importlib.util
+    path = tmp_path / "p.png"
+    res = _run(["bench", "--quick", "--peers", "numpy", "--repeat", "1", "--plot", str(path)])
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert res.returncode == 0, res.stderr
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        assert res.returncode == 1
+        assert "--plot needs matplotlib: pip install matplotlib" in res.stderr
