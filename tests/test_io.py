@@ -457,3 +457,25 @@ def test_rebuild_tensor_v3_from_an_untyped_storage(tmp_path):
            b"X\x03\x00\x00\x00cpuK\x20tQK\x00K\x02K\x02\x86K\x01K\x02\x86\x89}ctorch\nfloat64\ntRs.")
     path = _torch_zip(tmp_path / "v3.pt", pkl, [("0", data)])
     np.testing.assert_array_equal(load_checkpoint(path)["w"], [[1.0, 3.0], [2.0, 4.0]])
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+@pytest.mark.parametrize("zipfile_format", [True, False])
+def test_every_pickle_protocol_and_both_formats(torch, tmp_path, protocol, zipfile_format):
+    """torch.save(..., pickle_protocol=N) in the zip and the legacy format."""
+    module = torch.nn.GRU(3, 5, num_layers=2)
+    path = tmp_path / "p.pt"
+    torch.save({"model": module.state_dict(), "step": 3}, path, pickle_protocol=protocol,
+               _use_new_zipfile_serialization=zipfile_format)
+    got = load_checkpoint(path)
+    assert got["step"] == 3
+    for k, v in module.state_dict().items():
+        np.testing.assert_array_equal(got["model"][k], v.numpy())
+    assert isinstance(fastrnn.load(path), fastrnn.GRU)
+
+
+def test_a_plain_pickle_is_not_a_legacy_checkpoint(tmp_path):
+    path = tmp_path / "plain.pkl"
+    path.write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    with pytest.raises(CheckpointError, match="bad magic number"):
+        load_checkpoint(path)

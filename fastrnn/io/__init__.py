@@ -39,8 +39,8 @@ def detect_format(head, size, archive_names=None):
         return "torch-zip"
     if _safetensors.looks_like(head, size):
         return "safetensors"
-    if head[:2] == b"\x80\x02" and len(head) > 2 and head[2:3] == b"\x8a":
-        return "torch-legacy"
+    if len(head) > 2 and head[:1] == b"\x80" and 2 <= head[1] <= 5:
+        return "torch-legacy"  # a pickle stream; its magic number is checked on reading
     if head.startswith(b"\x93NUMPY"):
         return "npy"
     return None
