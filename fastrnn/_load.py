@@ -15,6 +15,8 @@ _FREE = {"batch_first": False, "dropout": 0.0, "dtype": None, "nonlinearity": "t
 def _tensors(source):
     if isinstance(source, (str, bytes, os.PathLike)):
         return fio.flatten(fio.load_checkpoint(source)), os.fspath(source)
+    if hasattr(source, "read"):
+        return fio.flatten(fio.load_checkpoint(source)), getattr(source, "name", "the file")
     if hasattr(source, "items"):
         flat = fio.flatten({k: to_numpy(v, f"[{k!r}]") if hasattr(v, "detach") else v
                             for k, v in source.items()})

@@ -479,3 +479,18 @@ def test_a_plain_pickle_is_not_a_legacy_checkpoint(tmp_path):
     path.write_bytes(pickle.dumps({"a": 1}, protocol=4))
     with pytest.raises(CheckpointError, match="bad magic number"):
         load_checkpoint(path)
+
+
+def test_binary_file_objects(tmp_path):
+    path = os.path.join(CKPT, "gru_state_dict.pt")
+    with open(path, "rb") as f:
+        got = flatten(load_checkpoint(f))
+    assert list(got) == list(flatten(load_checkpoint(path)))
+    with open(path, "rb") as f:
+        assert isinstance(fastrnn.load(io.BytesIO(f.read())), fastrnn.GRU)
+    with pytest.raises(CheckpointError, match="empty"):
+        load_checkpoint(io.BytesIO(b""))
+    buf = io.BytesIO()
+    np.savez(buf, weight_ih_l0=np.ones((8, 2)), weight_hh_l0=np.ones((8, 2)))
+    buf.seek(0)
+    assert list(load_checkpoint(buf)) == ["weight_ih_l0", "weight_hh_l0"]

@@ -1,5 +1,6 @@
 """Checkpoint readers: a file -> numpy arrays and plain containers, and state-dict
 names -> a layer configuration. Imports nothing else of fastrnn, and never torch."""
+import io
 import mmap
 import os
 from collections import OrderedDict
@@ -16,10 +17,19 @@ __all__ = ["CheckpointError", "load_checkpoint", "find_recurrent", "flatten",
 
 
 def _open(path):
+    if hasattr(path, "read"):  # a binary file object, as torch.load accepts
+        data = path.read()
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError("load_checkpoint needs a path or a binary file object")
+        if not data:
+            raise CheckpointError("the file object is empty")
+        return getattr(path, "name", "<file object>"), bytes(data)
     try:
         path = os.fspath(path)
     except TypeError:
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}") from None
+        raise TypeError(
+            f"path must be a str, os.PathLike or binary file object, got {type(path).__name__}"
+        ) from None
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -53,7 +63,8 @@ def load_checkpoint(path):
     Reads torch.save's zip and legacy formats, safetensors and .npz files, recognised
     by content. float16 stays float16; bfloat16, which numpy lacks, becomes float32
     (exactly). Anything unreadable, inconsistent or asking to run code raises
-    CheckpointError (a ValueError) saying what and where.
+    CheckpointError (a ValueError) saying what and where. `path` may also be a binary
+    file object (read whole).
     """
     path, mm = _open(path)
     try:
@@ -69,7 +80,8 @@ def load_checkpoint(path):
             "this file") from None
     finally:
         try:
-            mm.close()
+            if isinstance(mm, mmap.mmap):
+                mm.close()
         except BufferError:  # an array still views the map: it closes when that goes
             pass
 
@@ -82,28 +94,33 @@ def _read(path, mm):
     if kind == "torch-zip":
         return _torch_formats.read_zip(path, mm, archive)
     if kind == "npz":
-        return _read_npz(path)
+        return _read_npz(path, mm)
     if kind == "safetensors":
         return _safetensors.read(path, mm)
     if kind == "torch-legacy":
         return _torch_formats.read_legacy(path, mm)
     if kind == "npy":
-        return _read_npy(path)
+        return _read_npy(path, mm)
     raise CheckpointError(
         f"{path}: not a checkpoint fastrnn reads (torch.save zip or legacy, safetensors, "
         f".npz): it starts with {head[:8]!r}")
 
 
-def _read_npz(path):
+def _source(path, buffer):
+    """What np.load reads: the file itself, or the bytes a file object gave."""
+    return io.BytesIO(buffer) if isinstance(buffer, bytes) else path
+
+
+def _read_npz(path, buffer):
     try:
-        with np.load(path, allow_pickle=False) as f:
+        with np.load(_source(path, buffer), allow_pickle=False) as f:
             return OrderedDict((k, f[k]) for k in f.files)
     except Exception as exc:  # zipfile / format errors, pickled object arrays
         raise CheckpointError(f"{path}: unreadable .npz ({type(exc).__name__}: {exc})") from None
 
 
-def _read_npy(path):
+def _read_npy(path, buffer):
     try:
-        return np.load(path, allow_pickle=False)
+        return np.load(_source(path, buffer), allow_pickle=False)
     except Exception as exc:
         raise CheckpointError(f"{path}: unreadable .npy ({type(exc).__name__}: {exc})") from None
