@@ -345,20 +345,19 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
 #undef FR_MV_BLOCK
 #endif
 
-/* xin[g][u] = (W_ih x)[g][u] + bias[g][u] for panel p: from the packed W_ih panels
- * when streaming one step (wx != NULL), else from gin (torch's gate order, the
- * sequence's hoisted input projection) for the panel's n valid units. */
+/* xin[g][u] = (W_ih x)[g][u] + bias[g][u] for panel p and one sequence: from xw, that
+ * sequence's W_ih x computed from the packed W_ih panels when streaming single steps,
+ * or else from gin (torch's gate order, the sequence's row of the hoisted input
+ * projection) for the panel's n valid units. */
 static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_x)(
-        int wt, int G, int H, int n_in, int p, int n, const void *restrict wx,
-        const float *restrict x, const float *restrict gin, const float *restrict bias,
-        float *restrict xin)
+        int G, int H, int p, int n, const float *restrict xw, const float *restrict gin,
+        const float *restrict bias, float *restrict xin)
 {
     const int j0 = p * FR_U;
     bias += p * G * FR_U;
-    if (wx != NULL) {
-        FR_NAME(panel_matvec)(wt, G, n_in, p, wx, x, xin);
+    if (xw != NULL) {
         for (int i = 0; i < G * FR_S; ++i)
-            FR_ST(xin + i * FR_L, FR_LD(xin + i * FR_L) + FR_LD(bias + i * FR_L));
+            FR_ST(xin + i * FR_L, FR_LD(xw + i * FR_L) + FR_LD(bias + i * FR_L));
         return;
     }
     for (int g = 0; g < G; ++g) {
@@ -397,11 +396,14 @@ static FR_TARGET void FR_NAME(lstm_step1_f32)(
 {
     for (int p = p0; p < p1; ++p) {
         const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
-        float accs[FR_MAXB * 4 * FR_U], xin[4 * FR_U], cb[FR_U], hb[FR_U];
+        float accs[FR_MAXB * 4 * FR_U], xws[FR_MAXB * 4 * FR_U], xin[4 * FR_U], cb[FR_U],
+              hb[FR_U];
         FR_NAME(panel_matvec_m)(wt, 4, K, p, w, h, K, m, accs);
+        if (wx != NULL)
+            FR_NAME(panel_matvec_m)(wt, 4, n_in, p, wx, x, n_in, m, xws);
         for (int b = 0; b < m; ++b) {
             const float *acc = accs + b * 4 * FR_U;
-            FR_NAME(panel_x)(wt, 4, H, n_in, p, n, wx, x + (ptrdiff_t)b * n_in,
+            FR_NAME(panel_x)(4, H, p, n, wx != NULL ? xws + b * 4 * FR_U : NULL,
                              gin + (ptrdiff_t)b * 4 * H, bias, xin);
             FR_NAME(load_units)(n, c + (ptrdiff_t)b * H + j0, cb);
             for (int s = 0; s < FR_S; ++s) {
@@ -428,11 +430,13 @@ static FR_TARGET void FR_NAME(gru_step1_f32)(
 {
     for (int p = p0; p < p1; ++p) {
         const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
-        float accs[FR_MAXB * 3 * FR_U], xin[3 * FR_U], hb[FR_U];
+        float accs[FR_MAXB * 3 * FR_U], xws[FR_MAXB * 3 * FR_U], xin[3 * FR_U], hb[FR_U];
         FR_NAME(panel_matvec_m)(wt, 3, H, p, w, h, H, m, accs);
+        if (wx != NULL)
+            FR_NAME(panel_matvec_m)(wt, 3, n_in, p, wx, x, n_in, m, xws);
         for (int b = 0; b < m; ++b) {
             const float *acc = accs + b * 3 * FR_U;
-            FR_NAME(panel_x)(wt, 3, H, n_in, p, n, wx, x + (ptrdiff_t)b * n_in,
+            FR_NAME(panel_x)(3, H, p, n, wx != NULL ? xws + b * 3 * FR_U : NULL,
                              gin + (ptrdiff_t)b * 3 * H, bias, xin);
             FR_NAME(load_units)(n, h + (ptrdiff_t)b * H + j0, hb);
             for (int s = 0; s < FR_S; ++s) {
@@ -456,11 +460,13 @@ static FR_TARGET void FR_NAME(rnn_step1_f32)(
 {
     for (int p = p0; p < p1; ++p) {
         const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
-        float accs[FR_MAXB * FR_U], xin[FR_U], hb[FR_U];
+        float accs[FR_MAXB * FR_U], xws[FR_MAXB * FR_U], xin[FR_U], hb[FR_U];
         FR_NAME(panel_matvec_m)(wt, 1, H, p, w, h, H, m, accs);
+        if (wx != NULL)
+            FR_NAME(panel_matvec_m)(wt, 1, n_in, p, wx, x, n_in, m, xws);
         for (int b = 0; b < m; ++b) {
             const float *acc = accs + b * FR_U;
-            FR_NAME(panel_x)(wt, 1, H, n_in, p, n, wx, x + (ptrdiff_t)b * n_in,
+            FR_NAME(panel_x)(1, H, p, n, wx != NULL ? xws + b * FR_U : NULL,
                              gin + (ptrdiff_t)b * H, bias, xin);
             for (int s = 0; s < FR_S; ++s) {
                 const int u = s * FR_L;
