@@ -82,7 +82,7 @@ def check_lengths(lengths, batch, steps):
             arr = arr.astype(np.int64)
         else:
             raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64).reshape(arr.shape)
+    arr = arr.astype(np.int64)
     if arr.shape != (batch,):
         raise ValueError(
             f"lengths has the wrong shape: expected ({batch},) (one per sequence), "

@@ -53,9 +53,7 @@ def get_num_threads():
     """Threads a call may use: the larger of the step split's and the BLAS pool's."""
     from fastrnn._kernels import _stack
 
-    info = _controller().info()
-    blas = max((lib["num_threads"] for lib in info), default=1)
-    return max(blas, _stack.get_kernel_threads()[0])
+    return max(_get_blas_threads(), _stack.get_kernel_threads()[0])
 
 
 def _get_blas_threads():

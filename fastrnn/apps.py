@@ -13,7 +13,7 @@ import numpy as np
 
 from fastrnn import io as fio
 from fastrnn._load import load as _load_rnn
-from fastrnn.blocks import Embedding, Linear, _ids, log_softmax, one_hot, softmax
+from fastrnn.blocks import Embedding, Linear, _ids, one_hot
 
 __all__ = ["SequenceClassifier", "LanguageModel", "Seq2Seq", "bundled_char_model"]
 

@@ -202,8 +202,6 @@ def _inspect_parser(sub):
 
 
 def _inspect(args, parser):
-    import numpy as np
-
     from fastrnn import io as fio
 
     try:

@@ -19,4 +19,4 @@ from fastrnn.benchmark.environment import describe
 from fastrnn.benchmark import runner
 from fastrnn.benchmark.runner import run, run_case
 
-__all__ = ["quiet_spinning", "Case", "default_cases", "grid", "PEERS", "describe", "run", "run_case"]
+__all__ = ["quiet_spinning", "runner", "Case", "default_cases", "grid", "PEERS", "describe", "run", "run_case"]

@@ -186,7 +186,7 @@ def onnx_model(case, model, x):
 def _onnx_by_helper(case, model):
     """The same network written with onnx.helper: one ONNX LSTM/GRU/RNN node a layer,
     gates reordered from torch's (i f g o -> i o f c; r z n -> z r h)."""
-    onnx = _import("onnx")
+    _import("onnx")  # Unavailable, with the reason, when it is not installed
     from onnx import TensorProto, helper, numpy_helper
 
     H, D = case.hidden, case.directions

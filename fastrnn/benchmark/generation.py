@@ -1,8 +1,6 @@
 """Generation speed: fastrnn's LanguageModel.generate against a torch loop that feeds
 nn.LSTM (or GRU / RNN) one token at a time, with the same weights, greedy, side by
 side (interleaved rounds)."""
-import numpy as np
-
 from fastrnn.benchmark import timing
 from fastrnn.benchmark.engines import Unavailable, _import
 from fastrnn.benchmark.runner import thread_limits

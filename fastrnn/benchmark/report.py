@@ -1,6 +1,8 @@
 """Benchmark records -> a text table, a JSON file, a PNG plot."""
 import json
 
+from fastrnn.benchmark.cases import Case
+
 
 def _fmt_time(us):
     return f"{us:,.2f}" if us < 100 else f"{us:,.1f}" if us < 10_000 else f"{us:,.0f}"
@@ -13,7 +15,6 @@ def table(records):
             "fastrnn ×", "max |err|"]
     rows = []
     for r in records:
-        from fastrnn.benchmark.cases import Case
         case = Case(**{k: r[k] for k in Case.__dataclass_fields__})
         if "skipped" in r:
             rows.append([case.label(), str(r["threads"]), r["engine"], "skipped", "", "", "",
@@ -100,8 +101,6 @@ def plot(path, records, environment):
 def markdown(records, peers=("numpy", "torch", "onnxruntime")):
     """A README table: one row per case, fastrnn's µs/step and each peer's µs/step with
     fastrnn's speedup over it."""
-    from fastrnn.benchmark.cases import Case
-
     by_case = {}
     for r in records:
         case = Case(**{k: r[k] for k in Case.__dataclass_fields__})

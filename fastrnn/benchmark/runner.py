@@ -76,7 +76,7 @@ def run_case(case, peers, threads, rounds, model=None):
         records.append(dict(
             base, engine=name, **stats,
             us_per_step=per_call / steps * 1e6,
-            seq_per_s=case.batch / per_call * (1 if case.streaming else 1),
+            seq_per_s=case.batch / per_call,
             gflops=case.flops_per_step() * steps / per_call / 1e9,
             speedup=per_call / fast,
             max_abs_err=errors[name],
