@@ -83,7 +83,7 @@ class _Workspace:
         self.chunk = max(1, min(steps, GATE_CHUNK_ELEMENTS // max(1, batch * gate_rows)))
         self.gates = np.empty((self.chunk, batch, gate_rows), dtype)
         self.scratch = np.empty((batch, gate_rows), dtype)
-        # h and c transposed, for the feature-major layout of batches > 1
+        # h and c transposed for the feature-major layout; the fused kernel's second h
         self.state_t = np.empty(batch * (model._h_size + model.hidden_size), dtype)
         width = model._num_directions * model._h_size
         layers = model.num_layers
@@ -412,7 +412,8 @@ class _RNNBase:
         self._check_streamable()
         batch = _checks.check_positive_int(batch, "batch")
         stream = Stream(self._kernel, batch, self.input_size, self.hidden_size,
-                        self._h_size, self.dtype, self._mode == "LSTM")
+                        self._h_size, self.dtype, self._mode == "LSTM",
+                        _Workspace(self, 1, batch))
         stream._model = self
         if hx is not None:
             stream.state = hx

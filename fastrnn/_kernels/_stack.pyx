@@ -446,10 +446,11 @@ cdef class Stream:
     cdef readonly bint has_c
 
     def __cinit__(self, Kernel kernel, int batch, int input_size, int hidden_size,
-                  int output_size, dtype, bint has_c):
+                  int output_size, dtype, bint has_c, workspace):
+        """workspace: the model's buffers for one step of `batch` sequences (gates,
+        scratch, state_t, buf_a, buf_b; layers.py's _Workspace), owned by this stream."""
         import numpy as np
         cdef int L = kernel.num_layers
-        cdef int rows = kernel.params[0].gate_rows
         self.kernel = kernel
         self.batch = batch
         self.input_size = input_size
@@ -459,11 +460,11 @@ cdef class Stream:
         self.has_c = has_c
         self.h = np.zeros((L, batch, output_size), self.dtype)
         self.c = np.zeros((L, batch, hidden_size), self.dtype) if has_c else None
-        self.gates = np.empty(batch * rows, self.dtype)
-        self.scratch = np.empty(batch * rows, self.dtype)
-        self.state_t = np.empty(batch * (output_size + hidden_size), self.dtype)
-        self.buf_a = np.empty(batch * output_size, self.dtype)
-        self.buf_b = np.empty(batch * output_size, self.dtype)
+        self.gates = workspace.gates
+        self.scratch = workspace.scratch
+        self.state_t = workspace.state_t
+        self.buf_a = workspace.buf_a    # None for one layer
+        self.buf_b = workspace.buf_b    # None for fewer than three
         self.y = np.empty((1, batch, output_size), self.dtype)
 
     cdef bint _fits(self, object a, int size):
@@ -500,8 +501,8 @@ cdef class Stream:
         self.kernel.execute(1, B, 1, NULL, cnp.PyArray_DATA(xa), cnp.PyArray_DATA(dest),
                             cnp.PyArray_DATA(self.h), _data(self.c),
                             cnp.PyArray_DATA(self.gates), 1, cnp.PyArray_DATA(self.scratch),
-                            cnp.PyArray_DATA(self.state_t), cnp.PyArray_DATA(self.buf_a),
-                            cnp.PyArray_DATA(self.buf_b))
+                            cnp.PyArray_DATA(self.state_t), _data(self.buf_a),
+                            _data(self.buf_b))
         if out is not None:
             return out
         return self.y[0, 0].copy() if flat else self.y[0].copy()
