@@ -2,6 +2,7 @@
 
 FASTRNN_DEBUG=1 turns bounds checking and the other Cython safety checks back on.
 """
+import glob
 import os
 
 import numpy as np
@@ -26,6 +27,8 @@ extensions = [
     Extension(
         f"fastrnn._kernels.{name}",
         [f"fastrnn/_kernels/{name}.pyx"],
+        # the C headers every module includes: editing one rebuilds them all
+        depends=sorted(glob.glob("fastrnn/_kernels/*.h")),
         include_dirs=[np.get_include(), "fastrnn/_kernels"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         # no-trapping-math lets gcc if-convert (and so vectorise) the branch-free

@@ -57,12 +57,18 @@ def _round_weights(w, weight_dtype):
 
 
 def _store(w, weight_dtype):
-    """Packed float32 panels in their storage type: float16, or bfloat16 as uint16 bits
-    (already rounded by _round_weights, so the low half is zero)."""
+    """Packed float32 panels (panels, K, gates, units) in their storage type: float16,
+    or bfloat16 bits (already rounded by _round_weights, so the low half is zero) with
+    k in pairs, (panels, K/2, gates, units, 2), K padded to even: the kernel widens a
+    pair's two 16-bit halves with a shift and a mask (cell_math_impl.h)."""
     if weight_dtype == "float16":
         return w.astype(np.float16)
     if weight_dtype == "bfloat16":
-        return np.ascontiguousarray((w.view(np.uint32) >> 16).astype(np.uint16))
+        npan, k, gates, units = w.shape
+        bits = np.zeros((npan, k + k % 2, gates, units), np.uint16)
+        bits[:, :k] = w.view(np.uint32) >> 16
+        pairs = bits.reshape(npan, (k + k % 2) // 2, 2, gates, units)
+        return np.ascontiguousarray(pairs.transpose(0, 1, 3, 4, 2))
     return w
 
 

@@ -69,8 +69,6 @@ static inline float fr_tanhf(float x)
  * cell update runs at twice the AVX2 rate; gcc otherwise prefers 256-bit vectors. */
 #define FR_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,f16c,prefer-vector-width=512")))
 #define FR_CVTPH(p) ((FR_VF)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p))))
-#define FR_CVTBF(p) ((FR_VF)_mm512_slli_epi32(                                          \
-        _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
 #define FR_NAME(name) fr_##name##_avx512
 #define FR_ACC 8   /* accumulators, of 32 zmm registers */
 #define FR_VBYTES 64
@@ -78,8 +76,6 @@ static inline float fr_tanhf(float x)
 #include "cell_math_impl.h"
 #define FR_TARGET __attribute__((target("avx2,fma,f16c")))
 #define FR_CVTPH(p) ((FR_VF)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p))))
-#define FR_CVTBF(p) ((FR_VF)_mm256_slli_epi32(                                          \
-        _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
 #define FR_NAME(name) fr_##name##_avx2
 #define FR_ACC 8   /* accumulators, of 16 ymm registers */
 #define FR_VBYTES 32

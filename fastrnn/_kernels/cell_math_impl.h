@@ -1,6 +1,6 @@
 /* The fused cell updates, written once and compiled once per instruction set by
  * cell_math.h, which sets the parameters (FR_TARGET, FR_NAME, FR_ACC, FR_VBYTES, FR_NB,
- * and FR_CVTPH / FR_CVTBF where the ISA converts halves itself) before each include. Plain loops over restrict pointers calling
+ * and FR_CVTPH where the ISA converts halves itself) before each include. Plain loops over restrict pointers calling
  * branch-free inline activations, so that gcc vectorises them at the target's width.
  */
 
@@ -194,15 +194,6 @@ static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(vtanh)(FR_V
 typedef uint16_t FR_NAME(vh) __attribute__((vector_size(FR_VBYTES / 2), aligned(2), may_alias));
 typedef uint32_t FR_NAME(vu) __attribute__((vector_size(FR_VBYTES)));
 
-static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(load_bf16)(const uint16_t *p)
-{
-#ifdef FR_CVTBF
-    return FR_CVTBF(p);
-#else
-    return (FR_VF)(__builtin_convertvector(*(const FR_NAME(vh) *)p, FR_NAME(vu)) << 16);
-#endif
-}
-
 static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(load_f16)(const uint16_t *p)
 {
 #ifdef FR_CVTPH
@@ -250,19 +241,60 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
 }
 FR_PANEL_MATVEC(f32, float, FR_LD)
 FR_PANEL_MATVEC(f16, uint16_t, FR_NAME(load_f16))
-FR_PANEL_MATVEC(bf16, uint16_t, FR_NAME(load_bf16))
 #undef FR_PANEL_MATVEC
+
+/* bfloat16 panels hold k in pairs (layers.py, _store): the 32-bit word for unit u is
+ * w[2kk][u] | w[2kk+1][u] << 16, so one load and two integer operations (a shift, a
+ * mask) give the float32 weight vectors of two k, where widening 16-bit lanes one
+ * vector at a time costs a cross-lane shuffle each. K is padded to even with zeros;
+ * the pad's h is never read. */
+typedef uint32_t FR_NAME(vpair) __attribute__((vector_size(FR_VBYTES), aligned(4), may_alias));
+#define FR_PAIR_LO(w) ((FR_VF)(*(const FR_NAME(vpair) *)(w) << 16))
+#define FR_PAIR_HI(w) ((FR_VF)(*(const FR_NAME(vpair) *)(w) & 0xffff0000u))
+
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec_bf16)(
+        int G, int K, const uint32_t *restrict wp, const float *restrict h, float *restrict acc)
+{
+    const int per_k = G * FR_S;
+    /* the odd k get accumulators of their own where the registers allow */
+    const int odd = 2 * per_k <= FR_ACC ? per_k : 0;
+    FR_VF a[FR_ACC > 8 * FR_S ? FR_ACC : 8 * FR_S];
+    for (int i = 0; i < per_k + odd; ++i) a[i] = (FR_VF){0};
+    int kk = 0;
+    for (; 2 * kk + 1 < K; ++kk) {
+        const FR_VF x0 = (FR_VF){0} + h[2 * kk], x1 = (FR_VF){0} + h[2 * kk + 1];
+        const uint32_t *restrict w = wp + (ptrdiff_t)kk * G * FR_U;
+        for (int i = 0; i < per_k; ++i) {
+            a[i] += FR_PAIR_LO(w + i * FR_L) * x0;
+            a[odd + i] += FR_PAIR_HI(w + i * FR_L) * x1;
+        }
+    }
+    if (K & 1) {
+        const FR_VF x0 = (FR_VF){0} + h[K - 1];
+        const uint32_t *restrict w = wp + (ptrdiff_t)kk * G * FR_U;
+        for (int i = 0; i < per_k; ++i)
+            a[i] += FR_PAIR_LO(w + i * FR_L) * x0;
+    }
+    for (int i = 0; i < per_k; ++i)
+        FR_ST(acc + i * FR_L, odd ? a[i] + a[odd + i] : a[i]);
+}
+
+/* Elements of one packed panel: K rows of G*FR_U, K even for bfloat16 pairs. */
+static inline __attribute__((always_inline)) ptrdiff_t FR_NAME(panel_size)(int wt, int G, int K)
+{
+    return (ptrdiff_t)(wt == FR_W_BF16 ? K + (K & 1) : K) * G * FR_U;
+}
 
 /* Panel p of a packed matrix whose elements are of storage type wt (FR_W_*). */
 static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec)(
         int wt, int G, int K, int p, const void *restrict w, const float *restrict h,
         float *restrict acc)
 {
-    const ptrdiff_t at = (ptrdiff_t)p * K * G * FR_U;
+    const ptrdiff_t at = p * FR_NAME(panel_size)(wt, G, K);
     if (wt == FR_W_F16)
         FR_NAME(panel_matvec_f16)(G, K, (const uint16_t *)w + at, h, acc);
     else if (wt == FR_W_BF16)
-        FR_NAME(panel_matvec_bf16)(G, K, (const uint16_t *)w + at, h, acc);
+        FR_NAME(panel_matvec_bf16)(G, K, (const uint32_t *)((const uint16_t *)w + at), h, acc);
     else
         FR_NAME(panel_matvec_f32)(G, K, (const float *)w + at, h, acc);
 }
@@ -293,20 +325,50 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##S
         for (int i = 0; i < per_k; ++i)                                                    \
             FR_ST(acc + b * G * FR_U + i * FR_L, a[b][i]);                                 \
 }
+/* bfloat16 pairs (see panel_matvec_bf16) for NB columns: per pair of k, the G*FR_S
+ * words give both k's weights, each multiplied into every column's accumulators. */
+#define FR_PANEL_MV_BF16(NB)                                                               \
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_bf16_##NB)(  \
+        int G, int K, const uint32_t *restrict wp, const float *restrict h, int ldh,      \
+        float *restrict acc)                                                               \
+{                                                                                          \
+    const int per_k = G * FR_S;                                                            \
+    FR_VF a[NB][4 * FR_S];                                                                 \
+    for (int b = 0; b < NB; ++b)                                                           \
+        for (int i = 0; i < per_k; ++i) a[b][i] = (FR_VF){0};                              \
+    for (int k = 0; k < K; k += 2) {                                                       \
+        const uint32_t *restrict w = wp + (ptrdiff_t)(k / 2) * G * FR_U;                   \
+        for (int i = 0; i < per_k; ++i) {                                                  \
+            const FR_VF lo = FR_PAIR_LO(w + i * FR_L);                                     \
+            for (int b = 0; b < NB; ++b)                                                   \
+                a[b][i] += lo * ((FR_VF){0} + h[(ptrdiff_t)b * ldh + k]);                  \
+        }                                                                                  \
+        if (k + 1 < K)                                                                     \
+            for (int i = 0; i < per_k; ++i) {                                              \
+                const FR_VF hi = FR_PAIR_HI(w + i * FR_L);                                 \
+                for (int b = 0; b < NB; ++b)                                               \
+                    a[b][i] += hi * ((FR_VF){0} + h[(ptrdiff_t)b * ldh + k + 1]);          \
+            }                                                                              \
+    }                                                                                      \
+    for (int b = 0; b < NB; ++b)                                                           \
+        for (int i = 0; i < per_k; ++i)                                                    \
+            FR_ST(acc + b * G * FR_U + i * FR_L, a[b][i]);                                 \
+}
 FR_PANEL_MV(f32, float, FR_LD, 2)
 FR_PANEL_MV(f16, uint16_t, FR_NAME(load_f16), 2)
-FR_PANEL_MV(bf16, uint16_t, FR_NAME(load_bf16), 2)
+FR_PANEL_MV_BF16(2)
 #if FR_NB >= 4
 FR_PANEL_MV(f32, float, FR_LD, 4)
 FR_PANEL_MV(f16, uint16_t, FR_NAME(load_f16), 4)
-FR_PANEL_MV(bf16, uint16_t, FR_NAME(load_bf16), 4)
+FR_PANEL_MV_BF16(4)
 #endif
 #if FR_NB >= 6
 FR_PANEL_MV(f32, float, FR_LD, 6)
 FR_PANEL_MV(f16, uint16_t, FR_NAME(load_f16), 6)
-FR_PANEL_MV(bf16, uint16_t, FR_NAME(load_bf16), 6)
+FR_PANEL_MV_BF16(6)
 #endif
 #undef FR_PANEL_MV
+#undef FR_PANEL_MV_BF16
 
 #define FR_MV_BLOCK(NB, WHILE)                                                             \
     for (; b + NB <= m && (WHILE); b += NB) {                                              \
@@ -315,7 +377,8 @@ FR_PANEL_MV(bf16, uint16_t, FR_NAME(load_bf16), 6)
         if (wt == FR_W_F16)                                                                \
             FR_NAME(panel_mv_f16_##NB)(G, K, (const uint16_t *)w + at, hb, ldh, ab);       \
         else if (wt == FR_W_BF16)                                                          \
-            FR_NAME(panel_mv_bf16_##NB)(G, K, (const uint16_t *)w + at, hb, ldh, ab);      \
+            FR_NAME(panel_mv_bf16_##NB)(G, K, (const uint32_t *)((const uint16_t *)w + at), \
+                                        hb, ldh, ab);                                      \
         else                                                                               \
             FR_NAME(panel_mv_f32_##NB)(G, K, (const float *)w + at, hb, ldh, ab);          \
     }
@@ -328,7 +391,7 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
 {
     int b = 0;
 #if FR_NB >= 2
-    const ptrdiff_t at = (ptrdiff_t)p * K * G * FR_U;
+    const ptrdiff_t at = p * FR_NAME(panel_size)(wt, G, K);
 #if FR_NB >= 6
     FR_MV_BLOCK(6, m - b != 8)  /* 8 left go as two fours: 6 + 2 half-uses the pair */
 #endif
@@ -485,7 +548,8 @@ static FR_TARGET void FR_NAME(rnn_step1_f32)(
 #undef FR_VBYTES
 #undef FR_NB
 #undef FR_CVTPH
-#undef FR_CVTBF
+#undef FR_PAIR_LO
+#undef FR_PAIR_HI
 #undef FR_VF
 #undef FR_VFU
 #undef FR_VI
