@@ -2,7 +2,7 @@
 
     python bench/run.py core        # issue-2 grid: LSTM/GRU, H 64-512, B 1 and 64, T=100
     python bench/run.py streaming   # step-call latency, B=1, H 64-512
-    python bench/run.py half        # float16 weight storage, B=1, sequences and steps
+    python bench/run.py half        # float16 and bfloat16 storage, B=1, sequences, steps
     python bench/run.py generate    # bundled char model vs a torch loop, 500 characters
     python bench/run.py split       # batch 1 on one core vs split across two
     python bench/run.py all
@@ -33,10 +33,10 @@ SUITES = {
     "core": lambda: benchmark.grid(["LSTM", "GRU"], [64, 128, 256, 512], [1, 8, 64], [100]),
     "streaming": lambda: benchmark.grid(["LSTM", "GRU"], [64, 128, 256, 512], [1], [1],
                                         streaming=True),
-    "half": lambda: (benchmark.grid(["LSTM", "GRU"], [64, 128, 256, 512], [1], [100],
-                                    weight_dtype="float16")
-                     + benchmark.grid(["LSTM", "GRU"], [64, 128, 256, 512], [1], [1],
-                                      streaming=True, weight_dtype="float16")),
+    "half": lambda: [case for wd in ("float16", "bfloat16") for case in (
+        benchmark.grid(["LSTM", "GRU"], [64, 128, 256, 512], [1], [100], weight_dtype=wd)
+        + benchmark.grid(["LSTM", "GRU"], [64, 128, 256, 512], [1], [1], streaming=True,
+                         weight_dtype=wd))],
 }
 
 

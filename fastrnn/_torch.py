@@ -5,11 +5,23 @@ from fastrnn.layers import GRU, LSTM, RNN
 _CELLS = {"LSTMCell": LSTM, "GRUCell": GRU, "RNNCell": RNN}
 
 
-def from_torch(module):
+def _dtypes(weight, weight_dtype):
+    """(dtype, weight_dtype) for a module whose weights are `weight`'s dtype: float16 and
+    bfloat16 modules compute in float32 and keep their storage, as fastrnn.load does."""
+    name = str(weight.dtype).replace("torch.", "")
+    if name in ("float16", "bfloat16"):
+        return "float32", name if weight_dtype is None else weight_dtype
+    return name, weight_dtype
+
+
+def from_torch(module, weight_dtype=None):
     """A fastrnn model with the weights and configuration of a torch module.
 
     Accepts nn.LSTM, nn.GRU, nn.RNN, and nn.LSTMCell / GRUCell / RNNCell, which become
-    one-layer models (use `.step` for the cell's one-step call).
+    one-layer models (use `.step` for the cell's one-step call). float32 and float64
+    modules keep their dtype; float16 and bfloat16 modules become float32 models that
+    store their weights in that type. weight_dtype ("float16" or "bfloat16") sets the
+    storage of a float32 model's weights (rounded once, computed in float32).
     """
     kind = type(module).__name__
     mode = getattr(module, "mode", None)
@@ -20,17 +32,17 @@ def from_torch(module):
         )
     state = module.state_dict()
     if kind in _CELLS:
-        dtype = str(module.weight_ih.dtype).replace("torch.", "")
+        dtype, weight_dtype = _dtypes(module.weight_ih, weight_dtype)
         cls = _CELLS[kind]
-        kwargs = dict(bias=module.bias, dtype=dtype)
+        kwargs = dict(bias=module.bias, dtype=dtype, weight_dtype=weight_dtype)
         if cls is RNN:
             kwargs["nonlinearity"] = module.nonlinearity
         model = cls(module.input_size, module.hidden_size, **kwargs)
         return model.load_state_dict({f"{k}_l0": v for k, v in state.items()})
-    dtype = str(module.weight_ih_l0.dtype).replace("torch.", "")
+    dtype, weight_dtype = _dtypes(module.weight_ih_l0, weight_dtype)
     kwargs = dict(num_layers=module.num_layers, bias=module.bias,
                   batch_first=module.batch_first, dropout=module.dropout,
-                  bidirectional=module.bidirectional, dtype=dtype)
+                  bidirectional=module.bidirectional, dtype=dtype, weight_dtype=weight_dtype)
     if mode == "LSTM":
         model = LSTM(module.input_size, module.hidden_size,
                      proj_size=module.proj_size, **kwargs)

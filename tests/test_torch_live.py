@@ -139,3 +139,46 @@ def test_from_torch_float64(torch):
     module = torch.nn.LSTM(3, 4, dtype=torch.float64)
     model = fastrnn.from_torch(module)
     assert model.dtype == np.float64
+
+
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+@pytest.mark.parametrize("kind", ["LSTM", "GRUCell"])
+def test_from_torch_half_precision_module_keeps_its_storage(torch, half, kind):
+    """A float16 / bfloat16 module becomes a float32 model storing the same values in
+    that type; it matches the module's weights run in float32 by torch."""
+    torch.manual_seed(3)
+    module = getattr(torch.nn, kind)(6, 20).to(getattr(torch, half))
+    model = fastrnn.from_torch(module)
+    assert model.dtype == np.float32 and model.weight_dtype == half
+    for k, v in module.state_dict().items():
+        name = k if kind == "LSTM" else f"{k}_l0"
+        np.testing.assert_array_equal(model.state_dict()[name], v.float().numpy())
+    x = np.random.default_rng(3).standard_normal((30, 1, 6)).astype(np.float32)
+    wide = module.float()
+    with torch.no_grad():
+        if kind == "LSTM":
+            want = wide(torch.from_numpy(x))[0].numpy()
+            got = model(x)[0]
+        else:
+            hx, rows = None, []
+            for t in range(30):
+                hx = wide(torch.from_numpy(x[t]), hx)
+                rows.append(hx.numpy())
+            want = np.stack(rows)
+            s = model.stream()
+            got = np.stack([s.step(x[t]) for t in range(30)])
+    np.testing.assert_allclose(got, want, atol=3e-6)
+
+
+def test_from_torch_weight_dtype_rounds_a_float32_module(torch):
+    torch.manual_seed(4)
+    module = torch.nn.GRU(5, 24, num_layers=2)
+    model = fastrnn.from_torch(module, weight_dtype="bfloat16")
+    assert model.weight_dtype == "bfloat16"
+    w = model.state_dict()["weight_hh_l1"]
+    assert not (w.view(np.uint32) & 0xFFFF).any()   # bfloat16 values
+    np.testing.assert_allclose(w, module.weight_hh_l1.detach().numpy(), rtol=2 ** -8)
+    with pytest.raises(ValueError, match="weight_dtype"):
+        fastrnn.from_torch(module, weight_dtype="int8")
+    with pytest.raises(ValueError, match="weight_dtype"):
+        fastrnn.from_torch(module.double(), weight_dtype="float16")
