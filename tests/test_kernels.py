@@ -178,3 +178,33 @@ def test_denormals_flushed_inside_and_restored_after():
     s = model.stream()
     s.step(np.zeros(4, np.float32))
     assert tiny * np.float32(1.0) != 0, "the caller's denormal mode was not restored"
+
+
+@pytest.mark.parametrize("cap", ["generic", "avx2", "auto"])
+def test_float16_subnormal_weights_widen_exactly(cap):
+    """float16 storage keeps weights below 2^-14 (half subnormals) exactly, on every
+    instruction set, although the kernels run with denormals-are-zero: the widening
+    must not pass through a float32 denormal. The fused kernel is forced (the
+    baseline build leaves even batch 1 to BLAS by default)."""
+    code = (
+        "import numpy as np, fastrnn\n"
+        "m = fastrnn.RNN(1, 16, nonlinearity='relu', bias=False, weight_dtype='float16')\n"
+        "tiny = 2.0 ** -20   # a half subnormal, exactly\n"
+        "m.load_state_dict({'weight_ih_l0': np.full((16, 1), tiny),\n"
+        "                   'weight_hh_l0': np.eye(16) * 3 * tiny})\n"
+        "s = m.stream()\n"
+        "a = s.step(np.array([1e4], np.float32)).copy()\n"
+        "b = s.step(np.array([0.0], np.float32))\n"
+        "print(repr((float(a.min()), float(a.max()), float(b.min()), float(b.max()))))\n"
+    )
+    env = dict(os.environ, FASTRNN_FUSED_MAX_BATCH="64")
+    env.pop("FASTRNN_ISA", None)
+    if cap != "auto":
+        env["FASTRNN_ISA"] = cap
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True, cwd=os.path.dirname(__file__)).stdout
+    a_min, a_max, b_min, b_max = eval(out)
+    want_a = np.float32(np.float32(2.0 ** -20) * np.float32(1e4))
+    assert a_min == a_max == want_a
+    want_b = np.float32(np.float32(3 * 2.0 ** -20) * want_a)
+    assert b_min == b_max and abs(b_min - want_b) <= 1e-6 * want_b

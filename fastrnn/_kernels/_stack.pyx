@@ -51,10 +51,12 @@ def get_kernel_threads():
 # use BLAS. Measured per ISA (1 thread, T=50, H 64-512, LSTM and GRU, BLAS -> fused
 # us/step): AVX-512 multiplies 6 sequences per weight load and wins everywhere up to
 # 64 (3.3x at batch 2-4, 1.2x at 16, LSTM 1.05-1.14x and GRU 0.98-1.07x at 64: the
-# packing OpenBLAS redoes every step is saved); AVX2 takes one sequence per pass and
-# wins only at 2; the SSE build loses to OpenBLAS from batch 1 on sequences.
+# packing OpenBLAS redoes every step is saved); AVX2 (FASTRNN_ISA=avx2 on the same
+# machine, against OpenBLAS's AVX-512 sgemm) multiplies up to 6 sequences per weight
+# load, one gate at a time, and wins up to 12 (1.1-1.9x at 3-12, 0.8-0.9x at 16);
+# the SSE build loses to OpenBLAS from batch 1 on sequences.
 # FASTRNN_FUSED_MAX_BATCH or set_fused_max_batch() override it.
-_FUSED_MAX_BATCH_BY_ISA = {0: 0, 1: 2, 2: 64}
+_FUSED_MAX_BATCH_BY_ISA = {0: 0, 1: 12, 2: 64}
 cdef int _fused_max_batch = _FUSED_MAX_BATCH_BY_ISA[fr_select_isa()]
 
 

@@ -73,13 +73,15 @@ static inline float fr_tanhf(float x)
 #define FR_ACC 8   /* accumulators, of 32 zmm registers */
 #define FR_VBYTES 64
 #define FR_NB 6    /* columns per pass of the small-batch product */
+#define FR_MV_REGS 31 /* registers for its accumulators and weights */
 #include "cell_math_impl.h"
 #define FR_TARGET __attribute__((target("avx2,fma,f16c")))
 #define FR_CVTPH(p) ((FR_VF)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p))))
 #define FR_NAME(name) fr_##name##_avx2
 #define FR_ACC 8   /* accumulators, of 16 ymm registers */
 #define FR_VBYTES 32
-#define FR_NB 1
+#define FR_NB 6
+#define FR_MV_REGS 15
 #include "cell_math_impl.h"
 #define FR_TARGET
 #define FR_NAME(name) fr_##name##_generic

@@ -199,10 +199,17 @@ static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(load_f16)(c
 #ifdef FR_CVTPH
     return FR_CVTPH(p);
 #else
-    /* exact for every finite half, subnormals included: move the exponent and
-     * mantissa into place, rescale by 2^112, put the sign back */
+    /* exact for every half, subnormals included, also under denormals-are-zero (the
+     * kernels run with it): move exponent and mantissa into place and rebias; a
+     * subnormal half gets the smallest normal half's exponent, which is then
+     * subtracted again as a normal float (F. Giesen's half_to_float_fast). */
     const FR_NAME(vu) h = __builtin_convertvector(*(const FR_NAME(vh) *)p, FR_NAME(vu));
-    FR_VF f = (FR_VF)((h & 0x7fffu) << 13) * 0x1p112f;
+    FR_NAME(vu) o = (h & 0x7fffu) << 13;
+    const FR_NAME(vu) e = o & (0x7c00u << 13);
+    const FR_NAME(vu) inf = (FR_NAME(vu))(e == (0x7c00u << 13));
+    const FR_NAME(vu) sub = (FR_NAME(vu))(e == 0);
+    o += (112u << 23) + (inf & (112u << 23)) + (sub & (1u << 23));
+    FR_VF f = (FR_VF)o - (FR_VF)(sub & 0x38800000u); /* 2^-14 */
     return (FR_VF)((FR_NAME(vu))f | ((h & 0x8000u) << 16));
 #endif
 }
@@ -302,57 +309,72 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
 #if FR_NB >= 2
 /* The same product for NB columns at once (NB sequences of a small batch): each
  * weight vector is loaded once and multiplied into NB columns' accumulators, so the
- * weights stream through the cache once per NB sequences. acc is (NB, G*FR_U). */
-#define FR_PANEL_MV(SUFFIX, WT, LOAD, NB)                                                  \
+ * weights stream through the cache once per NB sequences. acc is (NB, G*FR_U).
+ * FR_MV_GPG(NB) gates go per pass over k, so that their NB * gates * FR_S accumulators
+ * and gates * FR_S weight vectors fit FR_MV_REGS registers (AVX-512, 31: all four
+ * gates of a panel at 6 columns; AVX2, 15: one gate's two vectors at 4 or 6 columns,
+ * two gates at 2); the passes read disjoint parts of each k's row. */
+#define FR_MV_GPG(NB) (FR_MV_REGS / (((NB) + 1) * FR_S) < 1 ? 1                          \
+                       : FR_MV_REGS / (((NB) + 1) * FR_S) > 4 ? 4                           \
+                       : FR_MV_REGS / (((NB) + 1) * FR_S))
+#define FR_PANEL_MV(SUFFIX, WT, LOAD, NB)                                                   \
 static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##SUFFIX##_##NB)( \
-        int G, int K, const WT *restrict wp, const float *restrict h, int ldh,           \
-        float *restrict acc)                                                               \
-{                                                                                          \
-    const int per_k = G * FR_S;                                                            \
-    FR_VF a[NB][4 * FR_S];                                                                 \
-    for (int b = 0; b < NB; ++b)                                                           \
-        for (int i = 0; i < per_k; ++i) a[b][i] = (FR_VF){0};                              \
-    for (int k = 0; k < K; ++k) {                                                          \
-        const WT *restrict w = wp + (ptrdiff_t)k * G * FR_U;                               \
-        FR_VF wv[4 * FR_S];                                                                \
-        for (int i = 0; i < per_k; ++i) wv[i] = LOAD(w + i * FR_L);                        \
-        for (int b = 0; b < NB; ++b) {                                                     \
-            const FR_VF x = (FR_VF){0} + h[(ptrdiff_t)b * ldh + k];                        \
-            for (int i = 0; i < per_k; ++i) a[b][i] += wv[i] * x;                          \
-        }                                                                                  \
-    }                                                                                      \
-    for (int b = 0; b < NB; ++b)                                                           \
-        for (int i = 0; i < per_k; ++i)                                                    \
-            FR_ST(acc + b * G * FR_U + i * FR_L, a[b][i]);                                 \
+        int G, int K, const WT *restrict wp, const float *restrict h, int ldh,              \
+        float *restrict acc)                                                                \
+{                                                                                           \
+    enum { gpg = FR_MV_GPG(NB) };                                                           \
+    _Pragma("GCC unroll 4")                                                                 \
+    for (int g0 = 0; g0 < G; g0 += gpg) {                                                   \
+        const int nv = (G - g0 < gpg ? G - g0 : gpg) * FR_S;                                \
+        FR_VF a[NB][gpg * FR_S];                                                            \
+        for (int b = 0; b < NB; ++b)                                                        \
+            for (int i = 0; i < nv; ++i) a[b][i] = (FR_VF){0};                              \
+        for (int k = 0; k < K; ++k) {                                                       \
+            const WT *restrict w = wp + (ptrdiff_t)k * G * FR_U + g0 * FR_U;                \
+            FR_VF wv[gpg * FR_S];                                                           \
+            for (int i = 0; i < nv; ++i) wv[i] = LOAD(w + i * FR_L);                        \
+            for (int b = 0; b < NB; ++b) {                                                  \
+                const FR_VF x = (FR_VF){0} + h[(ptrdiff_t)b * ldh + k];                     \
+                for (int i = 0; i < nv; ++i) a[b][i] += wv[i] * x;                          \
+            }                                                                               \
+        }                                                                                   \
+        for (int b = 0; b < NB; ++b)                                                        \
+            for (int i = 0; i < nv; ++i)                                                    \
+                FR_ST(acc + b * G * FR_U + g0 * FR_U + i * FR_L, a[b][i]);                  \
+    }                                                                                       \
 }
-/* bfloat16 pairs (see panel_matvec_bf16) for NB columns: per pair of k, the G*FR_S
- * words give both k's weights, each multiplied into every column's accumulators. */
-#define FR_PANEL_MV_BF16(NB)                                                               \
-static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_bf16_##NB)(  \
-        int G, int K, const uint32_t *restrict wp, const float *restrict h, int ldh,      \
-        float *restrict acc)                                                               \
-{                                                                                          \
-    const int per_k = G * FR_S;                                                            \
-    FR_VF a[NB][4 * FR_S];                                                                 \
-    for (int b = 0; b < NB; ++b)                                                           \
-        for (int i = 0; i < per_k; ++i) a[b][i] = (FR_VF){0};                              \
-    for (int k = 0; k < K; k += 2) {                                                       \
-        const uint32_t *restrict w = wp + (ptrdiff_t)(k / 2) * G * FR_U;                   \
-        for (int i = 0; i < per_k; ++i) {                                                  \
-            const FR_VF lo = FR_PAIR_LO(w + i * FR_L);                                     \
-            for (int b = 0; b < NB; ++b)                                                   \
-                a[b][i] += lo * ((FR_VF){0} + h[(ptrdiff_t)b * ldh + k]);                  \
-        }                                                                                  \
-        if (k + 1 < K)                                                                     \
-            for (int i = 0; i < per_k; ++i) {                                              \
-                const FR_VF hi = FR_PAIR_HI(w + i * FR_L);                                 \
-                for (int b = 0; b < NB; ++b)                                               \
-                    a[b][i] += hi * ((FR_VF){0} + h[(ptrdiff_t)b * ldh + k + 1]);          \
-            }                                                                              \
-    }                                                                                      \
-    for (int b = 0; b < NB; ++b)                                                           \
-        for (int i = 0; i < per_k; ++i)                                                    \
-            FR_ST(acc + b * G * FR_U + i * FR_L, a[b][i]);                                 \
+/* bfloat16 pairs (see panel_matvec_bf16) for NB columns: per pair of k, the words of
+ * the pass's gates give both k's weights, each multiplied into every column. */
+#define FR_PANEL_MV_BF16(NB)                                                                \
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_bf16_##NB)(    \
+        int G, int K, const uint32_t *restrict wp, const float *restrict h, int ldh,        \
+        float *restrict acc)                                                                \
+{                                                                                           \
+    enum { gpg = FR_MV_GPG(NB) };                                                           \
+    _Pragma("GCC unroll 4")                                                                 \
+    for (int g0 = 0; g0 < G; g0 += gpg) {                                                   \
+        const int nv = (G - g0 < gpg ? G - g0 : gpg) * FR_S;                                \
+        FR_VF a[NB][gpg * FR_S];                                                            \
+        for (int b = 0; b < NB; ++b)                                                        \
+            for (int i = 0; i < nv; ++i) a[b][i] = (FR_VF){0};                              \
+        for (int k = 0; k < K; k += 2) {                                                    \
+            const uint32_t *restrict w = wp + (ptrdiff_t)(k / 2) * G * FR_U + g0 * FR_U;    \
+            for (int i = 0; i < nv; ++i) {                                                  \
+                const FR_VF lo = FR_PAIR_LO(w + i * FR_L);                                  \
+                for (int b = 0; b < NB; ++b)                                                \
+                    a[b][i] += lo * ((FR_VF){0} + h[(ptrdiff_t)b * ldh + k]);               \
+            }                                                                               \
+            if (k + 1 < K)                                                                  \
+                for (int i = 0; i < nv; ++i) {                                              \
+                    const FR_VF hi = FR_PAIR_HI(w + i * FR_L);                              \
+                    for (int b = 0; b < NB; ++b)                                            \
+                        a[b][i] += hi * ((FR_VF){0} + h[(ptrdiff_t)b * ldh + k + 1]);       \
+                }                                                                           \
+        }                                                                                   \
+        for (int b = 0; b < NB; ++b)                                                        \
+            for (int i = 0; i < nv; ++i)                                                    \
+                FR_ST(acc + b * G * FR_U + g0 * FR_U + i * FR_L, a[b][i]);                  \
+    }                                                                                       \
 }
 FR_PANEL_MV(f32, float, FR_LD, 2)
 FR_PANEL_MV(f16, uint16_t, FR_NAME(load_f16), 2)
@@ -369,6 +391,7 @@ FR_PANEL_MV_BF16(6)
 #endif
 #undef FR_PANEL_MV
 #undef FR_PANEL_MV_BF16
+#undef FR_MV_GPG
 
 #define FR_MV_BLOCK(NB, WHILE)                                                             \
     for (; b + NB <= m && (WHILE); b += NB) {                                              \
@@ -547,6 +570,7 @@ static FR_TARGET void FR_NAME(rnn_step1_f32)(
 #undef FR_ACC
 #undef FR_VBYTES
 #undef FR_NB
+#undef FR_MV_REGS
 #undef FR_CVTPH
 #undef FR_PAIR_LO
 #undef FR_PAIR_HI
