@@ -72,6 +72,24 @@ def _store(w, weight_dtype):
     return w
 
 
+def _empty_aligned(shape, dtype, align=64):
+    """np.empty whose data starts on an `align`-byte boundary: the kernels load whole
+    cache lines, and a vector load that straddles two lines costs two (numpy's own
+    buffers are only 16-byte aligned)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    buf = np.empty(nbytes + align, np.uint8)
+    start = -buf.ctypes.data % align
+    return buf[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def _aligned(a):
+    """A C-contiguous, cache-line-aligned copy of `a` (packed weights)."""
+    out = _empty_aligned(a.shape, a.dtype)
+    out[...] = a
+    return out
+
+
 def _bias_panels(b, gates, hidden, units=_stack.PANEL_UNITS):
     """(gates*hidden,) -> (panels, gates, units), zero-padded."""
     return np.ascontiguousarray(_panels(b[:, None], gates, hidden, units)[:, 0])
@@ -87,10 +105,10 @@ class _Workspace:
         dtype = model.dtype
         gate_rows = model._gates * model.hidden_size
         self.chunk = max(1, min(steps, GATE_CHUNK_ELEMENTS // max(1, batch * gate_rows)))
-        self.gates = np.empty((self.chunk, batch, gate_rows), dtype)
-        self.scratch = np.empty((batch, gate_rows), dtype)
+        self.gates = _empty_aligned((self.chunk, batch, gate_rows), dtype)
+        self.scratch = _empty_aligned((batch, gate_rows), dtype)
         # h and c transposed for the feature-major layout; the fused kernel's second h
-        self.state_t = np.empty(batch * (model._h_size + model.hidden_size), dtype)
+        self.state_t = _empty_aligned(batch * (model._h_size + model.hidden_size), dtype)
         width = model._num_directions * model._h_size
         layers = model.num_layers
         self.buf_a = np.empty((steps, batch, width), dtype) if layers > 1 else None
@@ -246,12 +264,14 @@ class _RNNBase:
                 if FUSED_KERNEL and self.dtype == np.float32:
                     wd = self.weight_dtype
                     rec["panel_dtype"] = wd
-                    rec["w_hh_panels"] = _store(_panels(rec["w_hh"], self._gates, H), wd)
+                    rec["w_hh_panels"] = _aligned(
+                        _store(_panels(rec["w_hh"], self._gates, H), wd))
                     if not self.bidirectional:  # for streamed steps only
-                        rec["w_ih_panels"] = _store(_panels(rec["w_ih"], self._gates, H), wd)
-                    rec["bias_panels"] = _bias_panels(bias, self._gates, H)
+                        rec["w_ih_panels"] = _aligned(
+                            _store(_panels(rec["w_ih"], self._gates, H), wd))
+                    rec["bias_panels"] = _aligned(_bias_panels(bias, self._gates, H))
                     if b_hn is not None:
-                        rec["b_hn_panels"] = _bias_panels(b_hn, 1, H)
+                        rec["b_hn_panels"] = _aligned(_bias_panels(b_hn, 1, H))
                 records.append(rec)
         for rec in records:
             for arr in rec.values():

@@ -288,3 +288,24 @@ def test_fused_max_batch_bounds():
     from fastrnn._kernels import _stack
     with pytest.raises(ValueError, match=r"n must lie in \[0, 64\]"):
         _stack.set_fused_max_batch(65)
+
+
+@pytest.mark.parametrize("weight_dtype", [None, "float16", "bfloat16"])
+def test_packed_weights_and_buffers_are_cache_line_aligned(weight_dtype, monkeypatch):
+    """Vector loads that straddle two cache lines cost two: every packed array and
+    workspace buffer starts on a 64-byte boundary (numpy alone gives 16)."""
+    import fastrnn.layers as layers
+    seen = []
+    real = layers.Kernel
+
+    def spy(family, records, *args):
+        seen.extend(v for rec in records for k, v in rec.items() if k.endswith("_panels"))
+        return real(family, records, *args)
+
+    monkeypatch.setattr(layers, "Kernel", spy)
+    for hidden in (37, 64, 100):
+        fastrnn.GRU(9, hidden, num_layers=2, weight_dtype=weight_dtype)
+        ws = layers._Workspace(fastrnn.LSTM(9, hidden, weight_dtype=weight_dtype), 7, 3)
+        seen.extend([ws.gates, ws.scratch, ws.state_t])
+    assert len(seen) > 20
+    assert all(a.ctypes.data % 64 == 0 for a in seen)
