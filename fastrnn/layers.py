@@ -266,9 +266,9 @@ class _RNNBase:
                     rec["panel_dtype"] = wd
                     rec["w_hh_panels"] = _aligned(
                         _store(_panels(rec["w_hh"], self._gates, H), wd))
-                    if not self.bidirectional:  # for streamed steps only
-                        rec["w_ih_panels"] = _aligned(
-                            _store(_panels(rec["w_ih"], self._gates, H), wd))
+                    # streamed steps and large fused batches read W_ih x from these
+                    rec["w_ih_panels"] = _aligned(
+                        _store(_panels(rec["w_ih"], self._gates, H), wd))
                     rec["bias_panels"] = _aligned(_bias_panels(bias, self._gates, H))
                     if b_hn is not None:
                         rec["b_hn_panels"] = _aligned(_bias_panels(b_hn, 1, H))

@@ -309,3 +309,35 @@ def test_packed_weights_and_buffers_are_cache_line_aligned(weight_dtype, monkeyp
         seen.extend([ws.gates, ws.scratch, ws.state_t])
     assert len(seen) > 20
     assert all(a.ctypes.data % 64 == 0 for a in seen)
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN_TANH"])
+@pytest.mark.parametrize("weight_dtype", [None, "bfloat16"])
+def test_input_projection_from_panels_matches_hoisted_gemm(mode, weight_dtype, rng):
+    """Fused batches from get_fused_x_min_batch() on take W_ih x from the packed panels
+    at every step; bidirectional, two layers, with lengths, both sides of the threshold
+    give the BLAS path's answer."""
+    from fastrnn._kernels import _stack
+    model, _ = make_model(mode, 11, 29, num_layers=2, bidirectional=True,
+                          scale=29 ** -0.5, weight_dtype=weight_dtype)
+    x = rng.standard_normal((15, 18, 11)).astype(np.float32)
+    lengths = rng.integers(1, 16, size=18)
+    before = _stack.get_fused_max_batch(), _stack.get_fused_x_min_batch()
+    outs = []
+    try:
+        _stack.set_fused_max_batch(64)
+        for threshold in (1, 18, 19, 1000):   # panels, panels, GEMM, GEMM
+            _stack.set_fused_x_min_batch(threshold)
+            outs.append(model(x, lengths=lengths))
+        _stack.set_fused_max_batch(0)
+        blas = model(x, lengths=lengths)
+    finally:
+        _stack.set_fused_max_batch(before[0])
+        _stack.set_fused_x_min_batch(before[1])
+    for out in outs:
+        np.testing.assert_allclose(out[0], blas[0], atol=2e-6)
+        for f, b in zip(out[1] if mode == "LSTM" else (out[1],),
+                        blas[1] if mode == "LSTM" else (blas[1],)):
+            np.testing.assert_allclose(f, b, atol=2e-6)
+    with pytest.raises(ValueError, match="at least 1"):
+        _stack.set_fused_x_min_batch(0)

@@ -31,6 +31,24 @@ cdef extern from "parallel.h" nogil:
 # and 1.5-2.4x in every run from 256 up, for sequences and step calls alike.
 cdef int _kernel_threads = 1
 cdef int _split_min_hidden = 256
+# From this batch on, a fused sequence also takes W_ih x from the packed W_ih panels
+# at every step instead of one hoisted GEMM per chunk: with 16+ sequences per weight
+# load the fused product runs nearer the FMA peak than OpenBLAS's sgemm does on these
+# shapes (1 thread, T=50, LSTM/GRU H 64-512: 1.0-1.12x at 16-64; at 4-8 it loses up
+# to 5% at H >= 256; at batch 1 the GEMM, reading W_ih once per chunk, wins by far).
+cdef int _fused_x_min_batch = 16
+
+
+def set_fused_x_min_batch(int n):
+    """Fused batches of at least n sequences read W_ih's panels at every step."""
+    global _fused_x_min_batch
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    _fused_x_min_batch = n
+
+
+def get_fused_x_min_batch():
+    return _fused_x_min_batch
 
 
 def set_kernel_threads(int n, int min_hidden=-1):
@@ -228,9 +246,10 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
     cdef bint fused = (floating is float and p.w_hh_panels != NULL
                        and B <= _fused_max_batch and B <= FR_MAXB)
     cdef bint fm = B > 1 and not fused
-    # a single streamed step reads W_ih from its panels inside the fused pass; longer
-    # sequences keep the hoisted GEMM, which reads W_ih once for all their steps
-    cdef bint fused_x = fused and T == 1 and p.w_ih_panels != NULL
+    # a single streamed step, or a batch of many sequences, reads W_ih from its panels
+    # inside the fused pass; others keep the hoisted GEMM, which reads W_ih once for
+    # all the steps of a chunk
+    cdef bint fused_x = fused and (T == 1 or B >= _fused_x_min_batch) and p.w_ih_panels != NULL
     cdef int ldg = chunk * B if fm else G
     cdef floating* hs = state_t if fm else h
     cdef floating* cs = (state_t + <Py_ssize_t>P * B) if fm else c
