@@ -55,16 +55,51 @@ def test_matmul_bt(dtype, m, beta, rng):
     np.testing.assert_allclose(C, want, rtol=RTOL[dtype], atol=RTOL[dtype])
 
 
-def test_float32_activations_accuracy():
-    """The documented error of cell_math.h's sigmoid and tanh (float32)."""
-    x = np.concatenate([np.linspace(-100, 100, 400_001), np.linspace(-1, 1, 200_001),
-                        [0.0, -0.0, 1e-30, -1e-30, 88.0, -88.0, 89.0, -104.0]]).astype(np.float32)
-    sig, th = _activations_f32(x)
+def _check_activations(sig, th, x):
     xd = x.astype(np.float64)
-    assert np.abs(sig - 1.0 / (1.0 + np.exp(-xd))).max() < 2.5e-7
+    with np.errstate(over="ignore"):   # exp(3e38) is inf in float64 too: sigmoid 0
+        want = 1.0 / (1.0 + np.exp(-xd))
+    assert np.abs(sig - want).max() < 2.5e-7
     assert np.abs(th - np.tanh(xd)).max() < 2.5e-7
     assert np.all((sig >= 0) & (sig <= 1)) and np.all(np.abs(th) <= 1)
     assert np.all(np.isfinite(sig)) and np.all(np.isfinite(th))
+
+
+ACTIVATION_GRID = np.concatenate([
+    np.linspace(-100, 100, 400_001), np.linspace(-1, 1, 200_001),
+    [0.0, -0.0, 1e-30, -1e-30, 88.0, -88.0, 89.0, -104.0, 3e38, -3e38]]).astype(np.float32)
+
+
+def test_float32_activations_accuracy():
+    """The documented error of cell_math.h's sigmoid and tanh (float32): the scalar form
+    of the cell loops and the fused kernels' vector form on this CPU's ISA."""
+    for vector in (False, True):
+        sig, th = _activations_f32(ACTIVATION_GRID, vector)
+        _check_activations(sig, th, ACTIVATION_GRID)
+        zero = _activations_f32(np.zeros(3, np.float32), vector)
+        assert (zero[0] == 0.5).all() and (zero[1] == 0).all()
+        nan = _activations_f32(np.full(3, np.nan, np.float32), vector)
+        assert np.isnan(nan[0]).all() and np.isnan(nan[1]).all()   # NaN is not clamped away
+
+
+@pytest.mark.parametrize("cap", ["generic", "avx2"])
+def test_vector_activations_accuracy_on_capped_isa(cap):
+    code = (
+        "import numpy as np, sys; sys.path.insert(0, %r)\n"
+        "from test_kernels import ACTIVATION_GRID, _check_activations\n"
+        "from fastrnn._kernels._stack import _activations_f32, isa\n"
+        "sig, th = _activations_f32(ACTIVATION_GRID, True)\n"
+        "_check_activations(sig, th, ACTIVATION_GRID)\n"
+        "z = _activations_f32(np.zeros(3, np.float32), True)\n"
+        "assert (z[0] == 0.5).all() and (z[1] == 0).all()\n"
+        "n = _activations_f32(np.full(3, np.nan, np.float32), True)\n"
+        "assert np.isnan(n[0]).all() and np.isnan(n[1]).all()\n"
+        "print(isa())\n"
+    ) % os.path.dirname(__file__)
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, FASTRNN_ISA=cap),
+                         capture_output=True, text=True, cwd=os.path.dirname(__file__))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() in (cap, "generic")
 
 
 def test_isa_is_reported():

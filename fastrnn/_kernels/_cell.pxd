@@ -43,6 +43,7 @@ cdef extern from "cell_math.h" nogil:
     void fr_rnn_cols_f32(int m, int H, const float* gates, int ldg, const float* bias,
                          int relu, float* h, int lds)
     void fr_activations_f32(int n, const float* x, float* sig, float* th)
+    void fr_vactivations_f32(int n, const float* x, float* sig, float* th)
     unsigned int fr_ftz_enter()
     void fr_ftz_leave(unsigned int old)
     void fr_lstm_step1_f32(int p0, int p1, int m, int wt, int H, int n_in, int K, const void* wx, const float* x,

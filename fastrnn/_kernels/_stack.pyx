@@ -10,7 +10,7 @@ from libc.string cimport memcpy
 
 from fastrnn._kernels._blas cimport gemm, project, NoTrans, Trans
 from fastrnn._kernels._cell cimport (CellParams, FR_U, FR_MAXB, fr_select_isa, fr_activations_f32,
-                                     fr_ftz_enter, fr_ftz_leave)
+                                     fr_vactivations_f32, fr_ftz_enter, fr_ftz_leave)
 from fastrnn._kernels.lstm cimport lstm_step, lstm_step1, lstm_project1
 from fastrnn._kernels.gru cimport gru_step, gru_step1
 from fastrnn._kernels.rnn cimport rnn_step, rnn_step1
@@ -113,15 +113,23 @@ def isa():
     return ("generic", "avx2", "avx512")[fr_select_isa()]
 
 
-def _activations_f32(float[::1] x):
-    """(sigmoid(x), tanh(x)) by the kernels' float32 math; for the accuracy tests."""
+def _activations_f32(float[::1] x, bint vector=False):
+    """(sigmoid(x), tanh(x)) by the kernels' float32 math: the scalar form of the cell
+    loops, or (vector) the fused kernels' lanes on the selected ISA; for the accuracy
+    tests."""
     import numpy as np
     sig = np.empty(x.shape[0], np.float32)
     th = np.empty(x.shape[0], np.float32)
     cdef float[::1] s = sig
     cdef float[::1] t = th
+    cdef unsigned int mode
     if x.shape[0]:
-        fr_activations_f32(x.shape[0], &x[0], &s[0], &t[0])
+        if vector:  # as in a kernel call: flush-to-zero, denormals-are-zero
+            mode = fr_ftz_enter()
+            fr_vactivations_f32(x.shape[0], &x[0], &s[0], &t[0])
+            fr_ftz_leave(mode)
+        else:
+            fr_activations_f32(x.shape[0], &x[0], &s[0], &t[0])
     return sig, th
 
 cpdef enum Family:

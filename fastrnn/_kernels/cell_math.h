@@ -70,6 +70,13 @@ static inline float fr_tanhf(float x)
 #define FR_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,f16c,prefer-vector-width=512")))
 #define FR_CVTPH(p) ((FR_VF)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p))))
 #define FR_NAME(name) fr_##name##_avx512
+#define FR_VMAX(a, b) ((FR_VF)_mm512_max_ps((__m512)(a), (__m512)(b)))
+#define FR_VMIN(a, b) ((FR_VF)_mm512_min_ps((__m512)(a), (__m512)(b)))
+#define FR_VROUND(a) ((FR_VF)_mm512_roundscale_ps((__m512)(a), _MM_FROUND_TO_NEAREST_INT))
+#define FR_VSCALEF(a, n) ((FR_VF)_mm512_scalef_ps((__m512)(a), (__m512)(n)))
+/* rcp14 and one Newton step: within 2 ulp of 1/d, exact for powers of two (AVX2's
+ * 12-bit rcpps is not, even after the step: tanh(0) would be 3e-8, so AVX2 divides) */
+#define FR_VRCP(a) ((FR_VF)_mm512_rcp14_ps((__m512)(a)))
 #define FR_ACC 8   /* accumulators, of 32 zmm registers */
 #define FR_VBYTES 64
 #define FR_NB 6    /* columns per pass of the small-batch product */
@@ -78,6 +85,9 @@ static inline float fr_tanhf(float x)
 #define FR_TARGET __attribute__((target("avx2,fma,f16c")))
 #define FR_CVTPH(p) ((FR_VF)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p))))
 #define FR_NAME(name) fr_##name##_avx2
+#define FR_VMAX(a, b) ((FR_VF)_mm256_max_ps((__m256)(a), (__m256)(b)))
+#define FR_VMIN(a, b) ((FR_VF)_mm256_min_ps((__m256)(a), (__m256)(b)))
+#define FR_VROUND(a) ((FR_VF)_mm256_round_ps((__m256)(a), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
 #define FR_ACC 8   /* accumulators, of 16 ymm registers */
 #define FR_VBYTES 32
 #define FR_NB 6
@@ -202,6 +212,12 @@ static inline void fr_ftz_leave(unsigned int old) { _mm_setcsr(old); }
 static inline unsigned int fr_ftz_enter(void) { return 0; }
 static inline void fr_ftz_leave(unsigned int old) { (void)old; }
 #endif
+
+/* The fused kernels' vector activations (the selected ISA's), for the accuracy tests. */
+static inline void fr_vactivations_f32(int n, const float *x, float *sig, float *th)
+{
+    FR_DISPATCH(vactivations_f32, (n, x, sig, th));
+}
 
 /* float32 activations over an array, for the accuracy tests. */
 static inline void fr_activations_f32(int n, const float *x, float *sig, float *th)
