@@ -31,6 +31,15 @@ cdef extern from "parallel.h" nogil:
 # and 1.5-2.4x in every run from 256 up, for sequences and step calls alike.
 cdef int _kernel_threads = 1
 cdef int _split_min_hidden = 256
+# Batches of several sequences give the helper more work per barrier: measured the
+# same way (2 threads, T=50, split vs not, median of three interleaved runs), the split
+# pays once hidden^2 * batch reaches 16384: 1.2-1.3x at hidden 32 and batch 16, 1.3-1.5x
+# at 64 and 4-8, 1.5-1.9x at 128 from batch 2; it lost (0.7-0.9x) at 32 below batch 16.
+cdef inline bint _split_pays(int hidden, int B) noexcept nogil:
+    return hidden >= _split_min_hidden or (
+        B >= 2 and hidden > FR_U and <long long>hidden * hidden * B >= 16384)
+
+
 # From this batch on, a fused sequence also takes W_ih x from the packed W_ih panels
 # at every step instead of one hoisted GEMM per chunk: with 16+ sequences per weight
 # load the fused product runs nearer the FMA peak than OpenBLAS's sgemm does on these
@@ -351,7 +360,7 @@ cdef void run_stack(Family family, const CellParams* params, int num_layers,
                  c_n + <Py_ssize_t>k * B * p.hidden_size if c_n != NULL else NULL,
                  out_l + d * p.proj_size, num_directions * p.proj_size,
                  gates, chunk, scratch, state_t,
-                 split and p.hidden_size >= _split_min_hidden)
+                 split and _split_pays(p.hidden_size, B))
         x_l = out_l
 
 
@@ -433,7 +442,7 @@ cdef class Kernel:
     cdef bint _want_split(self, int B):
         return (_kernel_threads >= 2 and B <= _fused_max_batch and not self.is_double
                 and self.params[0].w_hh_panels != NULL
-                and self.max_hidden >= _split_min_hidden)
+                and _split_pays(self.max_hidden, B))
 
     cdef void execute(self, int T, int B, int num_directions, const int* bs, void* px,
                       void* pout, void* ph, void* pc, void* pg, int chunk, void* ps,
