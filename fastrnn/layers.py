@@ -103,7 +103,9 @@ class _Workspace:
 
     def __init__(self, model, steps, batch):
         dtype = model.dtype
-        gate_rows = model._gates * model.hidden_size
+        # hidden padded to whole panels: the fused path's projection is in panel order
+        units = _stack.PANEL_UNITS
+        gate_rows = model._gates * (-(-model.hidden_size // units) * units)
         self.chunk = max(1, min(steps, GATE_CHUNK_ELEMENTS // max(1, batch * gate_rows)))
         self.gates = _empty_aligned((self.chunk, batch, gate_rows), dtype)
         self.scratch = _empty_aligned((batch, gate_rows), dtype)

@@ -43,6 +43,8 @@ cdef extern from "cell_math.h" nogil:
     void fr_rnn_cols_f32(int m, int H, const float* gates, int ldg, const float* bias,
                          int relu, float* h, int lds)
     void fr_activations_f32(int n, const float* x, float* sig, float* th)
+    void fr_panel_project_f32(int wt, int G, int K, int npan, int p0, int p1, const void* w,
+                              const float* x, int ldx, int n, float* out)
     void fr_vactivations_f32(int n, const float* x, float* sig, float* th)
     unsigned int fr_ftz_enter()
     void fr_ftz_leave(unsigned int old)

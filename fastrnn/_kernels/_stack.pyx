@@ -10,7 +10,8 @@ from libc.string cimport memcpy
 
 from fastrnn._kernels._blas cimport gemm, project, NoTrans, Trans
 from fastrnn._kernels._cell cimport (CellParams, FR_U, FR_MAXB, fr_select_isa, fr_activations_f32,
-                                     fr_vactivations_f32, fr_ftz_enter, fr_ftz_leave)
+                                     fr_vactivations_f32, fr_panel_project_f32, fr_ftz_enter,
+                                     fr_ftz_leave)
 from fastrnn._kernels.lstm cimport lstm_step, lstm_step1, lstm_project1
 from fastrnn._kernels.gru cimport gru_step, gru_step1
 from fastrnn._kernels.rnn cimport rnn_step, rnn_step1
@@ -193,22 +194,20 @@ cdef void step1_half(void* arg, int part) noexcept nogil:
                    a.scratch)
 
 
-cdef struct GemmHalves:
-    # the input projection of a chunk, its gate columns shared between two cores
-    int rows, G, n_in, ldx
+cdef struct Projection:
+    # the fused path's hoisted input projection of a chunk, in panel order
+    int wt, G, K, npan, ldx, n
+    const void* w
     const float* x
-    const float* w_ih
-    float* gates
+    float* out
 
 
-cdef void gemm_half(void* arg, int part) noexcept nogil:
-    cdef GemmHalves* a = <GemmHalves*>arg
-    cdef int half = (a.G // 2 + 15) // 16 * 16   # keep each side's columns aligned
-    cdef int c0 = 0 if part == 0 else half
-    cdef int c1 = half if part == 0 else a.G
-    if c1 > c0:
-        gemm(NoTrans, Trans, a.rows, c1 - c0, a.n_in, <float>1, a.x, a.ldx,
-             a.w_ih + <Py_ssize_t>c0 * a.n_in, a.n_in, <float>0, a.gates + c0, a.G)
+cdef void project_half(void* arg, int part) noexcept nogil:
+    """Panels [0, half) or [half, npan) of a Projection (two cores)."""
+    cdef Projection* a = <Projection*>arg
+    cdef int half = (a.npan + 1) // 2
+    fr_panel_project_f32(a.wt, a.G, a.K, a.npan, 0 if part == 0 else half,
+                         half if part == 0 else a.npan, a.w, a.x, a.ldx, a.n, a.out)
 
 
 cdef inline void fused_step1(Family family, const CellParams* p, bint split, int m,
@@ -249,7 +248,8 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
     sequence that stops early keeps its own final state. Step t's output rows go to
     out[t*B + b, :P] (row stride ldout: a bidirectional layer writes its half).
     batch_sizes[t] sequences are running at step t, always a prefix of the batch
-    (NULL: all B). The input projection for `chunk` steps at a time is one GEMM.
+    (NULL: all B). The input projection for `chunk` steps at a time is one GEMM, or on
+    the fused path one panel_project from W_ih's panels (rows padded to whole panels).
 
     Up to _fused_max_batch sequences (float32) run batch-major through the fused
     kernel over packed weights: gate rows contiguous per sequence, h double-buffered
@@ -261,18 +261,20 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
     cdef int P = p.proj_size
     cdef int H = p.hidden_size
     cdef bint fused = (floating is float and p.w_hh_panels != NULL
-                       and B <= _fused_max_batch and B <= FR_MAXB)
+                       and p.w_ih_panels != NULL and B <= _fused_max_batch and B <= FR_MAXB)
     cdef bint fm = B > 1 and not fused
     # a single streamed step, or a batch of many sequences, reads W_ih from its panels
-    # inside the fused pass; others keep the hoisted GEMM, which reads W_ih once for
-    # all the steps of a chunk
-    cdef bint fused_x = fused and (T == 1 or B >= _fused_x_min_batch) and p.w_ih_panels != NULL
-    cdef int ldg = chunk * B if fm else G
+    # inside the fused pass; others project a chunk of steps at once beforehand, which
+    # reads W_ih once for all its steps
+    cdef bint fused_x = fused and (T == 1 or B >= _fused_x_min_batch)
+    # gate rows of the hoisted projection: panel order, padded to whole panels, when fused
+    cdef int row = (H + FR_U - 1) // FR_U * FR_U * (G // H) if fused else G
+    cdef int ldg = chunk * B if fm else row
     cdef floating* hs = state_t if fm else h
     cdef floating* cs = (state_t + <Py_ssize_t>P * B) if fm else c
     cdef floating* h_next = state_t   # the fused step's other h buffer
     cdef floating* swap
-    cdef GemmHalves gemm_args
+    cdef Projection proj
     cdef int t0, t1, s, t, m, b, k
     cdef int done = 0
     cdef floating* g
@@ -291,12 +293,16 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
         done += t1 - t0
         if fused_x:
             pass
-        elif split:  # the helper takes half of the GEMM too, and stays awake for the steps
+        elif fused:  # gates[s*B + b] = W_ih x[t0 + s, b] in panel order, from W_ih's panels
             if floating is float:
-                gemm_args.rows, gemm_args.G, gemm_args.n_in = (t1 - t0) * B, G, p.input_size
-                gemm_args.ldx, gemm_args.x = ldx, x + <Py_ssize_t>t0 * B * ldx
-                gemm_args.w_ih, gemm_args.gates = <const float*>p.w_ih, gates
-                fr_pool_run(gemm_half, &gemm_args)
+                proj.wt, proj.G, proj.K = p.panel_dtype, p.gate_rows // H, p.input_size
+                proj.npan, proj.ldx, proj.n = (H + FR_U - 1) // FR_U, ldx, (t1 - t0) * B
+                proj.w, proj.x, proj.out = p.w_ih_panels, x + <Py_ssize_t>t0 * B * ldx, gates
+                if split:  # the helper projects half of the panels, then stays for the steps
+                    fr_pool_run(project_half, &proj)
+                else:
+                    fr_panel_project_f32(proj.wt, proj.G, proj.K, proj.npan, 0, proj.npan,
+                                         proj.w, proj.x, proj.ldx, proj.n, proj.out)
         elif fm:  # gates[:, s*B + b] = W_ih x[t0 + s, b]
             gemm(NoTrans, Trans, G, (t1 - t0) * B, p.input_size, <floating>1,
                  <const floating*>p.w_ih, p.input_size, x + <Py_ssize_t>t0 * B * ldx, ldx,
@@ -309,7 +315,7 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
             m = batch_sizes[t] if batch_sizes != NULL else B
             if m == 0:
                 continue
-            g = gates + <Py_ssize_t>(t - t0) * B * (1 if fm else G)
+            g = gates + <Py_ssize_t>(t - t0) * B * (1 if fm else row)
             o = out + <Py_ssize_t>t * B * ldout
             if fused:
                 if floating is float:

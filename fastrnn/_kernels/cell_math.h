@@ -170,8 +170,16 @@ static inline void fr_rnn_cols_f32(int m, int H, const float *gates, int ldg,
     FR_DISPATCH(rnn_cols_f32, (m, H, gates, ldg, bias, relu, h, lds));
 }
 
+/* The fused path's hoisted input projection: out (n, npan*G*FR_U), panels [p0, p1). */
+static inline void fr_panel_project_f32(int wt, int G, int K, int npan, int p0, int p1,
+                                        const void *w, const float *x, int ldx, int n,
+                                        float *out)
+{
+    FR_DISPATCH(panel_project, (wt, G, K, npan, p0, p1, w, x, ldx, n, out));
+}
+
 /* The fused steps of m <= FR_MAXB sequences, panels [p0, p1): rows of x (m, n_in),
- * gin (m, gates*H), h (m, K), c (m, H) and h_out (m, H). */
+ * gin (m, npan*gates*FR_U, panel order), h (m, K), c (m, H) and h_out (m, H). */
 static inline void fr_lstm_step1_f32(int p0, int p1, int m, int wt, int H, int n_in, int K,
                                      const void *wx, const float *x, const void *w,
                                      const float *bias, const float *gin, const float *h,

@@ -134,9 +134,10 @@ static FR_TARGET void FR_NAME(rnn_cols_f32)(
  * [p*FR_U, p*FR_U + FR_U) -> w[p][k][gate][u], zero-padded past H. One panel's
  * product W_hh h accumulates in registers and goes straight into the cell update:
  * gate values never travel through memory, and W_hh streams through the cache once
- * per step, in order. The input part W_ih x comes either from gin, this step's row
- * of the sequence's hoisted projection in torch's gate order (gates*H, unpadded), or,
- * when streaming single steps, from W_ih packed the same way (wx, with x). bias is
+ * per step, in order. The input part W_ih x comes either from gin, this step's rows
+ * of the hoisted projection in panel order (npan*gates*FR_U per sequence, written by
+ * panel_project from W_ih packed the same way), or, for single streamed steps and
+ * large batches, from those W_ih panels in the step itself (wx, with x). bias is
  * in panel order (npan, gates, FR_U), zero-padded. A call computes panels [p0, p1):
  * two cores may share a step by panels (parallel.h).
  *
@@ -352,7 +353,7 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
 #if FR_NB >= 2
 /* The same product for NB columns at once (NB sequences of a small batch): each
  * weight vector is loaded once and multiplied into NB columns' accumulators, so the
- * weights stream through the cache once per NB sequences. acc is (NB, G*FR_U).
+ * weights stream through the cache once per NB sequences. acc is (NB, lda).
  * FR_MV_GPG(NB) gates go per pass over k, so that their NB * gates * FR_S accumulators
  * and gates * FR_S weight vectors fit FR_MV_REGS registers (AVX-512, 31: all four
  * gates of a panel at 6 columns; AVX2, 15: one gate's two vectors at 4 or 6 columns,
@@ -363,7 +364,7 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
 #define FR_PANEL_MV(SUFFIX, WT, LOAD, NB)                                                   \
 static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##SUFFIX##_##NB)( \
         int G, int K, const WT *restrict wp, const float *restrict h, int ldh,              \
-        float *restrict acc)                                                                \
+        float *restrict acc, int lda)                                                       \
 {                                                                                           \
     enum { gpg = FR_MV_GPG(NB) };                                                           \
     _Pragma("GCC unroll 4")                                                                 \
@@ -383,7 +384,7 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##S
         }                                                                                   \
         for (int b = 0; b < NB; ++b)                                                        \
             for (int i = 0; i < nv; ++i)                                                    \
-                FR_ST(acc + b * G * FR_U + g0 * FR_U + i * FR_L, a[b][i]);                  \
+                FR_ST(acc + (ptrdiff_t)b * lda + g0 * FR_U + i * FR_L, a[b][i]);            \
     }                                                                                       \
 }
 /* bfloat16 pairs (see panel_matvec_bf16) for NB columns: per pair of k, the words of
@@ -391,7 +392,7 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##S
 #define FR_PANEL_MV_BF16(NB)                                                                \
 static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_bf16_##NB)(    \
         int G, int K, const uint32_t *restrict wp, const float *restrict h, int ldh,        \
-        float *restrict acc)                                                                \
+        float *restrict acc, int lda)                                                       \
 {                                                                                           \
     enum { gpg = FR_MV_GPG(NB) };                                                           \
     _Pragma("GCC unroll 4")                                                                 \
@@ -416,7 +417,7 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_bf1
         }                                                                                   \
         for (int b = 0; b < NB; ++b)                                                        \
             for (int i = 0; i < nv; ++i)                                                    \
-                FR_ST(acc + b * G * FR_U + g0 * FR_U + i * FR_L, a[b][i]);                  \
+                FR_ST(acc + (ptrdiff_t)b * lda + g0 * FR_U + i * FR_L, a[b][i]);            \
     }                                                                                       \
 }
 FR_PANEL_MV(f32, float, FR_LD, 2)
@@ -439,21 +440,22 @@ FR_PANEL_MV_BF16(6)
 #define FR_MV_BLOCK(NB, WHILE)                                                             \
     for (; b + NB <= m && (WHILE); b += NB) {                                              \
         const float *hb = h + (ptrdiff_t)b * ldh;                                          \
-        float *ab = acc + (ptrdiff_t)b * G * FR_U;                                         \
+        float *ab = acc + (ptrdiff_t)b * lda;                                              \
         if (wt == FR_W_F16)                                                                \
-            FR_NAME(panel_mv_f16_##NB)(G, K, (const uint16_t *)w + at, hb, ldh, ab);       \
+            FR_NAME(panel_mv_f16_##NB)(G, K, (const uint16_t *)w + at, hb, ldh, ab, lda);  \
         else if (wt == FR_W_BF16)                                                          \
             FR_NAME(panel_mv_bf16_##NB)(G, K, (const uint32_t *)((const uint16_t *)w + at), \
-                                        hb, ldh, ab);                                      \
+                                        hb, ldh, ab, lda);                                 \
         else                                                                               \
-            FR_NAME(panel_mv_f32_##NB)(G, K, (const float *)w + at, hb, ldh, ab);          \
+            FR_NAME(panel_mv_f32_##NB)(G, K, (const float *)w + at, hb, ldh, ab, lda);     \
     }
 #endif
 
-/* Panel p's product for m columns (h rows of stride ldh) into acc (m, G*FR_U). */
+/* Panel p's product for m columns (h rows of stride ldh) into acc (m rows of stride
+ * lda, G*FR_U used). */
 static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec_m)(
         int wt, int G, int K, int p, const void *restrict w, const float *restrict h,
-        int ldh, int m, float *restrict acc)
+        int ldh, int m, float *restrict acc, int lda)
 {
     int b = 0;
 #if FR_NB >= 2
@@ -467,39 +469,52 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
     FR_MV_BLOCK(2, 1)
 #endif
     for (; b < m; ++b)
-        FR_NAME(panel_matvec)(wt, G, K, p, w, h + (ptrdiff_t)b * ldh,
-                              acc + (ptrdiff_t)b * G * FR_U);
+        FR_NAME(panel_matvec)(wt, G, K, p, w, h + (ptrdiff_t)b * ldh, acc + (ptrdiff_t)b * lda);
 }
 #ifdef FR_MV_BLOCK
 #undef FR_MV_BLOCK
 #endif
 
-/* xin[g][u] = (W_ih x)[g][u] + bias[g][u] for panel p and one sequence: from xw, that
- * sequence's W_ih x computed from the packed W_ih panels when streaming single steps,
- * or else from gin (torch's gate order, the sequence's row of the hoisted input
- * projection) for the panel's n valid units. */
-static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_x)(
-        int G, int H, int p, int n, const float *restrict xw, const float *restrict gin,
-        const float *restrict bias, float *restrict xin)
+/* The hoisted input projection of the fused path, from the packed W_ih panels: row c of
+ * out, (n, npan*G*FR_U) in panel order, is W_ih x_c for panels [p0, p1), x's rows of
+ * stride ldx. Columns go FR_MAXB at a time (their x stays in cache while every panel
+ * passes), each panel's weights once per NB columns: nearer the FMA peak than sgemm on
+ * these thin shapes, and in the order the steps read it. */
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_project_g)(
+        int wt, int G, int K, int npan, int p0, int p1, const void *restrict w,
+        const float *restrict x, int ldx, int n, float *restrict out)
 {
-    const int j0 = p * FR_U;
-    bias += p * G * FR_U;
-    if (xw != NULL) {
-        for (int i = 0; i < G * FR_S; ++i)
-            FR_ST(xin + i * FR_L, FR_LD(xw + i * FR_L) + FR_LD(bias + i * FR_L));
-        return;
+    const int ld = npan * G * FR_U;
+    for (int c0 = 0; c0 < n; c0 += FR_MAXB) {
+        const int m = n - c0 < FR_MAXB ? n - c0 : FR_MAXB;
+        for (int p = p0; p < p1; ++p)
+            FR_NAME(panel_matvec_m)(wt, G, K, p, w, x + (ptrdiff_t)c0 * ldx, ldx, m,
+                                    out + (ptrdiff_t)c0 * ld + p * G * FR_U, ld);
     }
-    for (int g = 0; g < G; ++g) {
-        if (n == FR_U) {
-            for (int s = 0; s < FR_S; ++s) {
-                const int u = s * FR_L;
-                FR_ST(xin + g * FR_U + u, FR_LD(gin + g * H + j0 + u) + FR_LD(bias + g * FR_U + u));
-            }
-        } else {
-            for (int u = 0; u < FR_U; ++u)
-                xin[g * FR_U + u] = (u < n ? gin[g * H + j0 + u] : 0.0f) + bias[g * FR_U + u];
-        }
-    }
+}
+
+static FR_TARGET void FR_NAME(panel_project)(
+        int wt, int G, int K, int npan, int p0, int p1, const void *restrict w,
+        const float *restrict x, int ldx, int n, float *restrict out)
+{
+    /* one body per gate count, so that the register blocking is fixed at compile time
+     * (as in the steps, which pass their own) */
+    if (G == 4)
+        FR_NAME(panel_project_g)(wt, 4, K, npan, p0, p1, w, x, ldx, n, out);
+    else if (G == 3)
+        FR_NAME(panel_project_g)(wt, 3, K, npan, p0, p1, w, x, ldx, n, out);
+    else
+        FR_NAME(panel_project_g)(wt, 1, K, npan, p0, p1, w, x, ldx, n, out);
+}
+
+/* xin = xw + bias for one panel and one sequence: xw is that sequence's W_ih x for the
+ * panel, from the hoisted projection (panel order, panel_project) or computed from the
+ * packed W_ih panels in the step itself. */
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_x)(
+        int G, const float *restrict xw, const float *restrict bias, float *restrict xin)
+{
+    for (int i = 0; i < G * FR_S; ++i)
+        FR_ST(xin + i * FR_L, FR_LD(xw + i * FR_L) + FR_LD(bias + i * FR_L));
 }
 
 /* n valid floats of a panel-wide buffer from / to memory that may end before FR_U. */
@@ -523,17 +538,19 @@ static FR_TARGET void FR_NAME(lstm_step1_f32)(
         const float *restrict gin, const float *restrict h, float *restrict c,
         float *restrict h_out)
 {
+    const int npan = (H + FR_U - 1) / FR_U;
     for (int p = p0; p < p1; ++p) {
         const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
         float accs[FR_MAXB * 4 * FR_U], xws[FR_MAXB * 4 * FR_U], xin[4 * FR_U], cb[FR_U],
               hb[FR_U];
-        FR_NAME(panel_matvec_m)(wt, 4, K, p, w, h, K, m, accs);
+        FR_NAME(panel_matvec_m)(wt, 4, K, p, w, h, K, m, accs, 4 * FR_U);
         if (wx != NULL)
-            FR_NAME(panel_matvec_m)(wt, 4, n_in, p, wx, x, n_in, m, xws);
+            FR_NAME(panel_matvec_m)(wt, 4, n_in, p, wx, x, n_in, m, xws, 4 * FR_U);
         for (int b = 0; b < m; ++b) {
             const float *acc = accs + b * 4 * FR_U;
-            FR_NAME(panel_x)(4, H, p, n, wx != NULL ? xws + b * 4 * FR_U : NULL,
-                             gin + (ptrdiff_t)b * 4 * H, bias, xin);
+            FR_NAME(panel_x)(4, wx != NULL ? xws + b * 4 * FR_U
+                                         : gin + ((ptrdiff_t)b * npan + p) * 4 * FR_U,
+                             bias + p * 4 * FR_U, xin);
             FR_NAME(load_units)(n, c + (ptrdiff_t)b * H + j0, cb);
             for (int s = 0; s < FR_S; ++s) {
                 const int u = s * FR_L;
@@ -557,16 +574,18 @@ static FR_TARGET void FR_NAME(gru_step1_f32)(
         const float *restrict b_hn, const float *restrict gin, const float *restrict h,
         float *restrict h_out)
 {
+    const int npan = (H + FR_U - 1) / FR_U;
     for (int p = p0; p < p1; ++p) {
         const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
         float accs[FR_MAXB * 3 * FR_U], xws[FR_MAXB * 3 * FR_U], xin[3 * FR_U], hb[FR_U];
-        FR_NAME(panel_matvec_m)(wt, 3, H, p, w, h, H, m, accs);
+        FR_NAME(panel_matvec_m)(wt, 3, H, p, w, h, H, m, accs, 3 * FR_U);
         if (wx != NULL)
-            FR_NAME(panel_matvec_m)(wt, 3, n_in, p, wx, x, n_in, m, xws);
+            FR_NAME(panel_matvec_m)(wt, 3, n_in, p, wx, x, n_in, m, xws, 3 * FR_U);
         for (int b = 0; b < m; ++b) {
             const float *acc = accs + b * 3 * FR_U;
-            FR_NAME(panel_x)(3, H, p, n, wx != NULL ? xws + b * 3 * FR_U : NULL,
-                             gin + (ptrdiff_t)b * 3 * H, bias, xin);
+            FR_NAME(panel_x)(3, wx != NULL ? xws + b * 3 * FR_U
+                                         : gin + ((ptrdiff_t)b * npan + p) * 3 * FR_U,
+                             bias + p * 3 * FR_U, xin);
             FR_NAME(load_units)(n, h + (ptrdiff_t)b * H + j0, hb);
             for (int s = 0; s < FR_S; ++s) {
                 const int u = s * FR_L;
@@ -587,16 +606,18 @@ static FR_TARGET void FR_NAME(rnn_step1_f32)(
         const float *restrict x, const void *restrict w, const float *restrict bias,
         const float *restrict gin, int relu, const float *restrict h, float *restrict h_out)
 {
+    const int npan = (H + FR_U - 1) / FR_U;
     for (int p = p0; p < p1; ++p) {
         const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
         float accs[FR_MAXB * FR_U], xws[FR_MAXB * FR_U], xin[FR_U], hb[FR_U];
-        FR_NAME(panel_matvec_m)(wt, 1, H, p, w, h, H, m, accs);
+        FR_NAME(panel_matvec_m)(wt, 1, H, p, w, h, H, m, accs, FR_U);
         if (wx != NULL)
-            FR_NAME(panel_matvec_m)(wt, 1, n_in, p, wx, x, n_in, m, xws);
+            FR_NAME(panel_matvec_m)(wt, 1, n_in, p, wx, x, n_in, m, xws, FR_U);
         for (int b = 0; b < m; ++b) {
             const float *acc = accs + b * FR_U;
-            FR_NAME(panel_x)(1, H, p, n, wx != NULL ? xws + b * FR_U : NULL,
-                             gin + (ptrdiff_t)b * H, bias, xin);
+            FR_NAME(panel_x)(1, wx != NULL ? xws + b * FR_U
+                                         : gin + ((ptrdiff_t)b * npan + p) * FR_U,
+                             bias + p * FR_U, xin);
             for (int s = 0; s < FR_S; ++s) {
                 const int u = s * FR_L;
                 FR_VF a = FR_LD(xin + u) + FR_LD(acc + u);
