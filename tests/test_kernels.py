@@ -200,15 +200,22 @@ def test_denormals_flushed_inside_and_restored_after():
     leave the caller's floating-point mode as it was."""
     tiny = np.float32(1e-39)  # a float32 denormal
     assert tiny * np.float32(1.0) != 0
-    model, _ = make_model("GRU", 4, 8)
+    model, _ = make_model("GRU", 4, 40)   # 3 panels: a split gives the helper some
     model.load_state_dict({k: np.zeros_like(v) for k, v in model.state_dict().items()})
     # zero weights: n = 0, z = 1/2, so h' = h / 2; from a denormal h, IEEE arithmetic
     # gives denormals, flush-to-zero gives exactly 0
     x = np.zeros((3, 1, 4), np.float32)
-    h0 = np.full((1, 1, 8), 1e-39, np.float32)
-    for batch in (1, 3):  # the fused kernel and the BLAS path
-        out, h_n = model(np.repeat(x, batch, 1), np.repeat(h0, batch, 1))
-        assert not out.any() and not h_n.any()
+    h0 = np.full((1, 1, 40), 1e-39, np.float32)
+    from fastrnn._kernels import _stack
+    before = _stack.get_kernel_threads()
+    try:
+        for threads in (1, 2):   # 2: the helper thread's half of a split step too
+            _stack.set_kernel_threads(threads, 0)
+            for batch in (1, 3):  # the fused kernel, and the BLAS path where it is used
+                out, h_n = model(np.repeat(x, batch, 1), np.repeat(h0, batch, 1))
+                assert not out.any() and not h_n.any()
+    finally:
+        _stack.set_kernel_threads(*before)
     assert (model(x, h0 * 1e10)[0] != 0).all()  # normal numbers still halve
     s = model.stream()
     s.step(np.zeros(4, np.float32))

@@ -1,9 +1,9 @@
-/* One helper thread for splitting a batch-1 step across two cores.
+/* One helper thread for splitting a small-batch step across two cores.
  *
  * Each step of the fused kernel is cut by panels: the caller computes half of them,
- * the helper the other half (and each computes half of the input projection's gate
- * columns, with a single-threaded BLAS call), so that each core streams (and keeps in its own L2) only
- * its half of the weights, step after step. A step is microseconds long, so the two
+ * the helper the other half (and each projects the input for its half of the panels),
+ * so that each core streams (and keeps in its own L2) only its half of the weights,
+ * step after step. A step is microseconds long, so the two
  * meet at a spin barrier rather than through a pool's queue; between calls the
  * helper spins a little longer, then sleeps on a condition variable.
  *
@@ -50,6 +50,11 @@ static fr_pool_t fr_pool = {
 static void *fr_helper_main(void *unused)
 {
     (void)unused;
+#if defined(__x86_64__) || defined(__i386__)
+    /* this thread only ever runs kernel halves: flush-to-zero and denormals-are-zero
+     * for its whole life, as the caller sets them for the length of a kernel call */
+    _mm_setcsr(_mm_getcsr() | 0x8040);
+#endif
     /* jobs before this thread existed count as finished (fr_pool_acquire sets it) */
     unsigned long seen = atomic_load_explicit(&fr_pool.finished, memory_order_acquire);
     for (;;) {
