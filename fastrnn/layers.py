@@ -107,10 +107,13 @@ class _Workspace:
         units = _stack.PANEL_UNITS
         gate_rows = model._gates * (-(-model.hidden_size // units) * units)
         self.chunk = max(1, min(steps, GATE_CHUNK_ELEMENTS // max(1, batch * gate_rows)))
-        self.gates = _empty_aligned((self.chunk, batch, gate_rows), dtype)
-        self.scratch = _empty_aligned((batch, gate_rows), dtype)
+        # a bidirectional layer's two directions may run side by side on two cores,
+        # each on its own set of these (_stack.run_stack)
+        d = model._num_directions
+        self.gates = _empty_aligned((d, self.chunk, batch, gate_rows), dtype)
+        self.scratch = _empty_aligned((d, batch, gate_rows), dtype)
         # h and c transposed for the feature-major layout; the fused kernel's second h
-        self.state_t = _empty_aligned(batch * (model._h_size + model.hidden_size), dtype)
+        self.state_t = _empty_aligned(d * batch * (model._h_size + model.hidden_size), dtype)
         width = model._num_directions * model._h_size
         layers = model.num_layers
         self.buf_a = np.empty((steps, batch, width), dtype) if layers > 1 else None

@@ -298,3 +298,29 @@ def test_split_survives_fork():
         assert np.isfinite(q.get(timeout=5))
     finally:
         _stack.set_kernel_threads(*before)
+
+
+@pytest.mark.parametrize("mode,kwargs", [("LSTM", {}), ("LSTM", {"proj_size": 5}),
+                                         ("GRU", {"weight_dtype": "bfloat16"}),
+                                         ("RNN_RELU", {})])
+@pytest.mark.parametrize("batch", [1, 3, 20])
+def test_bidirectional_layers_run_their_directions_on_two_cores(mode, kwargs, batch, rng):
+    """With two threads a bidirectional layer runs its two directions side by side, on
+    their own buffers: the same arithmetic as one core, so bitwise the same, with
+    lengths, over three layers (both inter-layer buffers)."""
+    from fastrnn._kernels import _stack
+    model, _ = make_model(mode, 7, 24, num_layers=3, bidirectional=True,
+                          scale=24 ** -0.5, **kwargs)
+    x = rng.standard_normal((120, batch, 7)).astype(np.float32)
+    lengths = rng.integers(1, 121, size=batch)
+    before = _stack.get_kernel_threads()
+    runs = []
+    try:
+        for threads in (1, 2):
+            _stack.set_kernel_threads(threads)
+            out, state = model(x, lengths=lengths)
+            runs.append([out] + (list(state) if mode == "LSTM" else [state]))
+    finally:
+        _stack.set_kernel_threads(*before)
+    for one, two in zip(*runs):
+        np.testing.assert_array_equal(one, two)
