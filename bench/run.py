@@ -4,7 +4,7 @@
     python bench/run.py streaming   # step-call latency, B=1, H 64-512
     python bench/run.py half        # float16 and bfloat16 storage, B=1, sequences, steps
     python bench/run.py generate    # bundled char model vs a torch loop, 500 characters
-    python bench/run.py split       # batch 1 on one core vs split across two
+    python bench/run.py split       # one core against two (batch 1, 4; bidirectional)
     python bench/run.py all
 
 Each suite writes bench/results/<suite>-<threads>t.json (every record and the
@@ -51,12 +51,15 @@ def _save(stem, records, env, text):
 
 
 def _split_suite(args, env):
-    cases = (benchmark.grid(["LSTM", "GRU"], [128, 256, 512], [1], [100])
-             + benchmark.grid(["LSTM", "GRU"], [128, 256, 512], [1], [1], streaming=True))
+    cases = (benchmark.grid(["LSTM", "GRU"], [256, 512], [1], [100])
+             + benchmark.grid(["LSTM", "GRU"], [256, 512], [1], [1], streaming=True)
+             + benchmark.grid(["LSTM", "GRU"], [64, 128], [4], [100])
+             + benchmark.grid(["LSTM", "GRU"], [64, 128, 256], [1], [100], layers=(2,),
+                              bidirectional=(True,)))
     records = benchmark.runner.run_split(cases, rounds=args.repeat)
-    lines = [f"`python bench/run.py split` ({env['cpu']}, {env['date'][:10]}): batch 1, "
-             "fastrnn with one core against its steps split across two (BLAS at one "
-             "thread), interleaved", "",
+    lines = [f"`python bench/run.py split` ({env['cpu']}, {env['date'][:10]}): fastrnn "
+             "on one core against two (BLAS at one thread, the library's own rules for "
+             "splitting), interleaved", "",
              "| case | 1 thread µs/step | 2 threads µs/step | speedup |", "|---|---|---|---|"]
     for one, two in zip(records[::2], records[1::2]):
         case = benchmark.Case(**{k: one[k] for k in benchmark.Case.__dataclass_fields__})

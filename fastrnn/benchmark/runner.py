@@ -100,9 +100,9 @@ def run(cases, peers, threads=1, rounds=7, progress=None, models=None):
 
 
 def run_split(cases, rounds=7):
-    """fastrnn on one core against fastrnn with its steps split across two (BLAS at
-    one thread), interleaved; no peers in the process, whose idle BLAS / OpenMP
-    workers would spin on the second core."""
+    """fastrnn on one core against fastrnn on two (BLAS at one thread), with the
+    library's own rules for when and how to split, interleaved; no peers in the
+    process, whose idle BLAS / OpenMP workers would spin on the second core."""
     from fastrnn._kernels import _stack
 
     records = []
@@ -120,7 +120,7 @@ def run_split(cases, rounds=7):
 
         def on(n):
             def run():
-                _stack.set_kernel_threads(n, 0)
+                _stack.set_kernel_threads(n)
                 return call()
             return run
 
