@@ -1,6 +1,9 @@
+import contextlib
+
 import numpy as np
 
 import fastrnn
+from fastrnn._kernels import _stack
 
 TOL = {np.float32: 2e-5, np.float64: 1e-12}
 
@@ -21,3 +24,18 @@ def make_model(mode, input_size, hidden_size, seed=0, scale=0.6, **kwargs):
 
 def family(mode):
     return "RNN" if mode.startswith("RNN") else mode
+
+
+@contextlib.contextmanager
+def kernel_settings():
+    """The kernels' dispatch settings (threads and split threshold, fused-path batch
+    limits) restored after the block, whatever it sets; yields the module that sets
+    them."""
+    threads = _stack.get_kernel_threads()
+    fused = _stack.get_fused_max_batch(), _stack.get_fused_x_min_batch()
+    try:
+        yield _stack
+    finally:
+        _stack.set_kernel_threads(*threads)
+        _stack.set_fused_max_batch(fused[0])
+        _stack.set_fused_x_min_batch(fused[1])

@@ -11,7 +11,7 @@ import pytest
 from fastrnn._kernels import _blas
 from fastrnn._kernels._blas import BLAS_Trans
 from fastrnn._kernels._stack import _activations_f32, isa
-from helpers import make_model
+from helpers import kernel_settings, make_model
 
 NoTrans, Trans = BLAS_Trans.NoTrans, BLAS_Trans.Trans
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -206,16 +206,12 @@ def test_denormals_flushed_inside_and_restored_after():
     # gives denormals, flush-to-zero gives exactly 0
     x = np.zeros((3, 1, 4), np.float32)
     h0 = np.full((1, 1, 40), 1e-39, np.float32)
-    from fastrnn._kernels import _stack
-    before = _stack.get_kernel_threads()
-    try:
+    with kernel_settings() as kernels:
         for threads in (1, 2):   # 2: the helper thread's half of a split step too
-            _stack.set_kernel_threads(threads, 0)
+            kernels.set_kernel_threads(threads, 0)
             for batch in (1, 3):  # the fused kernel, and the BLAS path where it is used
                 out, h_n = model(np.repeat(x, batch, 1), np.repeat(h0, batch, 1))
                 assert not out.any() and not h_n.any()
-    finally:
-        _stack.set_kernel_threads(*before)
     assert (model(x, h0 * 1e10)[0] != 0).all()  # normal numbers still halve
     s = model.stream()
     s.step(np.zeros(4, np.float32))

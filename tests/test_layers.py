@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastrnn
-from helpers import TOL, family, make_model
+from helpers import TOL, family, kernel_settings, make_model
 from reference import forward as ref_forward
 
 MODES = ["LSTM", "GRU", "RNN_TANH", "RNN_RELU"]
@@ -266,22 +266,18 @@ def test_fused_small_batch_matches_blas_path(batch, mode, proj, weight_dtype, rn
     with lengths, against the BLAS path on the same model; with half-precision panels
     the BLAS path runs on the same rounded weights in float32. Input 9 and hidden 37
     are odd: bfloat16 panels pair k, and the last k is alone."""
-    from fastrnn._kernels import _stack
     kwargs = {"proj_size": proj} if proj else {}
     kwargs["weight_dtype"] = weight_dtype
     model, _ = make_model(mode, 9, 37, num_layers=2, scale=37 ** -0.5, **kwargs)
     x = rng.standard_normal((20, batch, 9)).astype(np.float32)
     lengths = rng.integers(1, 21, size=batch)
-    before = _stack.get_fused_max_batch()
-    try:
-        _stack.set_fused_max_batch(64)
+    with kernel_settings() as kernels:
+        kernels.set_fused_max_batch(64)
         fused = model(x, lengths=lengths)
         s = model.stream(batch=batch)
         stream = np.stack([s.step(x[t]) for t in range(20)])
-        _stack.set_fused_max_batch(0)
+        kernels.set_fused_max_batch(0)
         blas = model(x, lengths=lengths)
-    finally:
-        _stack.set_fused_max_batch(before)
     np.testing.assert_allclose(fused[0], blas[0], atol=2e-6)
     for f, b in zip(fused[1] if mode == "LSTM" else (fused[1],),
                     blas[1] if mode == "LSTM" else (blas[1],)):
@@ -327,18 +323,14 @@ def test_input_projection_from_panels_matches_hoisted_gemm(mode, weight_dtype, r
                           scale=29 ** -0.5, weight_dtype=weight_dtype)
     x = rng.standard_normal((15, 18, 11)).astype(np.float32)
     lengths = rng.integers(1, 16, size=18)
-    before = _stack.get_fused_max_batch(), _stack.get_fused_x_min_batch()
     outs = []
-    try:
-        _stack.set_fused_max_batch(64)
-        for threshold in (1, 18, 19, 1000):   # panels, panels, GEMM, GEMM
-            _stack.set_fused_x_min_batch(threshold)
+    with kernel_settings() as kernels:
+        kernels.set_fused_max_batch(64)
+        for threshold in (1, 18, 19, 1000):   # panels, panels, hoisted, hoisted
+            kernels.set_fused_x_min_batch(threshold)
             outs.append(model(x, lengths=lengths))
-        _stack.set_fused_max_batch(0)
+        kernels.set_fused_max_batch(0)
         blas = model(x, lengths=lengths)
-    finally:
-        _stack.set_fused_max_batch(before[0])
-        _stack.set_fused_x_min_batch(before[1])
     for out in outs:
         np.testing.assert_allclose(out[0], blas[0], atol=2e-6)
         for f, b in zip(out[1] if mode == "LSTM" else (out[1],),

@@ -6,7 +6,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from helpers import TOL, make_model
+from helpers import TOL, kernel_settings, make_model
 
 MODES = ["LSTM", "GRU", "RNN_TANH", "RNN_RELU"]
 
@@ -226,48 +226,39 @@ def test_default_is_one_blas_thread_and_env_overrides():
     ("LSTM", {"weight_dtype": "float16"}), ("GRU", {"weight_dtype": "bfloat16"}),
 ])
 def test_two_core_split_gives_identical_results(mode, kwargs, rng):
-    """A step split by panels across two cores does the same arithmetic (streamed steps:
-    bitwise); a sequence's input projection is also split, by gate columns, into two
-    BLAS calls whose blocking may round differently (within 1e-6)."""
-    from fastrnn._kernels import _stack
+    """A step split by panels across two cores does the same arithmetic, and so does a
+    sequence's input projection, split by the same panels: bitwise equal results."""
     model, _ = make_model(mode, 6, 40, num_layers=2, scale=40 ** -0.5, **kwargs)  # 3 panels
     x = rng.standard_normal((30, 1, 6)).astype(np.float32)
-    before = _stack.get_kernel_threads()
-    try:
-        _stack.set_kernel_threads(1)
+    with kernel_settings() as kernels:
+        kernels.set_kernel_threads(1)
         seq1 = model(x)[0]
         s = model.stream()
         step1 = np.stack([s.step(x[t, 0]) for t in range(30)])
-        _stack.set_kernel_threads(2, 0)
+        kernels.set_kernel_threads(2, 0)
         seq2 = model(x)[0]
         s = model.stream()
         step2 = np.stack([s.step(x[t, 0]) for t in range(30)])
-    finally:
-        _stack.set_kernel_threads(*before)
-    np.testing.assert_allclose(seq1, seq2, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(seq1, seq2)
     np.testing.assert_array_equal(step1, step2)
 
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 @pytest.mark.parametrize("batch", [4, 20])
 def test_two_core_split_of_batches_matches_one_core(mode, batch, rng):
-    """Batches split by panels too (batch 4: hoisted GEMM in halves; batch 20: W_ih from
-    the panels at every step), with lengths; streamed batched steps are bitwise equal."""
-    from fastrnn._kernels import _stack
+    """Batches split by panels too (batch 4: the hoisted projection by panels; batch 20:
+    W_ih from the panels at every step), with lengths: bitwise equal to one core."""
     model, _ = make_model(mode, 6, 40, num_layers=2, scale=40 ** -0.5)
     x = rng.standard_normal((25, batch, 6)).astype(np.float32)
     lengths = rng.integers(1, 26, size=batch)
-    before = _stack.get_kernel_threads()
     runs = []
-    try:
+    with kernel_settings() as kernels:
         for threads in (1, 2):
-            _stack.set_kernel_threads(threads, 0)
+            kernels.set_kernel_threads(threads, 0)
             s = model.stream(batch=batch)
             runs.append((model(x, lengths=lengths)[0],
                          np.stack([s.step(x[t]) for t in range(25)])))
-    finally:
-        _stack.set_kernel_threads(*before)
-    np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
 
 
@@ -283,10 +274,8 @@ def test_split_survives_fork():
     """The helper thread does not exist in a forked child: it must make its own, not
     wait for its parent's."""
     import multiprocessing as mp
-    from fastrnn._kernels import _stack
-    before = _stack.get_kernel_threads()
-    _stack.set_kernel_threads(2, 0)
-    try:
+    with kernel_settings() as kernels:
+        kernels.set_kernel_threads(2, 0)
         fastrnn_model, _ = make_model("GRU", 8, 64)
         fastrnn_model(np.ones((5, 1, 8), np.float32))   # the parent's helper is running
         ctx = mp.get_context("fork")
@@ -296,8 +285,6 @@ def test_split_survives_fork():
         p.join(60)
         assert p.exitcode == 0, "the forked child hung or failed"
         assert np.isfinite(q.get(timeout=5))
-    finally:
-        _stack.set_kernel_threads(*before)
 
 
 @pytest.mark.parametrize("mode,kwargs", [("LSTM", {}), ("LSTM", {"proj_size": 5}),
@@ -308,19 +295,15 @@ def test_bidirectional_layers_run_their_directions_on_two_cores(mode, kwargs, ba
     """With two threads a bidirectional layer runs its two directions side by side, on
     their own buffers: the same arithmetic as one core, so bitwise the same, with
     lengths, over three layers (both inter-layer buffers)."""
-    from fastrnn._kernels import _stack
     model, _ = make_model(mode, 7, 24, num_layers=3, bidirectional=True,
                           scale=24 ** -0.5, **kwargs)
     x = rng.standard_normal((120, batch, 7)).astype(np.float32)
     lengths = rng.integers(1, 121, size=batch)
-    before = _stack.get_kernel_threads()
     runs = []
-    try:
+    with kernel_settings() as kernels:
         for threads in (1, 2):
-            _stack.set_kernel_threads(threads)
+            kernels.set_kernel_threads(threads)
             out, state = model(x, lengths=lengths)
             runs.append([out] + (list(state) if mode == "LSTM" else [state]))
-    finally:
-        _stack.set_kernel_threads(*before)
     for one, two in zip(*runs):
         np.testing.assert_array_equal(one, two)
