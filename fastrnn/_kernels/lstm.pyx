@@ -27,8 +27,9 @@ cdef void lstm_step(const CellParams* p, bint fm, int m, floating* gates, int ld
 cdef void lstm_step1(const CellParams* p, int p0, int p1, int m, const float* gin,
                      const float* x,
                      const float* h, float* c, float* h_out, float* scratch) noexcept nogil:
-    """One sequence, fused kernel, panels [p0, p1) of the hidden units. The input part
-    is gin = W_ih x (4H, torch's order) or, when gin is NULL, W_ih's panels times x.
+    """m sequences, fused kernel, panels [p0, p1) of the hidden units. The input part
+    is gin = W_ih x (m rows of npan*4*16, panel order: _stack's projection) or, when gin
+    is NULL, W_ih's panels times x.
     h -> h_out (not in place: every panel reads all of h), c in place. With a
     projection, o * tanh(c) goes to scratch (H,) and lstm_project1 finishes the step
     once every panel is done."""
