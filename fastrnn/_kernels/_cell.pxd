@@ -48,13 +48,13 @@ cdef extern from "cell_math.h" nogil:
     void fr_vactivations_f32(int n, const float* x, float* sig, float* th)
     unsigned int fr_ftz_enter()
     void fr_ftz_leave(unsigned int old)
-    void fr_lstm_step1_f32(int p0, int p1, int m, int wt, int H, int n_in, int K, const void* wx, const float* x,
+    void fr_lstm_step1_f32(int p0, int p1, int rev, int m, int wt, int H, int n_in, int K, const void* wx, const float* x,
                            const void* w, const float* bias, const float* gin,
                            const float* h, float* c, float* h_out)
-    void fr_gru_step1_f32(int p0, int p1, int m, int wt, int H, int n_in, const void* wx, const float* x,
+    void fr_gru_step1_f32(int p0, int p1, int rev, int m, int wt, int H, int n_in, const void* wx, const float* x,
                           const void* w, const float* bias, const float* b_hn,
                           const float* gin, const float* h, float* h_out)
-    void fr_rnn_step1_f32(int p0, int p1, int m, int wt, int H, int n_in, const void* wx, const float* x,
+    void fr_rnn_step1_f32(int p0, int p1, int rev, int m, int wt, int H, int n_in, const void* wx, const float* x,
                           const void* w, const float* bias, const float* gin, int relu,
                           const float* h, float* h_out)
 

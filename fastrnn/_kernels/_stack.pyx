@@ -159,15 +159,15 @@ cdef inline void cell_step(Family family, const CellParams* p, bint fm, int m,
         rnn_step(p, fm, m, gates, ldg, h, c, ldb, scratch)
 
 
-cdef inline void cell_step1(Family family, const CellParams* p, int p0, int p1, int m,
-                            const float* gin, const float* x, const float* h, float* c,
-                            float* h_out, float* scratch) noexcept nogil:
+cdef inline void cell_step1(Family family, const CellParams* p, int p0, int p1, bint rev,
+                            int m, const float* gin, const float* x, const float* h,
+                            float* c, float* h_out, float* scratch) noexcept nogil:
     if family == LSTM:
-        lstm_step1(p, p0, p1, m, gin, x, h, c, h_out, scratch)
+        lstm_step1(p, p0, p1, rev, m, gin, x, h, c, h_out, scratch)
     elif family == GRU:
-        gru_step1(p, p0, p1, m, gin, x, h, c, h_out, scratch)
+        gru_step1(p, p0, p1, rev, m, gin, x, h, c, h_out, scratch)
     else:
-        rnn_step1(p, p0, p1, m, gin, x, h, c, h_out, scratch)
+        rnn_step1(p, p0, p1, rev, m, gin, x, h, c, h_out, scratch)
 
 
 cdef struct Step1:
@@ -182,15 +182,17 @@ cdef struct Step1:
     float* h_out
     float* scratch
     int npan
+    bint rev
 
 
 cdef void step1_half(void* arg, int part) noexcept nogil:
     cdef Step1* a = <Step1*>arg
     cdef int half = (a.npan + 1) // 2
     if part == 0:
-        cell_step1(a.family, a.p, 0, half, a.m, a.gin, a.x, a.h, a.c, a.h_out, a.scratch)
+        cell_step1(a.family, a.p, 0, half, a.rev, a.m, a.gin, a.x, a.h, a.c, a.h_out,
+                   a.scratch)
     else:
-        cell_step1(a.family, a.p, half, a.npan, a.m, a.gin, a.x, a.h, a.c, a.h_out,
+        cell_step1(a.family, a.p, half, a.npan, a.rev, a.m, a.gin, a.x, a.h, a.c, a.h_out,
                    a.scratch)
 
 
@@ -210,19 +212,19 @@ cdef void project_half(void* arg, int part) noexcept nogil:
                          half if part == 0 else a.npan, a.w, a.x, a.ldx, a.n, a.out)
 
 
-cdef inline void fused_step1(Family family, const CellParams* p, bint split, int m,
-                             const float* gin, const float* x, const float* h, float* c,
-                             float* h_out, float* scratch) noexcept nogil:
-    """The whole fused step: all panels (on two cores when split), then the LSTM's
-    projection, which needs every panel's output."""
+cdef inline void fused_step1(Family family, const CellParams* p, bint split, bint rev,
+                             int m, const float* gin, const float* x, const float* h,
+                             float* c, float* h_out, float* scratch) noexcept nogil:
+    """The whole fused step: all panels (on two cores when split; in descending order
+    when rev), then the LSTM's projection, which needs every panel's output."""
     cdef Step1 args
     cdef int npan = (p.hidden_size + FR_U - 1) // FR_U
     if split and npan > 1:
         args.family, args.p, args.m, args.gin, args.x, args.h = family, p, m, gin, x, h
-        args.c, args.h_out, args.scratch, args.npan = c, h_out, scratch, npan
+        args.c, args.h_out, args.scratch, args.npan, args.rev = c, h_out, scratch, npan, rev
         fr_pool_run(step1_half, &args)
     else:
-        cell_step1(family, p, 0, npan, m, gin, x, h, c, h_out, scratch)
+        cell_step1(family, p, 0, npan, rev, m, gin, x, h, c, h_out, scratch)
     if family == LSTM:
         lstm_project1(p, m, scratch, h_out)
 
@@ -241,8 +243,13 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
                const floating* x, int ldx, floating* h, floating* c,
                floating* out, int ldout,
                floating* gates, int chunk, floating* scratch,
-               floating* state_t, bint split) noexcept nogil:
+               floating* state_t, bint split, int parity) noexcept nogil:
     """Run one direction of one layer over T steps of a (T*B, ldx) input.
+
+    The fused steps walk the panels in ascending and descending order by turns,
+    (parity + t) & 1 deciding, so that the panels of one step's end are still
+    cached at the next step's start (fr_lstm_step1_f32); a stream passes its own count
+    of steps as parity, so that the turns continue from call to call.
 
     h (B, P) and c (B, H) hold the initial state and are advanced in place, so that a
     sequence that stops early keeps its own final state. Step t's output rows go to
@@ -319,7 +326,8 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
             o = out + <Py_ssize_t>t * B * ldout
             if fused:
                 if floating is float:
-                    fused_step1(family, p, split, m, NULL if fused_x else g,
+                    fused_step1(family, p, split, (parity + t) & 1, m,
+                                NULL if fused_x else g,
                                 x + <Py_ssize_t>t * B * ldx, hs, cs, h_next, scratch)
                 if m < B:  # finished sequences keep their final h in both buffers
                     memcpy(h_next + <Py_ssize_t>m * P, hs + <Py_ssize_t>m * P,
@@ -359,6 +367,7 @@ cdef struct Directions:
     float* scratch
     float* state_t
     Py_ssize_t gates_stride, scratch_stride, state_stride
+    int parity
 
 
 cdef void direction_part(void* arg, int d) noexcept nogil:
@@ -370,14 +379,14 @@ cdef void direction_part(void* arg, int d) noexcept nogil:
          a.h_n + <Py_ssize_t>d * a.B * P,
          a.c_n + <Py_ssize_t>d * a.B * p.hidden_size if a.c_n != NULL else NULL,
          a.out + d * P, 2 * P, a.gates + d * a.gates_stride, a.chunk,
-         a.scratch + d * a.scratch_stride, a.state_t + d * a.state_stride, False)
+         a.scratch + d * a.scratch_stride, a.state_t + d * a.state_stride, False, a.parity)
 
 
 cdef void run_stack(Family family, const CellParams* params, int num_layers,
                     int num_directions, int T, int B, const int* batch_sizes,
                     const floating* x, floating* out, floating* h_n, floating* c_n,
                     floating* gates, int chunk, floating* scratch, floating* state_t,
-                    floating* buf_a, floating* buf_b, bint split) noexcept nogil:
+                    floating* buf_a, floating* buf_b, bint split, int parity) noexcept nogil:
     """All layers and directions. Layer l reads layer l-1's output (buf_a / buf_b in
     turn), the last layer writes `out`; h_n, c_n are (L*D, B, P) and (L*D, B, H).
 
@@ -409,6 +418,7 @@ cdef void run_stack(Family family, const CellParams* params, int num_layers,
                 dirs.gates_stride = <Py_ssize_t>chunk * B * gpad
                 dirs.scratch_stride = <Py_ssize_t>B * gpad
                 dirs.state_stride = <Py_ssize_t>B * (P + H)
+                dirs.parity = parity
                 fr_pool_run(direction_part, &dirs)
                 x_l = out_l
                 continue
@@ -420,7 +430,7 @@ cdef void run_stack(Family family, const CellParams* params, int num_layers,
                  c_n + <Py_ssize_t>k * B * p.hidden_size if c_n != NULL else NULL,
                  out_l + d * p.proj_size, num_directions * p.proj_size,
                  gates, chunk, scratch, state_t,
-                 split and _split_pays(p.hidden_size, B))
+                 split and _split_pays(p.hidden_size, B), parity)
         x_l = out_l
 
 
@@ -510,9 +520,10 @@ cdef class Kernel:
 
     cdef void execute(self, int T, int B, int num_directions, const int* bs, void* px,
                       void* pout, void* ph, void* pc, void* pg, int chunk, void* ps,
-                      void* pt, void* pa, void* pb) except *:
+                      void* pt, void* pa, void* pb, int parity=0) except *:
         """run_stack in the kernel's dtype, without the GIL, with flush-to-zero, on two
-        cores when a split is wanted and the helper is free."""
+        cores when a split is wanted and the helper is free. parity: where the
+        alternating panel order stands (a stream's step count; 0 for a sequence)."""
         cdef unsigned int mxcsr
         cdef Family family = <Family>self.family
         cdef bint split = self._want_split(T, B, num_directions) and fr_pool_acquire()
@@ -522,12 +533,12 @@ cdef class Kernel:
                 run_stack(family, self.params, self.num_layers, num_directions, T, B, bs,
                           <const double*>px, <double*>pout, <double*>ph, <double*>pc,
                           <double*>pg, chunk, <double*>ps, <double*>pt, <double*>pa,
-                          <double*>pb, split)
+                          <double*>pb, split, parity)
             else:
                 run_stack(family, self.params, self.num_layers, num_directions, T, B, bs,
                           <const float*>px, <float*>pout, <float*>ph, <float*>pc,
                           <float*>pg, chunk, <float*>ps, <float*>pt, <float*>pa,
-                          <float*>pb, split)
+                          <float*>pb, split, parity)
             fr_ftz_leave(mxcsr)
             if split:
                 fr_pool_release()
@@ -546,6 +557,7 @@ cdef class Stream:
     cdef int typenum
     cdef cnp.ndarray h, c, gates, scratch, state_t, buf_a, buf_b, y
     cdef readonly bint has_c
+    cdef int parity   # steps taken, mod 2: the fused kernel's panel order goes by turns
 
     def __cinit__(self, Kernel kernel, int batch, int input_size, int hidden_size,
                   int output_size, dtype, bint has_c, workspace):
@@ -604,7 +616,8 @@ cdef class Stream:
                             cnp.PyArray_DATA(self.h), _data(self.c),
                             cnp.PyArray_DATA(self.gates), 1, cnp.PyArray_DATA(self.scratch),
                             cnp.PyArray_DATA(self.state_t), _data(self.buf_a),
-                            _data(self.buf_b))
+                            _data(self.buf_b), self.parity)
+        self.parity ^= 1
         if out is not None:
             return out
         return self.y[0, 0].copy() if flat else self.y[0].copy()

@@ -179,29 +179,33 @@ static inline void fr_panel_project_f32(int wt, int G, int K, int npan, int p0, 
 }
 
 /* The fused steps of m <= FR_MAXB sequences, panels [p0, p1): rows of x (m, n_in),
- * gin (m, npan*gates*FR_U, panel order), h (m, K), c (m, H) and h_out (m, H). */
-static inline void fr_lstm_step1_f32(int p0, int p1, int m, int wt, int H, int n_in, int K,
+ * gin (m, npan*gates*FR_U, panel order), h (m, K), c (m, H) and h_out (m, H).
+ * rev: the panels in descending order. Alternating the order from step to step (the
+ * caller's job) lets the panels read last stay in cache for the next step when the
+ * weights are larger than the cache: a plain cyclic walk evicts each panel just
+ * before it is needed again. */
+static inline void fr_lstm_step1_f32(int p0, int p1, int rev, int m, int wt, int H, int n_in, int K,
                                      const void *wx, const float *x, const void *w,
                                      const float *bias, const float *gin, const float *h,
                                      float *c, float *h_out)
 {
-    FR_DISPATCH(lstm_step1_f32, (p0, p1, m, wt, H, n_in, K, wx, x, w, bias, gin, h, c, h_out));
+    FR_DISPATCH(lstm_step1_f32, (p0, p1, rev, m, wt, H, n_in, K, wx, x, w, bias, gin, h, c, h_out));
 }
 
-static inline void fr_gru_step1_f32(int p0, int p1, int m, int wt, int H, int n_in,
+static inline void fr_gru_step1_f32(int p0, int p1, int rev, int m, int wt, int H, int n_in,
                                     const void *wx, const float *x, const void *w,
                                     const float *bias, const float *b_hn, const float *gin,
                                     const float *h, float *h_out)
 {
-    FR_DISPATCH(gru_step1_f32, (p0, p1, m, wt, H, n_in, wx, x, w, bias, b_hn, gin, h, h_out));
+    FR_DISPATCH(gru_step1_f32, (p0, p1, rev, m, wt, H, n_in, wx, x, w, bias, b_hn, gin, h, h_out));
 }
 
-static inline void fr_rnn_step1_f32(int p0, int p1, int m, int wt, int H, int n_in,
+static inline void fr_rnn_step1_f32(int p0, int p1, int rev, int m, int wt, int H, int n_in,
                                     const void *wx, const float *x, const void *w,
                                     const float *bias, const float *gin, int relu,
                                     const float *h, float *h_out)
 {
-    FR_DISPATCH(rnn_step1_f32, (p0, p1, m, wt, H, n_in, wx, x, w, bias, gin, relu, h, h_out));
+    FR_DISPATCH(rnn_step1_f32, (p0, p1, rev, m, wt, H, n_in, wx, x, w, bias, gin, relu, h, h_out));
 }
 
 /* Flush-to-zero and denormals-are-zero for the length of a kernel call: a state

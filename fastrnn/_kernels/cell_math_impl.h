@@ -537,13 +537,14 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(store_units)
 }
 
 static FR_TARGET void FR_NAME(lstm_step1_f32)(
-        int p0, int p1, int m, int wt, int H, int n_in, int K, const void *restrict wx,
+        int p0, int p1, int rev, int m, int wt, int H, int n_in, int K, const void *restrict wx,
         const float *restrict x, const void *restrict w, const float *restrict bias,
         const float *restrict gin, const float *restrict h, float *restrict c,
         float *restrict h_out)
 {
     const int npan = (H + FR_U - 1) / FR_U;
-    for (int p = p0; p < p1; ++p) {
+    for (int q = p0; q < p1; ++q) {
+        const int p = rev ? p1 - 1 - (q - p0) : q;  /* see fr_lstm_step1_f32 */
         const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
         float accs[FR_MAXB * 4 * FR_U], xws[FR_MAXB * 4 * FR_U], xin[4 * FR_U], cb[FR_U],
               hb[FR_U];
@@ -573,13 +574,14 @@ static FR_TARGET void FR_NAME(lstm_step1_f32)(
 }
 
 static FR_TARGET void FR_NAME(gru_step1_f32)(
-        int p0, int p1, int m, int wt, int H, int n_in, const void *restrict wx,
+        int p0, int p1, int rev, int m, int wt, int H, int n_in, const void *restrict wx,
         const float *restrict x, const void *restrict w, const float *restrict bias,
         const float *restrict b_hn, const float *restrict gin, const float *restrict h,
         float *restrict h_out)
 {
     const int npan = (H + FR_U - 1) / FR_U;
-    for (int p = p0; p < p1; ++p) {
+    for (int q = p0; q < p1; ++q) {
+        const int p = rev ? p1 - 1 - (q - p0) : q;  /* see fr_lstm_step1_f32 */
         const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
         float accs[FR_MAXB * 3 * FR_U], xws[FR_MAXB * 3 * FR_U], xin[3 * FR_U], hb[FR_U];
         FR_NAME(panel_matvec_m)(wt, 3, H, p, w, h, H, m, accs, 3 * FR_U);
@@ -606,12 +608,13 @@ static FR_TARGET void FR_NAME(gru_step1_f32)(
 }
 
 static FR_TARGET void FR_NAME(rnn_step1_f32)(
-        int p0, int p1, int m, int wt, int H, int n_in, const void *restrict wx,
+        int p0, int p1, int rev, int m, int wt, int H, int n_in, const void *restrict wx,
         const float *restrict x, const void *restrict w, const float *restrict bias,
         const float *restrict gin, int relu, const float *restrict h, float *restrict h_out)
 {
     const int npan = (H + FR_U - 1) / FR_U;
-    for (int p = p0; p < p1; ++p) {
+    for (int q = p0; q < p1; ++q) {
+        const int p = rev ? p1 - 1 - (q - p0) : q;  /* see fr_lstm_step1_f32 */
         const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
         float accs[FR_MAXB * FR_U], xws[FR_MAXB * FR_U], xin[FR_U], hb[FR_U];
         FR_NAME(panel_matvec_m)(wt, 1, H, p, w, h, H, m, accs, FR_U);
