@@ -4,7 +4,10 @@ At batch 1 a step must read its recurrent weights from cache: its floor is the w
 bytes over the read bandwidth at that working-set size (plus the input projection's
 FLOPs at the FMA peak, for sequences). At large batch the products dominate: the floor
 is the FLOPs over the FMA peak. `fraction` is floor / measured time (1.0: at the
-ceiling).
+ceiling). The model assumes every step reads all its weights at the bandwidth of the
+cache they fit in; the fused kernel's alternating panel order keeps part of weights
+larger than L2 cached between steps, and its products can outrun sgemm, so a fraction
+above 1.0 means fastrnn beats the model, not the machine.
 """
 import time
 
