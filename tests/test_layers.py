@@ -304,6 +304,7 @@ def test_packed_weights_and_buffers_are_cache_line_aligned(weight_dtype, monkeyp
         return real(family, records, *args)
 
     monkeypatch.setattr(layers, "Kernel", spy)
+    monkeypatch.setattr(layers, "FUSED_KERNEL", True)   # packed even under FASTRNN_KERNEL=blas
     for hidden in (37, 64, 100):
         fastrnn.GRU(9, hidden, num_layers=2, weight_dtype=weight_dtype)
         ws = layers._Workspace(fastrnn.LSTM(9, hidden, weight_dtype=weight_dtype), 7, 3)
