@@ -150,7 +150,7 @@ def test_forward_releases_the_gil():
     call returned; with it released the main thread ticks throughout.
     """
     model, _ = make_model("LSTM", 64, 256)
-    x = np.random.default_rng(0).standard_normal((4000, 1, 64)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((16000, 1, 64)).astype(np.float32)
     model(x[:10])
     started, done = threading.Event(), threading.Event()
 
