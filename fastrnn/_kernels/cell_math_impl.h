@@ -536,6 +536,37 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(store_units)
     else { for (int u = 0; u < n; ++u) dst[u] = src[u]; }
 }
 
+/* The products of the fused steps for panels [q0, q1) of a call over [p0, p1) (in
+ * descending order when rev, see fr_lstm_step1_f32): W h into accs and, when wx is
+ * given, W_ih x into xws, each panel's m columns after the previous panel's. With
+ * half-precision weights (products bound by instructions, not by the cache) and one or
+ * two sequences, a group of four panels goes before their cell updates, so that the
+ * updates' long chains (exp, reciprocal, exp again) of different panels overlap one
+ * another instead of each waiting out its own: 10-18% of a step at hidden 64. float32
+ * products wait on the cache, and each panel's update hides behind the next one's
+ * loads (grouping them lost 2-4% there). */
+#define FR_GROUP(wt, m) ((wt) != FR_W_F32 && (m) <= 2 ? 4 : 1)  /* accs holds a group */
+#define FR_PANEL(q) (rev ? p1 - 1 - ((q) - p0) : (q))
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(group_products)(
+        int G, int p0, int p1, int rev, int q0, int q1, int m, int wt, int n_in, int K,
+        const void *restrict wx, const float *restrict x, const void *restrict w,
+        const float *restrict h, float *restrict accs, float *restrict xws)
+{
+    for (int q = q0; q < q1; ++q) {
+        const ptrdiff_t at = (ptrdiff_t)(q - q0) * m * G * FR_U;
+        FR_NAME(panel_matvec_m)(wt, G, K, FR_PANEL(q), w, h, K, m, accs + at, G * FR_U);
+        if (wx != NULL)
+            FR_NAME(panel_matvec_m)(wt, G, n_in, FR_PANEL(q), wx, x, n_in, m, xws + at,
+                                    G * FR_U);
+    }
+}
+
+/* Column b's W_ih x + bias for panel p, the (q - q0)-th of its group. */
+#define FR_XIN(G, q, b)                                                                    \
+    FR_NAME(panel_x)(G, wx != NULL ? xws + ((ptrdiff_t)((q) - q0) * m + (b)) * G * FR_U    \
+                                   : gin + ((ptrdiff_t)(b) * npan + p) * G * FR_U,         \
+                     bias + p * G * FR_U, xin)
+
 static FR_TARGET void FR_NAME(lstm_step1_f32)(
         int p0, int p1, int rev, int m, int wt, int H, int n_in, int K, const void *restrict wx,
         const float *restrict x, const void *restrict w, const float *restrict bias,
@@ -543,32 +574,31 @@ static FR_TARGET void FR_NAME(lstm_step1_f32)(
         float *restrict h_out)
 {
     const int npan = (H + FR_U - 1) / FR_U;
-    for (int q = p0; q < p1; ++q) {
-        const int p = rev ? p1 - 1 - (q - p0) : q;  /* see fr_lstm_step1_f32 */
-        const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
-        float accs[FR_MAXB * 4 * FR_U], xws[FR_MAXB * 4 * FR_U], xin[4 * FR_U], cb[FR_U],
-              hb[FR_U];
-        FR_NAME(panel_matvec_m)(wt, 4, K, p, w, h, K, m, accs, 4 * FR_U);
-        if (wx != NULL)
-            FR_NAME(panel_matvec_m)(wt, 4, n_in, p, wx, x, n_in, m, xws, 4 * FR_U);
-        for (int b = 0; b < m; ++b) {
-            const float *acc = accs + b * 4 * FR_U;
-            FR_NAME(panel_x)(4, wx != NULL ? xws + b * 4 * FR_U
-                                         : gin + ((ptrdiff_t)b * npan + p) * 4 * FR_U,
-                             bias + p * 4 * FR_U, xin);
-            FR_NAME(load_units)(n, c + (ptrdiff_t)b * H + j0, cb);
-            for (int s = 0; s < FR_S; ++s) {
-                const int u = s * FR_L;
-                FR_VF i_ = FR_NAME(vsigmoid)(FR_LD(xin + u) + FR_LD(acc + u));
-                FR_VF f_ = FR_NAME(vsigmoid)(FR_LD(xin + FR_U + u) + FR_LD(acc + FR_U + u));
-                FR_VF g_ = FR_NAME(vtanh)(FR_LD(xin + 2 * FR_U + u) + FR_LD(acc + 2 * FR_U + u));
-                FR_VF o_ = FR_NAME(vsigmoid)(FR_LD(xin + 3 * FR_U + u) + FR_LD(acc + 3 * FR_U + u));
-                FR_VF c_ = f_ * FR_LD(cb + u) + i_ * g_;
-                FR_ST(cb + u, c_);
-                FR_ST(hb + u, o_ * FR_NAME(vtanh)(c_));
+    for (int q0 = p0; q0 < p1; q0 += FR_GROUP(wt, m)) {
+        const int q1 = q0 + FR_GROUP(wt, m) < p1 ? q0 + FR_GROUP(wt, m) : p1;
+        float accs[FR_MAXB * 4 * FR_U], xws[FR_MAXB * 4 * FR_U];
+        FR_NAME(group_products)(4, p0, p1, rev, q0, q1, m, wt, n_in, K, wx, x, w, h, accs, xws);
+        for (int q = q0; q < q1; ++q) {
+            const int p = FR_PANEL(q);
+            const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
+            float xin[4 * FR_U], cb[FR_U], hb[FR_U];
+            for (int b = 0; b < m; ++b) {
+                const float *acc = accs + ((ptrdiff_t)(q - q0) * m + b) * 4 * FR_U;
+                FR_XIN(4, q, b);
+                FR_NAME(load_units)(n, c + (ptrdiff_t)b * H + j0, cb);
+                for (int s = 0; s < FR_S; ++s) {
+                    const int u = s * FR_L;
+                    FR_VF i_ = FR_NAME(vsigmoid)(FR_LD(xin + u) + FR_LD(acc + u));
+                    FR_VF f_ = FR_NAME(vsigmoid)(FR_LD(xin + FR_U + u) + FR_LD(acc + FR_U + u));
+                    FR_VF g_ = FR_NAME(vtanh)(FR_LD(xin + 2 * FR_U + u) + FR_LD(acc + 2 * FR_U + u));
+                    FR_VF o_ = FR_NAME(vsigmoid)(FR_LD(xin + 3 * FR_U + u) + FR_LD(acc + 3 * FR_U + u));
+                    FR_VF c_ = f_ * FR_LD(cb + u) + i_ * g_;
+                    FR_ST(cb + u, c_);
+                    FR_ST(hb + u, o_ * FR_NAME(vtanh)(c_));
+                }
+                FR_NAME(store_units)(n, cb, c + (ptrdiff_t)b * H + j0);
+                FR_NAME(store_units)(n, hb, h_out + (ptrdiff_t)b * H + j0);
             }
-            FR_NAME(store_units)(n, cb, c + (ptrdiff_t)b * H + j0);
-            FR_NAME(store_units)(n, hb, h_out + (ptrdiff_t)b * H + j0);
         }
     }
 }
@@ -580,29 +610,29 @@ static FR_TARGET void FR_NAME(gru_step1_f32)(
         float *restrict h_out)
 {
     const int npan = (H + FR_U - 1) / FR_U;
-    for (int q = p0; q < p1; ++q) {
-        const int p = rev ? p1 - 1 - (q - p0) : q;  /* see fr_lstm_step1_f32 */
-        const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
-        float accs[FR_MAXB * 3 * FR_U], xws[FR_MAXB * 3 * FR_U], xin[3 * FR_U], hb[FR_U];
-        FR_NAME(panel_matvec_m)(wt, 3, H, p, w, h, H, m, accs, 3 * FR_U);
-        if (wx != NULL)
-            FR_NAME(panel_matvec_m)(wt, 3, n_in, p, wx, x, n_in, m, xws, 3 * FR_U);
-        for (int b = 0; b < m; ++b) {
-            const float *acc = accs + b * 3 * FR_U;
-            FR_NAME(panel_x)(3, wx != NULL ? xws + b * 3 * FR_U
-                                         : gin + ((ptrdiff_t)b * npan + p) * 3 * FR_U,
-                             bias + p * 3 * FR_U, xin);
-            FR_NAME(load_units)(n, h + (ptrdiff_t)b * H + j0, hb);
-            for (int s = 0; s < FR_S; ++s) {
-                const int u = s * FR_L;
-                FR_VF r = FR_NAME(vsigmoid)(FR_LD(xin + u) + FR_LD(acc + u));
-                FR_VF z = FR_NAME(vsigmoid)(FR_LD(xin + FR_U + u) + FR_LD(acc + FR_U + u));
-                FR_VF nn = FR_NAME(vtanh)(FR_LD(xin + 2 * FR_U + u) + r * (
-                    FR_LD(acc + 2 * FR_U + u) + FR_LD(b_hn + p * FR_U + u)));
-                /* torch's form, (h - n) * z + n */
-                FR_ST(hb + u, (FR_LD(hb + u) - nn) * z + nn);
+    for (int q0 = p0; q0 < p1; q0 += FR_GROUP(wt, m)) {
+        const int q1 = q0 + FR_GROUP(wt, m) < p1 ? q0 + FR_GROUP(wt, m) : p1;
+        float accs[FR_MAXB * 4 * FR_U], xws[FR_MAXB * 4 * FR_U];
+        FR_NAME(group_products)(3, p0, p1, rev, q0, q1, m, wt, n_in, H, wx, x, w, h, accs, xws);
+        for (int q = q0; q < q1; ++q) {
+            const int p = FR_PANEL(q);
+            const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
+            float xin[3 * FR_U], hb[FR_U];
+            for (int b = 0; b < m; ++b) {
+                const float *acc = accs + ((ptrdiff_t)(q - q0) * m + b) * 3 * FR_U;
+                FR_XIN(3, q, b);
+                FR_NAME(load_units)(n, h + (ptrdiff_t)b * H + j0, hb);
+                for (int s = 0; s < FR_S; ++s) {
+                    const int u = s * FR_L;
+                    FR_VF r = FR_NAME(vsigmoid)(FR_LD(xin + u) + FR_LD(acc + u));
+                    FR_VF z = FR_NAME(vsigmoid)(FR_LD(xin + FR_U + u) + FR_LD(acc + FR_U + u));
+                    FR_VF nn = FR_NAME(vtanh)(FR_LD(xin + 2 * FR_U + u) + r * (
+                        FR_LD(acc + 2 * FR_U + u) + FR_LD(b_hn + p * FR_U + u)));
+                    /* torch's form, (h - n) * z + n */
+                    FR_ST(hb + u, (FR_LD(hb + u) - nn) * z + nn);
+                }
+                FR_NAME(store_units)(n, hb, h_out + (ptrdiff_t)b * H + j0);
             }
-            FR_NAME(store_units)(n, hb, h_out + (ptrdiff_t)b * H + j0);
         }
     }
 }
@@ -613,27 +643,30 @@ static FR_TARGET void FR_NAME(rnn_step1_f32)(
         const float *restrict gin, int relu, const float *restrict h, float *restrict h_out)
 {
     const int npan = (H + FR_U - 1) / FR_U;
-    for (int q = p0; q < p1; ++q) {
-        const int p = rev ? p1 - 1 - (q - p0) : q;  /* see fr_lstm_step1_f32 */
-        const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
-        float accs[FR_MAXB * FR_U], xws[FR_MAXB * FR_U], xin[FR_U], hb[FR_U];
-        FR_NAME(panel_matvec_m)(wt, 1, H, p, w, h, H, m, accs, FR_U);
-        if (wx != NULL)
-            FR_NAME(panel_matvec_m)(wt, 1, n_in, p, wx, x, n_in, m, xws, FR_U);
-        for (int b = 0; b < m; ++b) {
-            const float *acc = accs + b * FR_U;
-            FR_NAME(panel_x)(1, wx != NULL ? xws + b * FR_U
-                                         : gin + ((ptrdiff_t)b * npan + p) * FR_U,
-                             bias + p * FR_U, xin);
-            for (int s = 0; s < FR_S; ++s) {
-                const int u = s * FR_L;
-                FR_VF a = FR_LD(xin + u) + FR_LD(acc + u);
-                FR_ST(hb + u, relu ? FR_NAME(vsel)(a > 0.0f, a, (FR_VF){0}) : FR_NAME(vtanh)(a));
+    for (int q0 = p0; q0 < p1; q0 += FR_GROUP(wt, m)) {
+        const int q1 = q0 + FR_GROUP(wt, m) < p1 ? q0 + FR_GROUP(wt, m) : p1;
+        float accs[FR_MAXB * 4 * FR_U], xws[FR_MAXB * 4 * FR_U];
+        FR_NAME(group_products)(1, p0, p1, rev, q0, q1, m, wt, n_in, H, wx, x, w, h, accs, xws);
+        for (int q = q0; q < q1; ++q) {
+            const int p = FR_PANEL(q);
+            const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
+            float xin[FR_U], hb[FR_U];
+            for (int b = 0; b < m; ++b) {
+                const float *acc = accs + ((ptrdiff_t)(q - q0) * m + b) * FR_U;
+                FR_XIN(1, q, b);
+                for (int s = 0; s < FR_S; ++s) {
+                    const int u = s * FR_L;
+                    FR_VF a = FR_LD(xin + u) + FR_LD(acc + u);
+                    FR_ST(hb + u, relu ? FR_NAME(vsel)(a > 0.0f, a, (FR_VF){0}) : FR_NAME(vtanh)(a));
+                }
+                FR_NAME(store_units)(n, hb, h_out + (ptrdiff_t)b * H + j0);
             }
-            FR_NAME(store_units)(n, hb, h_out + (ptrdiff_t)b * H + j0);
         }
     }
 }
+#undef FR_GROUP
+#undef FR_PANEL
+#undef FR_XIN
 
 /* This header is included once per instruction set; its parameters end here. */
 #undef FR_TARGET
