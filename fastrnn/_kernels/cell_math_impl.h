@@ -361,7 +361,11 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
 #define FR_MV_GPG(NB) (FR_MV_REGS / (((NB) + 1) * FR_S) < 1 ? 1                          \
                        : FR_MV_REGS / (((NB) + 1) * FR_S) > 4 ? 4                           \
                        : FR_MV_REGS / (((NB) + 1) * FR_S))
-#define FR_PANEL_MV(SUFFIX, WT, LOAD, NB)                                                   \
+/* One body for every storage: the k loop steps by KSTEP rows of LOAD(p, j) weight
+ * vectors, j < KSTEP (bfloat16 pairs hold two k per word: see panel_matvec_bf16),
+ * each row widened once into registers, then multiplied into every column with one
+ * broadcast of h per column. */
+#define FR_PANEL_MV(SUFFIX, WT, LOAD, KSTEP, NB)                                            \
 static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##SUFFIX##_##NB)( \
         int G, int K, const WT *restrict wp, const float *restrict h, int ldh,              \
         float *restrict acc, int lda)                                                       \
@@ -373,48 +377,14 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##S
         FR_VF a[NB][gpg * FR_S];                                                            \
         for (int b = 0; b < NB; ++b)                                                        \
             for (int i = 0; i < nv; ++i) a[b][i] = (FR_VF){0};                              \
-        for (int k = 0; k < K; ++k) {                                                       \
-            const WT *restrict w = wp + (ptrdiff_t)k * G * FR_U + g0 * FR_U;                \
-            FR_VF wv[gpg * FR_S];                                                           \
-            for (int i = 0; i < nv; ++i) wv[i] = LOAD(w + i * FR_L);                        \
-            for (int b = 0; b < NB; ++b) {                                                  \
-                const FR_VF x = (FR_VF){0} + h[(ptrdiff_t)b * ldh + k];                     \
-                for (int i = 0; i < nv; ++i) a[b][i] += wv[i] * x;                          \
-            }                                                                               \
-        }                                                                                   \
-        for (int b = 0; b < NB; ++b)                                                        \
-            for (int i = 0; i < nv; ++i)                                                    \
-                FR_ST(acc + (ptrdiff_t)b * lda + g0 * FR_U + i * FR_L, a[b][i]);            \
-    }                                                                                       \
-}
-/* bfloat16 pairs (see panel_matvec_bf16) for NB columns: per pair of k, the words of
- * the pass's gates give both k's weights, each multiplied into every column, the even
- * k's first (widened once into registers, then one broadcast of h per column: as fast
- * as float32, where widening inside the column loop ran at 0.8 of it). */
-#define FR_PANEL_MV_BF16(NB)                                                                \
-static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_bf16_##NB)(    \
-        int G, int K, const uint32_t *restrict wp, const float *restrict h, int ldh,        \
-        float *restrict acc, int lda)                                                       \
-{                                                                                           \
-    enum { gpg = FR_MV_GPG(NB) };                                                           \
-    _Pragma("GCC unroll 4")                                                                 \
-    for (int g0 = 0; g0 < G; g0 += gpg) {                                                   \
-        const int nv = (G - g0 < gpg ? G - g0 : gpg) * FR_S;                                \
-        FR_VF a[NB][gpg * FR_S];                                                            \
-        for (int b = 0; b < NB; ++b)                                                        \
-            for (int i = 0; i < nv; ++i) a[b][i] = (FR_VF){0};                              \
-        for (int k = 0; k < K; k += 2) {                                                    \
-            const uint32_t *restrict w = wp + (ptrdiff_t)(k / 2) * G * FR_U + g0 * FR_U;    \
-            FR_VF wv[gpg * FR_S];                                                           \
-            for (int i = 0; i < nv; ++i) wv[i] = FR_PAIR_LO(w + i * FR_L);                  \
-            for (int b = 0; b < NB; ++b) {                                                  \
-                const FR_VF x = (FR_VF){0} + h[(ptrdiff_t)b * ldh + k];                     \
-                for (int i = 0; i < nv; ++i) a[b][i] += wv[i] * x;                          \
-            }                                                                               \
-            if (k + 1 < K) {                                                                \
-                for (int i = 0; i < nv; ++i) wv[i] = FR_PAIR_HI(w + i * FR_L);              \
+        for (int k = 0; k < K; k += KSTEP) {                                                \
+            const WT *restrict w = wp + (ptrdiff_t)(k / KSTEP) * G * FR_U + g0 * FR_U;      \
+            for (int j = 0; j < KSTEP; ++j) {                                               \
+                if (k + j == K) break;  /* an odd K's last pair holds one k */              \
+                FR_VF wv[gpg * FR_S];                                                       \
+                for (int i = 0; i < nv; ++i) wv[i] = LOAD(w + i * FR_L, j);                 \
                 for (int b = 0; b < NB; ++b) {                                              \
-                    const FR_VF x = (FR_VF){0} + h[(ptrdiff_t)b * ldh + k + 1];             \
+                    const FR_VF x = (FR_VF){0} + h[(ptrdiff_t)b * ldh + k + j];             \
                     for (int i = 0; i < nv; ++i) a[b][i] += wv[i] * x;                      \
                 }                                                                           \
             }                                                                               \
@@ -424,21 +394,25 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_bf1
                 FR_ST(acc + (ptrdiff_t)b * lda + g0 * FR_U + i * FR_L, a[b][i]);            \
     }                                                                                       \
 }
-FR_PANEL_MV(f32, float, FR_LD, 2)
-FR_PANEL_MV(f16, uint16_t, FR_NAME(load_f16), 2)
-FR_PANEL_MV_BF16(2)
+#define FR_MV_F32(p, j) FR_LD(p)
+#define FR_MV_F16(p, j) FR_NAME(load_f16)(p)
+#define FR_MV_BF16(p, j) ((j) ? FR_PAIR_HI(p) : FR_PAIR_LO(p))
+#define FR_PANEL_MVS(NB)                                                                    \
+    FR_PANEL_MV(f32, float, FR_MV_F32, 1, NB)                                               \
+    FR_PANEL_MV(f16, uint16_t, FR_MV_F16, 1, NB)                                            \
+    FR_PANEL_MV(bf16, uint32_t, FR_MV_BF16, 2, NB)
+FR_PANEL_MVS(2)
 #if FR_NB >= 4
-FR_PANEL_MV(f32, float, FR_LD, 4)
-FR_PANEL_MV(f16, uint16_t, FR_NAME(load_f16), 4)
-FR_PANEL_MV_BF16(4)
+FR_PANEL_MVS(4)
 #endif
 #if FR_NB >= 6
-FR_PANEL_MV(f32, float, FR_LD, 6)
-FR_PANEL_MV(f16, uint16_t, FR_NAME(load_f16), 6)
-FR_PANEL_MV_BF16(6)
+FR_PANEL_MVS(6)
 #endif
 #undef FR_PANEL_MV
-#undef FR_PANEL_MV_BF16
+#undef FR_PANEL_MVS
+#undef FR_MV_F32
+#undef FR_MV_F16
+#undef FR_MV_BF16
 #undef FR_MV_GPG
 
 #define FR_MV_BLOCK(NB, WHILE)                                                             \
