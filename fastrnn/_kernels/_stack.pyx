@@ -159,6 +159,16 @@ cdef inline void cell_step(Family family, const CellParams* p, bint fm, int m,
         rnn_step(p, fm, m, gates, ldg, h, c, ldb, scratch)
 
 
+cdef inline int num_panels(const CellParams* p) noexcept nogil:
+    return (p.hidden_size + FR_U - 1) // FR_U
+
+
+cdef inline int panel_rows(const CellParams* p) noexcept nogil:
+    """Gate rows of one sequence in panel order: hidden padded to whole panels (the
+    fused path's hoisted projection; layers.py sizes the workspace for it)."""
+    return num_panels(p) * FR_U * (p.gate_rows // p.hidden_size)
+
+
 cdef inline void cell_step1(Family family, const CellParams* p, int p0, int p1, bint rev,
                             int m, const float* gin, const float* x, const float* h,
                             float* c, float* h_out, float* scratch) noexcept nogil:
@@ -218,7 +228,7 @@ cdef inline void fused_step1(Family family, const CellParams* p, bint split, bin
     """The whole fused step: all panels (on two cores when split; in descending order
     when rev), then the LSTM's projection, which needs every panel's output."""
     cdef Step1 args
-    cdef int npan = (p.hidden_size + FR_U - 1) // FR_U
+    cdef int npan = num_panels(p)
     if split and npan > 1:
         args.family, args.p, args.m, args.gin, args.x, args.h = family, p, m, gin, x, h
         args.c, args.h_out, args.scratch, args.npan, args.rev = c, h_out, scratch, npan, rev
@@ -275,7 +285,7 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
     # reads W_ih once for all its steps
     cdef bint fused_x = fused and (T == 1 or B >= _fused_x_min_batch)
     # gate rows of the hoisted projection: panel order, padded to whole panels, when fused
-    cdef int row = (H + FR_U - 1) // FR_U * FR_U * (G // H) if fused else G
+    cdef int row = panel_rows(p) if fused else G
     cdef int ldg = chunk * B if fm else row
     cdef floating* hs = state_t if fm else h
     cdef floating* cs = (state_t + <Py_ssize_t>P * B) if fm else c
@@ -303,7 +313,7 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
         elif fused:  # gates[s*B + b] = W_ih x[t0 + s, b] in panel order, from W_ih's panels
             if floating is float:
                 proj.wt, proj.G, proj.K = p.panel_dtype, p.gate_rows // H, p.input_size
-                proj.npan, proj.ldx, proj.n = (H + FR_U - 1) // FR_U, ldx, (t1 - t0) * B
+                proj.npan, proj.ldx, proj.n = num_panels(p), ldx, (t1 - t0) * B
                 proj.w, proj.x, proj.out = p.w_ih_panels, x + <Py_ssize_t>t0 * B * ldx, gates
                 if split:  # the helper projects half of the panels, then stays for the steps
                     fr_pool_run(project_half, &proj)
@@ -404,7 +414,7 @@ cdef void run_stack(Family family, const CellParams* params, int num_layers,
     cdef Directions dirs
     cdef int H = params[0].hidden_size
     cdef int P = params[0].proj_size
-    cdef int gpad = (H + FR_U - 1) // FR_U * FR_U * (params[0].gate_rows // H)
+    cdef int gpad = panel_rows(&params[0])
     for l in range(num_layers):
         out_l = out if l == num_layers - 1 else (buf_a if l % 2 == 0 else buf_b)
         if floating is float:
