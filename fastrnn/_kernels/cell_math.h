@@ -30,7 +30,7 @@ enum { FR_W_F32 = 0, FR_W_F16 = 1, FR_W_BF16 = 2 };
 
 /* Scalar form, for the row / column loops that gcc vectorises itself; the fused
  * kernels use its lane-by-lane twin vexp in cell_math_impl.h (the same constants:
- * change both together). */
+ * change both together; on AVX-512 vexp reduces to 2^f instead, see there). */
 static inline float fr_expf(float x)
 {
     /* clamp so that 2^n stays a normal float: exp(-87.3) ~ 1.2e-38 */
@@ -74,6 +74,8 @@ static inline float fr_tanhf(float x)
 #define FR_VMIN(a, b) ((FR_VF)_mm512_min_ps((__m512)(a), (__m512)(b)))
 #define FR_VROUND(a) ((FR_VF)_mm512_roundscale_ps((__m512)(a), _MM_FROUND_TO_NEAREST_INT))
 #define FR_VSCALEF(a, n) ((FR_VF)_mm512_scalef_ps((__m512)(a), (__m512)(n)))
+/* a - floor(a) (imm 0x09: no fraction bits kept, round down, no precision exception) */
+#define FR_VREDUCE(a) ((FR_VF)_mm512_reduce_ps((__m512)(a), 0x09))
 /* rcp14 and one Newton step: within 2 ulp of 1/d, exact for powers of two (AVX2's
  * 12-bit rcpps is not, even after the step: tanh(0) would be 3e-8, so AVX2 divides) */
 #define FR_VRCP(a) ((FR_VF)_mm512_rcp14_ps((__m512)(a)))

@@ -165,7 +165,13 @@ static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(vsel)(FR_VI
  * the ISA has them (cell_math.h), min / max clamp (operands ordered so that a NaN
  * passes through), one rounding instruction replaces the magic-number pair and
  * AVX-512's scalef applies 2^n: the same values in fewer instructions, which counts
- * at large batch, where the nonlinearities are a tenth of a step. */
+ * at large batch, where the nonlinearities are a tenth of a step.
+ * AVX-512 goes further (FR_VREDUCE): y = x log2(e), f = y - floor(y) in [0, 1) by one
+ * reduce instruction, 2^f by a degree-6 minimax polynomial (relative error 2e-9 in
+ * exact arithmetic, 8e-8 in float32 Horner) and scalef, which applies 2^floor(y)
+ * itself: 11 instructions where the form above takes 15 (a bfloat16 step at hidden 64
+ * ran 8% faster). Rounding y to float costs exp a relative 4e-8 |y|, which sigmoid and
+ * tanh scale down by their own e^-|x|: their error stays that of the test's 2.5e-7. */
 static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(vexp)(FR_VF x)
 {
     const FR_VF lo = (FR_VF){0} - 87.3f, hi = (FR_VF){0} + 88.3f;
@@ -175,6 +181,18 @@ static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(vexp)(FR_VF
     x = FR_NAME(vsel)(x < lo, lo, x);
     x = FR_NAME(vsel)(x > hi, hi, x);
 #endif
+#ifdef FR_VREDUCE
+    const FR_VF y = x * 1.44269504088896341f;
+    const FR_VF f = FR_VREDUCE(y);
+    FR_VF q = (FR_VF){0} + 2.1703421576e-4f;
+    q = q * f + 1.2439797539e-3f;
+    q = q * f + 9.6787693094e-3f;
+    q = q * f + 5.5483416052e-2f;
+    q = q * f + 2.4022980764e-1f;
+    q = q * f + 6.9314698782e-1f;
+    q = q * f + 1.0000000017f;
+    return FR_VSCALEF(q, y);
+#else
 #ifdef FR_VROUND
     FR_VF n = FR_VROUND(x * 1.44269504088896341f);
 #else
@@ -194,6 +212,7 @@ static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(vexp)(FR_VF
 #else
     FR_VI e = (__builtin_convertvector(n, FR_VI) + 127) << 23;
     return p * (FR_VF)e;
+#endif
 #endif
 }
 
@@ -655,6 +674,7 @@ static FR_TARGET void FR_NAME(rnn_step1_f32)(
 #undef FR_VMIN
 #undef FR_VROUND
 #undef FR_VSCALEF
+#undef FR_VREDUCE
 #undef FR_VRCP
 #undef FR_PAIR_HI
 #undef FR_VF
