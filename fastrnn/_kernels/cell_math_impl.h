@@ -155,6 +155,10 @@ typedef int32_t FR_NAME(vi) __attribute__((vector_size(FR_VBYTES)));
 #define FR_S (FR_U / FR_L)        /* vectors per gate of a panel */
 #define FR_LD(p) (*(const FR_VFU *)(p))
 #define FR_ST(p, v) (*(FR_VFU *)(p) = (v))
+/* A scalar in every lane. Written s - 0, which the compiler may fold to s for every s
+ * (-0 included), so that it becomes one broadcast from memory; 0 + s may not fold
+ * (it turns -0 into +0) and cost a scalar add and a register broadcast per k. */
+#define FR_SPLAT(s) ((s) - (FR_VF){0})
 
 static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(vsel)(FR_VI m, FR_VF a, FR_VF b)
 {
@@ -291,14 +295,14 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
     int k = 0;                                                                             \
     for (; k + unroll <= K; k += unroll) {                                                 \
         for (int v = 0; v < unroll; ++v) {                                                 \
-            const FR_VF x = (FR_VF){0} + h[k + v];                                         \
+            const FR_VF x = FR_SPLAT(h[k + v]);                                         \
             const WT *restrict w = wp + (ptrdiff_t)(k + v) * G * FR_U;                     \
             for (int i = 0; i < per_k; ++i)                                                \
                 a[v * per_k + i] += LOAD(w + i * FR_L) * x;                                \
         }                                                                                  \
     }                                                                                      \
     for (; k < K; ++k) {                                                                   \
-        const FR_VF x = (FR_VF){0} + h[k];                                                 \
+        const FR_VF x = FR_SPLAT(h[k]);                                                 \
         const WT *restrict w = wp + (ptrdiff_t)k * G * FR_U;                               \
         for (int i = 0; i < per_k; ++i)                                                    \
             a[i] += LOAD(w + i * FR_L) * x;                                                \
@@ -332,7 +336,7 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
     for (int i = 0; i < per_k + odd; ++i) a[i] = (FR_VF){0};
     int kk = 0;
     for (; 2 * kk + 1 < K; ++kk) {
-        const FR_VF x0 = (FR_VF){0} + h[2 * kk], x1 = (FR_VF){0} + h[2 * kk + 1];
+        const FR_VF x0 = FR_SPLAT(h[2 * kk]), x1 = FR_SPLAT(h[2 * kk + 1]);
         const uint32_t *restrict w = wp + (ptrdiff_t)kk * G * FR_U;
         for (int i = 0; i < per_k; ++i) {
             a[i] += FR_PAIR_LO(w + i * FR_L) * x0;
@@ -340,7 +344,7 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
         }
     }
     if (K & 1) {
-        const FR_VF x0 = (FR_VF){0} + h[K - 1];
+        const FR_VF x0 = FR_SPLAT(h[K - 1]);
         const uint32_t *restrict w = wp + (ptrdiff_t)kk * G * FR_U;
         for (int i = 0; i < per_k; ++i)
             a[i] += FR_PAIR_LO(w + i * FR_L) * x0;
@@ -403,7 +407,7 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##S
                 FR_VF wv[gpg * FR_S];                                                       \
                 for (int i = 0; i < nv; ++i) wv[i] = LOAD(w + i * FR_L, j);                 \
                 for (int b = 0; b < NB; ++b) {                                              \
-                    const FR_VF x = (FR_VF){0} + h[(ptrdiff_t)b * ldh + k + j];             \
+                    const FR_VF x = FR_SPLAT(h[(ptrdiff_t)b * ldh + k + j]);                   \
                     for (int i = 0; i < nv; ++i) a[b][i] += wv[i] * x;                      \
                 }                                                                           \
             }                                                                               \
@@ -684,3 +688,4 @@ static FR_TARGET void FR_NAME(rnn_step1_f32)(
 #undef FR_S
 #undef FR_LD
 #undef FR_ST
+#undef FR_SPLAT
