@@ -295,14 +295,14 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
     int k = 0;                                                                             \
     for (; k + unroll <= K; k += unroll) {                                                 \
         for (int v = 0; v < unroll; ++v) {                                                 \
-            const FR_VF x = FR_SPLAT(h[k + v]);                                         \
+            const FR_VF x = FR_SPLAT(h[k + v]);                                            \
             const WT *restrict w = wp + (ptrdiff_t)(k + v) * G * FR_U;                     \
             for (int i = 0; i < per_k; ++i)                                                \
                 a[v * per_k + i] += LOAD(w + i * FR_L) * x;                                \
         }                                                                                  \
     }                                                                                      \
     for (; k < K; ++k) {                                                                   \
-        const FR_VF x = FR_SPLAT(h[k]);                                                 \
+        const FR_VF x = FR_SPLAT(h[k]);                                                    \
         const WT *restrict w = wp + (ptrdiff_t)k * G * FR_U;                               \
         for (int i = 0; i < per_k; ++i)                                                    \
             a[i] += LOAD(w + i * FR_L) * x;                                                \
@@ -407,7 +407,7 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##S
                 FR_VF wv[gpg * FR_S];                                                       \
                 for (int i = 0; i < nv; ++i) wv[i] = LOAD(w + i * FR_L, j);                 \
                 for (int b = 0; b < NB; ++b) {                                              \
-                    const FR_VF x = FR_SPLAT(h[(ptrdiff_t)b * ldh + k + j]);                   \
+                    const FR_VF x = FR_SPLAT(h[(ptrdiff_t)b * ldh + k + j]);                \
                     for (int i = 0; i < nv; ++i) a[b][i] += wv[i] * x;                      \
                 }                                                                           \
             }                                                                               \
