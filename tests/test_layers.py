@@ -287,6 +287,37 @@ def test_fused_small_batch_matches_blas_path(batch, mode, proj, weight_dtype, rn
     np.testing.assert_allclose(stream, model(x)[0], atol=2e-6)
 
 
+@pytest.mark.parametrize("weight_dtype", [None, "bfloat16"])
+@pytest.mark.parametrize("mode,proj,bidir", [("LSTM", 0, True), ("LSTM", 4, False),
+                                             ("GRU", 0, True), ("RNN_TANH", 0, False)])
+def test_batch_above_fused_limit_runs_in_groups(mode, proj, bidir, weight_dtype, rng):
+    """A batch larger than one fused call takes runs as near-equal groups through the
+    fused kernel where that kernel is the default up to its limit: the same outputs and
+    final states as the whole batch through BLAS, with unsorted lengths (each group's
+    running prefix differs), an initial state and two layers."""
+    kwargs = {"proj_size": proj} if proj else {}
+    model, _ = make_model(mode, 9, 37, num_layers=2, bidirectional=bidir,
+                          scale=37 ** -0.5, weight_dtype=weight_dtype, **kwargs)
+    B, D, P = 130, 2 if bidir else 1, proj or 37
+    x = rng.standard_normal((12, B, 9)).astype(np.float32)
+    lengths = rng.integers(1, 13, size=B)
+    h0 = rng.standard_normal((2 * D, B, P)).astype(np.float32)
+    hx = (h0, rng.standard_normal((2 * D, B, 37)).astype(np.float32)) if mode == "LSTM" else h0
+    with kernel_settings() as kernels:
+        kernels.set_fused_max_batch(64)
+        assert model._batch_groups(B) == [(0, 43), (43, 86), (86, 130)]
+        grouped = model(x, hx, lengths=lengths)
+        kernels.set_fused_max_batch(0)
+        assert model._batch_groups(B) is None
+        blas = model(x, hx, lengths=lengths)
+        kernels.set_fused_max_batch(32)   # a lower limit (AVX2's kind): BLAS takes it
+        assert model._batch_groups(B) is None
+    np.testing.assert_allclose(grouped[0], blas[0], atol=3e-6)
+    states = zip(*(r[1] if mode == "LSTM" else (r[1],) for r in (grouped, blas)))
+    for g, b in states:
+        np.testing.assert_allclose(g, b, atol=3e-6)
+
+
 def test_fused_max_batch_bounds():
     from fastrnn._kernels import _stack
     with pytest.raises(ValueError, match=r"n must lie in \[0, 64\]"):

@@ -92,9 +92,10 @@ def test_random_configurations_match_torch(torch, seed):
 
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
-@pytest.mark.parametrize("batch", [1, 64])
+@pytest.mark.parametrize("batch", [1, 64, 100])
 def test_long_sequences_float32(torch, mode, batch):
-    """T = 1000 at hidden 128: float32 drift stays within 3e-5 of torch."""
+    """T = 1000 at hidden 128: float32 drift stays within 3e-5 of torch (batch 100:
+    two groups of 50 through the fused kernel where its limit is 64)."""
     torch.manual_seed(0)
     module = getattr(torch.nn, mode)(64, 128, num_layers=2)
     model = fastrnn.from_torch(module)

@@ -116,6 +116,8 @@ _fused_max_batch_from_environment()
 
 # Hidden units per panel of the fused batch-1 kernel's packed weights.
 PANEL_UNITS = FR_U
+# Most sequences one fused call advances (set_fused_max_batch's bound).
+FUSED_BATCH_LIMIT = FR_MAXB
 
 
 def isa():
