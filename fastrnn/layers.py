@@ -189,15 +189,26 @@ class _RNNBase:
     # -- weights -----------------------------------------------------------------------
 
     def _init_weights(self, seed=None):
-        """torch's default initialisation: U(-1/sqrt(hidden_size), 1/sqrt(hidden_size))."""
+        """torch's default initialisation: U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)),
+        packed on first use (_ready_kernel): loading a checkpoint, which replaces them
+        unseen, then packs once, not twice."""
         rng = np.random.default_rng(seed)
         k = 1.0 / math.sqrt(self.hidden_size)
         self._params = OrderedDict(
-            (name, _round_weights(rng.uniform(-k, k, size=shape).astype(self.dtype),
-                                  self.weight_dtype))
+            (name, _round_weights(
+                (rng.random(size=shape, dtype=self.dtype) * (2 * k) - k).astype(self.dtype),
+                self.weight_dtype))
             for name, shape in self._expected_shapes().items()
         )
-        self._pack()
+        self._kernel = None
+
+    def _ready_kernel(self):
+        """The packed kernel, packing the weights first if they are not yet."""
+        kernel = self._kernel
+        if kernel is None:   # two threads may both pack here: the same weights, either wins
+            self._pack()
+            kernel = self._kernel
+        return kernel
 
     def load_state_dict(self, state_dict, strict=True):
         """Load torch-named weights (numpy arrays or torch tensors).
@@ -423,10 +434,11 @@ class _RNNBase:
         """The kernel over validated, contiguous arrays, in a workspace of this shape."""
         steps, batch = x.shape[0], x.shape[1]
         if batch:
+            kernel = self._ready_kernel()
             ws = self._take_workspace(steps, batch)
             try:
-                self._kernel.forward(x, out, h_n, c_n, batch_sizes, ws.gates, ws.chunk,
-                                     ws.scratch, ws.state_t, ws.buf_a, ws.buf_b)
+                kernel.forward(x, out, h_n, c_n, batch_sizes, ws.gates, ws.chunk,
+                               ws.scratch, ws.state_t, ws.buf_a, ws.buf_b)
             finally:
                 self._give_workspace(steps, batch, ws)
 
@@ -478,7 +490,7 @@ class _RNNBase:
         initial state, shaped as torch's (default zeros)."""
         self._check_streamable()
         batch = _checks.check_positive_int(batch, "batch")
-        stream = Stream(self._kernel, batch, self.input_size, self.hidden_size,
+        stream = Stream(self._ready_kernel(), batch, self.input_size, self.hidden_size,
                         self._h_size, self.dtype, self._mode == "LSTM",
                         _Workspace(self, 1, batch))
         stream._model = self
