@@ -304,21 +304,25 @@ class _RNNBase:
     def _take_workspace(self, steps, batch):
         """A free workspace for this shape, or a new one. Each call owns the one it
         takes until it gives it back, so concurrent calls never share buffers."""
-        key = (steps, batch)
         with self._lock:
-            free = self._workspaces.get(key)
+            free = self._workspaces.get((steps, batch))
             if free:
-                self._workspaces.move_to_end(key)
                 return free.pop()
         return _Workspace(self, steps, batch)
 
     def _give_workspace(self, steps, batch, ws):
+        """Back to the free list of its shape; the least recently given shape goes
+        when more than WORKSPACE_SHAPES are kept."""
         key = (steps, batch)
         with self._lock:
-            self._workspaces.setdefault(key, []).append(ws)
-            self._workspaces.move_to_end(key)
-            while len(self._workspaces) > WORKSPACE_SHAPES:
-                self._workspaces.popitem(last=False)
+            free = self._workspaces.get(key)
+            if free is None:
+                free = self._workspaces[key] = []
+                if len(self._workspaces) > WORKSPACE_SHAPES:
+                    self._workspaces.popitem(last=False)
+            else:
+                self._workspaces.move_to_end(key)
+            free.append(ws)
 
     # -- forward -----------------------------------------------------------------------
 
@@ -355,11 +359,14 @@ class _RNNBase:
 
     def _check_state(self, hx, batch, batched):
         """hx -> (h0, c0 or None) as fresh (L*D, B, .) arrays the kernel may overwrite."""
+        if hx is None:   # zeros, already in the kernel's (L*D, B, .) shapes
+            lead = self.num_layers * self._num_directions
+            h0 = np.zeros((lead, batch, self._h_size), self.dtype)
+            c0 = (np.zeros((lead, batch, self.hidden_size), self.dtype)
+                  if self._mode == "LSTM" else None)
+            return h0, c0
         h_shape, c_shape = self._state_shapes(batch, batched)
-        if hx is None:
-            h0 = np.zeros(h_shape, self.dtype)
-            c0 = np.zeros(c_shape, self.dtype) if c_shape else None
-        elif self._mode == "LSTM":
+        if self._mode == "LSTM":
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
                 raise TypeError(
                     f"hx for an LSTM must be a tuple (h_0, c_0), got {type(hx).__name__}"

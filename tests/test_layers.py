@@ -396,3 +396,25 @@ def test_input_projection_from_panels_matches_hoisted_gemm(mode, weight_dtype, r
             np.testing.assert_allclose(f, b, atol=2e-6)
     with pytest.raises(ValueError, match="at least 1"):
         _stack.set_fused_x_min_batch(0)
+
+
+def test_workspaces_are_reused_and_bounded(monkeypatch, rng):
+    """One workspace per call shape is kept for the next call of that shape, and no more
+    than WORKSPACE_SHAPES shapes are kept (the least recently used goes)."""
+    import fastrnn.layers as layers
+    made = []
+    real = layers._Workspace
+    monkeypatch.setattr(layers, "_Workspace", lambda *a: made.append(a[1:]) or real(*a))
+    model = fastrnn.GRU(3, 5)
+    x = rng.standard_normal((4, 2, 3)).astype(np.float32)
+    for _ in range(3):
+        model(x)
+    assert made == [(4, 2)]
+    for steps in range(1, layers.WORKSPACE_SHAPES + 3):
+        model(x[:1].repeat(steps, axis=0))
+    assert len(model._workspaces) == layers.WORKSPACE_SHAPES
+    # shapes 1 .. WORKSPACE_SHAPES + 2 (4 used again on the way): the first two went
+    assert (1, 2) not in model._workspaces and (2, 2) not in model._workspaces
+    assert (4, 2) in model._workspaces and len(made) == layers.WORKSPACE_SHAPES + 2
+    model(x[:1])
+    assert made[-1] == (1, 2)
