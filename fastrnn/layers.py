@@ -497,9 +497,13 @@ class _RNNBase:
         initial state, shaped as torch's (default zeros)."""
         self._check_streamable()
         batch = _checks.check_positive_int(batch, "batch")
+        groups = self._batch_groups(batch)   # stepped as groups, as sequences run
         stream = Stream(self._ready_kernel(), batch, self.input_size, self.hidden_size,
                         self._h_size, self.dtype, self._mode == "LSTM",
-                        _Workspace(self, 1, batch))
+                        _Workspace(self, 1, batch) if groups is None else None,
+                        None if groups is None else [
+                            (first, end, _Workspace(self, 1, end - first))
+                            for first, end in groups])
         stream._model = self
         if hx is not None:
             stream.state = hx

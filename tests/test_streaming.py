@@ -33,6 +33,32 @@ def test_stream_equals_whole_sequence(mode, layers, batch, dtype, rng):
         np.testing.assert_allclose(g, w, rtol=0, atol=TOL[dtype])
 
 
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_stream_above_fused_limit_steps_in_groups(mode, rng, monkeypatch):
+    """A stream of more sequences than one fused call takes steps them as groups (like
+    a sequence, layers.py's _batch_groups), each group with its own state: outputs and
+    state as the whole sequence gives, an initial state taken and reset honoured."""
+    import fastrnn.layers as layers
+    monkeypatch.setattr(layers, "FUSED_KERNEL", True)   # packed even under FASTRNN_KERNEL=blas
+    model, _ = make_model(mode, 5, 7, num_layers=2, scale=7 ** -0.5)
+    B = 130
+    x = rng.standard_normal((9, B, 5)).astype(np.float32)
+    h0 = rng.standard_normal((2, B, 7)).astype(np.float32)
+    hx = (h0, rng.standard_normal((2, B, 7)).astype(np.float32)) if mode == "LSTM" else h0
+    with kernel_settings() as kernels:
+        kernels.set_fused_max_batch(64)
+        want, want_state = model(x, hx)
+        s = model.stream(batch=B, hx=hx)
+        assert len(s._states()) == 3
+        out = np.empty((B, 7), np.float32)
+        got = np.stack([s.step(x[t], out=out).copy() for t in range(9)])
+        np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+        for g, w in zip(_states(s.state), _states(want_state)):
+            np.testing.assert_allclose(g, w, rtol=0, atol=2e-6)
+        s.reset()
+        np.testing.assert_allclose(s.step(x[0]), model(x[:1])[0][0], rtol=0, atol=2e-6)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_model_step_equals_whole_sequence(mode, rng):
     model, _ = make_model(mode, 4, 6, num_layers=2)

@@ -570,11 +570,16 @@ cdef class Stream:
     cdef cnp.ndarray h, c, gates, scratch, state_t, buf_a, buf_b, y
     cdef readonly bint has_c
     cdef int parity   # steps taken, mod 2: the fused kernel's panel order goes by turns
+    # a batch stepped as groups (layers.py, _batch_groups): (first, end, h, c, workspace)
+    # per group, each with its own state; None for one group, whose state is h, c
+    cdef list groups
 
     def __cinit__(self, Kernel kernel, int batch, int input_size, int hidden_size,
-                  int output_size, dtype, bint has_c, workspace):
+                  int output_size, dtype, bint has_c, workspace, groups=None):
         """workspace: the model's buffers for one step of `batch` sequences (gates,
-        scratch, state_t, buf_a, buf_b; layers.py's _Workspace), owned by this stream."""
+        scratch, state_t, buf_a, buf_b; layers.py's _Workspace), owned by this stream.
+        groups: None, or [(first, end, workspace for end - first sequences)] to step the
+        batch as those groups of sequences, one call each."""
         import numpy as np
         cdef int L = kernel.num_layers
         self.kernel = kernel
@@ -584,6 +589,13 @@ cdef class Stream:
         self.dtype = np.dtype(dtype)
         self.typenum = self.dtype.num
         self.has_c = has_c
+        self.y = np.empty((1, batch, output_size), self.dtype)
+        if groups is not None:
+            self.groups = [
+                (first, end, np.zeros((L, end - first, output_size), self.dtype),
+                 np.zeros((L, end - first, hidden_size), self.dtype) if has_c else None, ws)
+                for first, end, ws in groups]
+            return
         self.h = np.zeros((L, batch, output_size), self.dtype)
         self.c = np.zeros((L, batch, hidden_size), self.dtype) if has_c else None
         self.gates = workspace.gates
@@ -591,7 +603,6 @@ cdef class Stream:
         self.state_t = workspace.state_t
         self.buf_a = workspace.buf_a    # None for one layer
         self.buf_b = workspace.buf_b    # None for fewer than three
-        self.y = np.empty((1, batch, output_size), self.dtype)
 
     cdef bint _fits(self, object a, int size):
         """a is a C-contiguous ndarray of the stream's dtype holding `size` values."""
@@ -624,15 +635,30 @@ cdef class Stream:
                     cnp.PyArray_NDIM(<cnp.ndarray>out) != (1 if flat else 2)):
                 self._bad_out(out, flat)
             dest = <cnp.ndarray>out
-        self.kernel.execute(1, B, 1, NULL, cnp.PyArray_DATA(xa), cnp.PyArray_DATA(dest),
-                            cnp.PyArray_DATA(self.h), _data(self.c),
-                            cnp.PyArray_DATA(self.gates), 1, cnp.PyArray_DATA(self.scratch),
-                            cnp.PyArray_DATA(self.state_t), _data(self.buf_a),
-                            _data(self.buf_b), self.parity)
+        if self.groups is None:
+            self.kernel.execute(1, B, 1, NULL, cnp.PyArray_DATA(xa), cnp.PyArray_DATA(dest),
+                                cnp.PyArray_DATA(self.h), _data(self.c),
+                                cnp.PyArray_DATA(self.gates), 1,
+                                cnp.PyArray_DATA(self.scratch), cnp.PyArray_DATA(self.state_t),
+                                _data(self.buf_a), _data(self.buf_b), self.parity)
+        else:
+            self._step_groups(xa, dest)
         self.parity ^= 1
         if out is not None:
             return out
         return self.y[0, 0].copy() if flat else self.y[0].copy()
+
+    cdef _step_groups(self, cnp.ndarray xa, cnp.ndarray dest):
+        """One step of each group: its rows of x and of the output, its own state."""
+        cdef char* px = <char*>cnp.PyArray_DATA(xa)
+        cdef char* pout = <char*>cnp.PyArray_DATA(dest)
+        cdef Py_ssize_t size = self.dtype.itemsize
+        cdef int first, end
+        for first, end, h, c, ws in self.groups:
+            self.kernel.execute(1, end - first, 1, NULL, px + first * self.input_size * size,
+                                pout + first * self.output_size * size, _data(h), _data(c),
+                                _data(ws.gates), 1, _data(ws.scratch), _data(ws.state_t),
+                                _data(ws.buf_a), _data(ws.buf_b), self.parity)
 
     def _check_x(self, x):
         import numpy as np
@@ -656,15 +682,28 @@ cdef class Stream:
 
     def reset(self):
         """Every state back to zeros."""
-        self.h.fill(0)
-        if self.c is not None:
-            self.c.fill(0)
+        for first, end, h, c in self._states():
+            h.fill(0)
+            if c is not None:
+                c.fill(0)
+
+    def _states(self):
+        """(first, end, h, c) of each group's state (one group: the whole batch)."""
+        if self.groups is None:
+            return [(0, self.batch, self.h, self.c)]
+        return [group[:4] for group in self.groups]
 
     def _get_state(self):
-        return self.h, self.c
+        import numpy as np
+        if self.groups is None:
+            return self.h, self.c
+        parts = self._states()
+        return (np.concatenate([p[2] for p in parts], axis=1),
+                np.concatenate([p[3] for p in parts], axis=1) if self.has_c else None)
 
     def _set_state(self, h, c):
         """h, c: validated arrays of the state's shapes."""
-        self.h[...] = h
-        if self.c is not None:
-            self.c[...] = c
+        for first, end, h_g, c_g in self._states():
+            h_g[...] = h[:, first:end]
+            if c_g is not None:
+                c_g[...] = c[:, first:end]
