@@ -679,16 +679,19 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(rnn_step1_bo
  * copy of the body compiled for m = 1 and its weight storage, in which the compiler
  * drops the column loops and keeps the products in registers: 15-20% of a step at
  * hidden 64 (the general body must serve any m and storage from the same code). */
-#define FR_STEP1_DISPATCH(BODY, ...)                                                       \
+#define FR_STEP1_DISPATCH(BODY)                                                            \
     do {                                                                                   \
-        if (m == 1 && wt == FR_W_F32) BODY(__VA_ARGS__, 1, FR_W_F32);                      \
-        else if (m == 1 && wt == FR_W_BF16) BODY(__VA_ARGS__, 1, FR_W_BF16);               \
-        else if (m == 1) BODY(__VA_ARGS__, 1, FR_W_F16);                                   \
-        else BODY(__VA_ARGS__, m, wt);                                                     \
+        if (m == 1 && wt == FR_W_F32) BODY(1, FR_W_F32);                                   \
+        else if (m == 1 && wt == FR_W_BF16) BODY(1, FR_W_BF16);                            \
+        else if (m == 1) BODY(1, FR_W_F16);                                                \
+        else BODY(m, wt);                                                                  \
     } while (0)
-#define FR_LSTM_BODY(p0, p1, rev, m, wt) FR_NAME(lstm_step1_body)(p0, p1, rev, m, wt, H, n_in, K, wx, x, w, bias, gin, h, c, h_out)
-#define FR_GRU_BODY(p0, p1, rev, m, wt) FR_NAME(gru_step1_body)(p0, p1, rev, m, wt, H, n_in, wx, x, w, bias, b_hn, gin, h, h_out)
-#define FR_RNN_BODY(p0, p1, rev, m, wt) FR_NAME(rnn_step1_body)(p0, p1, rev, m, wt, H, n_in, wx, x, w, bias, gin, relu, h, h_out)
+#define FR_LSTM_BODY(m_, wt_)                                                              \
+    FR_NAME(lstm_step1_body)(p0, p1, rev, m_, wt_, H, n_in, K, wx, x, w, bias, gin, h, c, h_out)
+#define FR_GRU_BODY(m_, wt_)                                                               \
+    FR_NAME(gru_step1_body)(p0, p1, rev, m_, wt_, H, n_in, wx, x, w, bias, b_hn, gin, h, h_out)
+#define FR_RNN_BODY(m_, wt_)                                                               \
+    FR_NAME(rnn_step1_body)(p0, p1, rev, m_, wt_, H, n_in, wx, x, w, bias, gin, relu, h, h_out)
 
 static FR_TARGET void FR_NAME(lstm_step1_f32)(
         int p0, int p1, int rev, int m, int wt, int H, int n_in, int K, const void *restrict wx,
@@ -696,7 +699,7 @@ static FR_TARGET void FR_NAME(lstm_step1_f32)(
         const float *restrict gin, const float *restrict h, float *restrict c,
         float *restrict h_out)
 {
-    FR_STEP1_DISPATCH(FR_LSTM_BODY, p0, p1, rev);
+    FR_STEP1_DISPATCH(FR_LSTM_BODY);
 }
 
 static FR_TARGET void FR_NAME(gru_step1_f32)(
@@ -705,7 +708,7 @@ static FR_TARGET void FR_NAME(gru_step1_f32)(
         const float *restrict b_hn, const float *restrict gin, const float *restrict h,
         float *restrict h_out)
 {
-    FR_STEP1_DISPATCH(FR_GRU_BODY, p0, p1, rev);
+    FR_STEP1_DISPATCH(FR_GRU_BODY);
 }
 
 static FR_TARGET void FR_NAME(rnn_step1_f32)(
@@ -713,7 +716,7 @@ static FR_TARGET void FR_NAME(rnn_step1_f32)(
         const float *restrict x, const void *restrict w, const float *restrict bias,
         const float *restrict gin, int relu, const float *restrict h, float *restrict h_out)
 {
-    FR_STEP1_DISPATCH(FR_RNN_BODY, p0, p1, rev);
+    FR_STEP1_DISPATCH(FR_RNN_BODY);
 }
 #undef FR_STEP1_DISPATCH
 #undef FR_LSTM_BODY
