@@ -568,6 +568,49 @@ class Stream(_stack.Stream):
     to one thread at a time; streams of the same model may run in parallel threads.
     """
 
+    def run(self, xs, out=None):
+        """Advance every stream by len(xs) time steps in one call: a chunk of frames.
+
+        xs: (T, batch, input_size), or (T, input_size) for a stream of batch 1. Returns
+        the last layer's outputs, (T, batch, output_size) or (T, output_size); with `out`
+        (a C-contiguous array of that shape and the model's dtype) they are written
+        there. The same results as T calls of step(), faster per step at larger hidden
+        sizes: the chunk's input projection is one product, as for a whole sequence.
+        """
+        xs = _checks.as_float_array(xs, "xs", self.dtype)
+        B, I, P = self.batch, self.input_size, self.output_size
+        flat = xs.ndim == 2 and B == 1
+        want = "(T, input_size)" if B == 1 else f"(T, batch={B}, input_size)"
+        if not (flat or xs.ndim == 3) or xs.shape[-1] != I or (
+                xs.ndim == 3 and xs.shape[1] != B) or xs.shape[0] == 0:
+            raise ValueError(f"xs must be {want} with input_size={I} and T >= 1, "
+                             f"got shape {xs.shape}")
+        steps = xs.shape[0]
+        shape = (steps, P) if flat else (steps, B, P)
+        if out is None:
+            out = np.empty(shape, self.dtype)
+        elif (not isinstance(out, np.ndarray) or out.dtype != self.dtype
+              or out.shape != shape or not out.flags.c_contiguous):
+            raise ValueError(
+                f"out must be a C-contiguous {self.dtype.name} array of shape {shape}, got "
+                f"{getattr(out, 'dtype', '')} {getattr(out, 'shape', type(out).__name__)}")
+        x3, o3 = xs.reshape(steps, B, I), out.reshape(steps, B, P)
+        groups = self._states()
+        for group, (first, end, _, _) in enumerate(groups):
+            x_g, o_g = x3, o3
+            if len(groups) > 1:   # a group's rows, contiguous
+                x_g = np.ascontiguousarray(x3[:, first:end])
+                o_g = np.empty((steps, end - first, P), self.dtype)
+            ws = self._model._take_workspace(steps, end - first)
+            try:
+                self._advance(steps, x_g, o_g, ws, group)
+            finally:
+                self._model._give_workspace(steps, end - first, ws)
+            if o_g is not o3:
+                o3[:, first:end] = o_g
+        self._advanced(steps)
+        return out
+
     @property
     def state(self):
         """A copy of the state: h (num_layers, batch, H), and c for an LSTM."""

@@ -155,6 +155,65 @@ def test_stream_errors():
         model.step(np.zeros((2, 5), np.float32))
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stream_run_equals_steps(mode, batch, dtype, rng):
+    """run() advances by a chunk of steps: the same outputs and state as step() one by
+    one, chunks of any length mixed with single steps (the fused kernel's panel order
+    keeps its turn across both)."""
+    model, _ = make_model(mode, 5, 20, num_layers=2, dtype=dtype)
+    x = rng.standard_normal((17, batch, 5)).astype(dtype)
+    s, r = model.stream(batch=batch), model.stream(batch=batch)
+    want = np.stack([s.step(x[t]) for t in range(17)])
+    if batch == 1:   # a stream of one also takes (T, input_size), as step takes (input_size,)
+        x, want = x[:, 0], want[:, 0]
+    got = np.concatenate([r.run(x[:5]), r.step(x[5])[None], r.run(x[6:7]), r.run(x[7:])])
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOL[dtype])
+    for g, w in zip(_states(r.state), _states(s.state)):
+        np.testing.assert_allclose(g, w, rtol=0, atol=TOL[dtype])
+    out = np.empty_like(want)
+    assert model.stream(batch=batch).run(x, out=out) is out
+    np.testing.assert_allclose(out, want, rtol=0, atol=TOL[dtype])
+
+
+def test_stream_run_in_groups(rng, monkeypatch):
+    """A stream stepped as groups (more sequences than one fused call takes) runs a
+    chunk group by group: the whole sequence's outputs and state."""
+    import fastrnn.layers as layers
+    monkeypatch.setattr(layers, "FUSED_KERNEL", True)   # packed even under FASTRNN_KERNEL=blas
+    model, _ = make_model("LSTM", 5, 7, num_layers=2, scale=7 ** -0.5)
+    x = rng.standard_normal((9, 130, 5)).astype(np.float32)
+    with kernel_settings() as kernels:
+        kernels.set_fused_max_batch(64)
+        want, want_state = model(x)
+        s = model.stream(batch=130)
+        assert len(s._states()) == 3
+        got = np.concatenate([s.run(x[:4]), s.run(x[4:])])
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+    for g, w in zip(s.state, want_state):
+        np.testing.assert_allclose(g, w, rtol=0, atol=2e-6)
+
+
+def test_stream_run_errors():
+    model, _ = make_model("GRU", 3, 4)
+    s = model.stream(batch=2)
+    for bad in (np.zeros((0, 2, 3)), np.zeros((5, 3)), np.zeros((5, 1, 3)), np.zeros((5, 2, 4))):
+        with pytest.raises(ValueError, match=r"xs must be \(T, batch=2, input_size\)"):
+            s.run(bad.astype(np.float32))
+    with pytest.raises(TypeError, match="xs must hold real floating-point"):
+        s.run(np.zeros((5, 2, 3), np.int32))
+    xs = np.zeros((5, 2, 3), np.float32)
+    for out in (np.zeros((5, 2, 4)), np.zeros((5, 4, 2), np.float32).transpose(0, 2, 1),
+                np.zeros((4, 2, 4), np.float32), [0.0]):
+        with pytest.raises(ValueError, match=r"out must be a C-contiguous float32 array of "
+                                             r"shape \(5, 2, 4\)"):
+            s.run(xs, out=out)
+    with pytest.raises(ValueError, match=r"xs must be \(T, input_size\)"):
+        model.stream().run(np.zeros((5, 2), np.float32))
+
+
 def test_stream_converts_other_float_dtypes(rng):
     model, _ = make_model("GRU", 3, 4)
     x = rng.standard_normal(3)

@@ -660,6 +660,21 @@ cdef class Stream:
                                 _data(ws.gates), 1, _data(ws.scratch), _data(ws.state_t),
                                 _data(ws.buf_a), _data(ws.buf_b), self.parity)
 
+    def _advance(self, int steps, cnp.ndarray xs, cnp.ndarray dest, ws, int group):
+        """`steps` time steps of group `group` (of _states(); 0: the whole batch when
+        not grouped): xs (steps, b, I) -> dest (steps, b, P), both C-contiguous of the
+        stream's dtype, through ws, the model's workspace for (steps, b). The group's
+        state advances; the panel order's turn moves on in _advanced, once all groups
+        ran."""
+        first, end, h, c = self._states()[group]
+        self.kernel.execute(steps, end - first, 1, NULL, cnp.PyArray_DATA(xs),
+                            cnp.PyArray_DATA(dest), _data(h), _data(c), _data(ws.gates),
+                            ws.chunk, _data(ws.scratch), _data(ws.state_t), _data(ws.buf_a),
+                            _data(ws.buf_b), self.parity)
+
+    def _advanced(self, int steps):
+        self.parity = (self.parity + steps) & 1
+
     def _check_x(self, x):
         import numpy as np
         from fastrnn import _checks
