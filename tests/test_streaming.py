@@ -350,6 +350,24 @@ def test_two_core_split_of_batches_matches_one_core(mode, batch, rng):
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_two_core_split_of_bidirectional_steps_matches_one_core(batch, rng):
+    """From hidden 256 a bidirectional layer splits each step's panels instead of
+    running its directions side by side: bitwise equal to one core, with lengths."""
+    model, _ = make_model("LSTM", 6, 256, num_layers=2, bidirectional=True,
+                          scale=256 ** -0.5)
+    x = rng.standard_normal((12, batch, 6)).astype(np.float32)
+    lengths = rng.integers(1, 13, size=batch)
+    runs = []
+    with kernel_settings() as kernels:
+        for threads in (1, 2):
+            kernels.set_kernel_threads(threads)
+            out, (h_n, c_n) = model(x, lengths=lengths)
+            runs.append((out, h_n, c_n))
+    for one, two in zip(*runs):
+        np.testing.assert_array_equal(one, two)
+
+
 def _forked_child(q):
     import fastrnn
     from fastrnn._kernels import _stack

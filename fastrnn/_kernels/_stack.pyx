@@ -29,7 +29,10 @@ cdef extern from "parallel.h" nogil:
 # hidden 32-96 the same way: batch 1, float32, one core vs two, interleaved, three
 # runs): a loss at 32 (0.6-0.9x), even at 64 (1.1x), 0.8-1.5x at 96-128 depending on
 # the run (a shared machine's other load decides whether the helper's core is free),
-# and 1.5-2.4x in every run from 256 up, for sequences and step calls alike.
+# and 1.5-2.4x in every run from 256 up, for sequences and step calls alike. Measured
+# again after the batch-1 kernels got 20-30% faster: 1.2-1.65x at 80-160 in one hour,
+# 0.5-0.8x in the next (the barrier's wake-up cost went from ~0.1 to ~1 us a step when
+# the VM's second core was contended), 1.2-1.7x at 256 in both: 256 stays.
 cdef int _kernel_threads = 1
 cdef int _split_min_hidden = 256
 # Batches of several sequences give the helper more work per barrier: measured the
