@@ -651,6 +651,13 @@ cdef class Stream:
             return out
         return self.y[0, 0].copy() if flat else self.y[0].copy()
 
+    cdef _execute_on(self, int steps, int first, int end, char* px, char* pout, h, c, ws):
+        """`steps` time steps of sequences [first, end), whose state is h, c: x rows at
+        px, output rows at pout, through ws, a workspace for (steps, end - first)."""
+        self.kernel.execute(steps, end - first, 1, NULL, px, pout, _data(h), _data(c),
+                            _data(ws.gates), ws.chunk, _data(ws.scratch), _data(ws.state_t),
+                            _data(ws.buf_a), _data(ws.buf_b), self.parity)
+
     cdef _step_groups(self, cnp.ndarray xa, cnp.ndarray dest):
         """One step of each group: its rows of x and of the output, its own state."""
         cdef char* px = <char*>cnp.PyArray_DATA(xa)
@@ -658,10 +665,8 @@ cdef class Stream:
         cdef Py_ssize_t size = self.dtype.itemsize
         cdef int first, end
         for first, end, h, c, ws in self.groups:
-            self.kernel.execute(1, end - first, 1, NULL, px + first * self.input_size * size,
-                                pout + first * self.output_size * size, _data(h), _data(c),
-                                _data(ws.gates), 1, _data(ws.scratch), _data(ws.state_t),
-                                _data(ws.buf_a), _data(ws.buf_b), self.parity)
+            self._execute_on(1, first, end, px + first * self.input_size * size,
+                             pout + first * self.output_size * size, h, c, ws)
 
     def _advance(self, int steps, cnp.ndarray xs, cnp.ndarray dest, ws, int group):
         """`steps` time steps of group `group` (of _states(); 0: the whole batch when
@@ -670,10 +675,8 @@ cdef class Stream:
         state advances; the panel order's turn moves on in _advanced, once all groups
         ran."""
         first, end, h, c = self._states()[group]
-        self.kernel.execute(steps, end - first, 1, NULL, cnp.PyArray_DATA(xs),
-                            cnp.PyArray_DATA(dest), _data(h), _data(c), _data(ws.gates),
-                            ws.chunk, _data(ws.scratch), _data(ws.state_t), _data(ws.buf_a),
-                            _data(ws.buf_b), self.parity)
+        self._execute_on(steps, first, end, <char*>cnp.PyArray_DATA(xs),
+                         <char*>cnp.PyArray_DATA(dest), h, c, ws)
 
     def _advanced(self, int steps):
         self.parity = (self.parity + steps) & 1
