@@ -94,3 +94,25 @@ def check_lengths(lengths, batch, steps):
             f"got values from {arr.min()} to {arr.max()}"
         )
     return arr
+
+
+def check_out(out, shape, dtype, name):
+    """A buffer the kernels will write: a writeable, C-contiguous ndarray of `dtype` in
+    native byte order and of `shape`, or a ValueError saying which of these it is not."""
+    want = (f"{name} must be a C-contiguous {dtype.name} array of shape {tuple(shape)}, "
+            "writeable and in native byte order")
+    if not isinstance(out, np.ndarray):
+        raise ValueError(f"{want}; got a {type(out).__name__}")
+    problems = []
+    if out.dtype.newbyteorder("=") != dtype:
+        problems.append(f"dtype {out.dtype}")
+    elif not out.dtype.isnative:
+        problems.append(f"byte order {out.dtype.str!r}")
+    if tuple(out.shape) != tuple(shape):
+        problems.append(f"shape {tuple(out.shape)}")
+    if not out.flags.c_contiguous:
+        problems.append("non-contiguous strides")
+    if not out.flags.writeable:
+        problems.append("a read-only buffer")
+    if problems:
+        raise ValueError(f"{want}; it has {', '.join(problems)}")

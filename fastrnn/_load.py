@@ -4,9 +4,7 @@ import os
 
 from fastrnn import io as fio
 from fastrnn._checks import to_numpy
-from fastrnn.layers import GRU, LSTM, RNN
-
-_CLASSES = {"LSTM": LSTM, "GRU": GRU, "RNN": RNN}
+from fastrnn.layers import MODELS
 # What the weights cannot say, and may be given: (name, default)
 _FREE = {"batch_first": False, "dropout": 0.0, "dtype": None, "nonlinearity": "tanh",
          "weight_dtype": None}
@@ -77,5 +75,5 @@ def load(path_or_state_dict, prefix=None, **overrides):
         # weights saved in half precision keep it: the same values, half the bytes to
         # stream per step
         kwargs["weight_dtype"] = config.storage
-    model = _CLASSES[config.mode](config.input_size, config.hidden_size, **kwargs)
+    model = MODELS[config.mode](config.input_size, config.hidden_size, **kwargs)
     return model.load_state_dict(config.state_dict)

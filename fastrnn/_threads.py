@@ -53,7 +53,7 @@ def get_num_threads():
     """Threads a call may use: the larger of the step split's and the BLAS pool's."""
     from fastrnn._kernels import _stack
 
-    return max(_get_blas_threads(), _stack.get_kernel_threads()[0])
+    return max(_get_blas_threads(), _stack.get_kernel_threads())
 
 
 def _get_blas_threads():
@@ -65,7 +65,7 @@ def num_threads(n, blas=None):
     """with fastrnn.num_threads(2): ... — restore the previous counts afterwards."""
     from fastrnn._kernels import _stack
 
-    kernel, blas_before = _stack.get_kernel_threads()[0], _get_blas_threads()
+    kernel, blas_before = _stack.get_kernel_threads(), _get_blas_threads()
     set_num_threads(n, blas)
     try:
         yield

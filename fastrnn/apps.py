@@ -97,7 +97,7 @@ class SequenceClassifier:
     def __init__(self, rnn, head, embedding=None, vocab_size=None, pool="last"):
         if pool not in ("last", "all"):
             raise ValueError(f"pool must be 'last' or 'all', got {pool!r}")
-        width = rnn._num_directions * rnn._h_size
+        width = rnn.output_size
         if head.in_features != width:
             raise ValueError(f"the head takes {head.in_features} features, the recurrence "
                              f"gives {width}")
@@ -218,7 +218,7 @@ class LanguageModel:
         table = (self.input.embedding.weight if self.input.embedding is not None
                  else np.eye(self.input.vocab_size, dtype=self.rnn.dtype))
         w, b = self.head.weight, self.head.bias
-        y = np.empty(self.rnn._h_size, self.rnn.dtype)
+        y = np.empty(self.rnn.output_size, self.rnn.dtype)
         logits = self.head(out[-1])
         tokens, seen = [], []
         for _ in range(n):
@@ -268,7 +268,7 @@ class Seq2Seq:
                              "both must be unidirectional")
         if (type(encoder) is not type(decoder) or encoder.num_layers != decoder.num_layers
                 or encoder.hidden_size != decoder.hidden_size
-                or encoder._h_size != decoder._h_size):
+                or encoder.state_shapes(1) != decoder.state_shapes(1)):
             raise ValueError(f"the encoder {encoder!r} and decoder {decoder!r} must have the "
                              "same kind, layers and sizes to share their state")
         self.encoder, self.decoder, self.head = encoder, decoder, head
@@ -302,7 +302,7 @@ class Seq2Seq:
         tokens = np.full(batch, self.sos)
         done = np.zeros(batch, bool)
         results = [[] for _ in range(batch)]
-        y = np.empty((batch, self.decoder._h_size), self.decoder.dtype)
+        y = np.empty((batch, self.decoder.output_size), self.decoder.dtype)
         seen = []
         for _ in range(int(max_len)):
             stream.step(self.tgt(tokens), out=y)

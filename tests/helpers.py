@@ -26,16 +26,20 @@ def family(mode):
     return "RNN" if mode.startswith("RNN") else mode
 
 
+def with_plan(model, **changes):
+    """`model` with its dispatch plan changed (the fused kernels on, even under
+    FASTRNN_KERNEL=blas, unless `fused` is given); it repacks on its next call."""
+    changes.setdefault("fused", True)
+    model.plan = fastrnn.Plan.default().replace(**changes)
+    return model
+
+
 @contextlib.contextmanager
-def kernel_settings():
-    """The kernels' dispatch settings (threads and split threshold, fused-path batch
-    limits) restored after the block, whatever it sets; yields the module that sets
-    them."""
-    threads = _stack.get_kernel_threads()
-    fused = _stack.get_fused_max_batch(), _stack.get_fused_x_min_batch()
+def kernel_threads(n):
+    """The kernels may split a call across n (1 or 2) cores inside the block."""
+    before = _stack.get_kernel_threads()
+    _stack.set_kernel_threads(n)
     try:
-        yield _stack
+        yield
     finally:
-        _stack.set_kernel_threads(*threads)
-        _stack.set_fused_max_batch(fused[0])
-        _stack.set_fused_x_min_batch(fused[1])
+        _stack.set_kernel_threads(before)

@@ -153,3 +153,10 @@ def test_from_torch_wrong_module():
         pass
     with pytest.raises(TypeError, match="from_torch takes an nn.LSTM.*got Linear"):
         fastrnn.from_torch(Linear())
+
+
+def test_absurd_sizes_are_refused_before_allocating():
+    with pytest.raises(ValueError, match="num_layers must be at most"):
+        fastrnn.LSTM(4, 8, num_layers=10**6)
+    with pytest.raises(ValueError, match=r"needs .* GiB for its weights, more than"):
+        fastrnn.GRU(10**6, 10**6)

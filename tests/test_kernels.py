@@ -11,7 +11,7 @@ import pytest
 from fastrnn._kernels import _blas
 from fastrnn._kernels._blas import BLAS_Trans
 from fastrnn._kernels._stack import _activations_f32, isa
-from helpers import kernel_settings, make_model
+from helpers import kernel_threads, make_model, with_plan
 
 NoTrans, Trans = BLAS_Trans.NoTrans, BLAS_Trans.Trans
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}
@@ -113,15 +113,15 @@ def test_isa_cap_by_environment(cap):
     summation order: torch-scale weights keep the dynamics from amplifying it)."""
     code = (
         "import numpy as np, sys; sys.path.insert(0, %r)\n"
-        "from fastrnn._kernels._stack import isa, set_fused_max_batch\n"
-        "set_fused_max_batch(64)  # the fused kernel even where BLAS is the default\n"
-        "from helpers import make_model\n"
+        "from fastrnn._kernels._stack import isa\n"
+        "from helpers import make_model, with_plan\n"
         "x = np.random.default_rng(0).standard_normal((60, 3, 5)).astype(np.float32)\n"
         "outs = []\n"
         "for mode in ['LSTM', 'GRU', 'RNN_TANH', 'RNN_RELU']:\n"
         "    for hidden, wd in ((37, None), (64, None), (40, 'float16'), (40, 'bfloat16')):\n"
         "        m, _ = make_model(mode, 5, hidden, num_layers=2, scale=hidden ** -0.5,\n"
         "                          weight_dtype=wd)\n"
+        "        with_plan(m, fused_max_batch=64)  # fused even where BLAS is the default\n"
         "        s = m.stream()\n"
         "        s3 = m.stream(batch=3)\n"
         "        outs += [m(x)[0].ravel(), m(x[:, :1])[0].ravel(), s.step(x[0, 0]),\n"
@@ -206,9 +206,9 @@ def test_denormals_flushed_inside_and_restored_after():
     # gives denormals, flush-to-zero gives exactly 0
     x = np.zeros((3, 1, 4), np.float32)
     h0 = np.full((1, 1, 40), 1e-39, np.float32)
-    with kernel_settings() as kernels:
-        for threads in (1, 2):   # 2: the helper thread's half of a split step too
-            kernels.set_kernel_threads(threads, 0)
+    with_plan(model, split_min_hidden=0)
+    for threads in (1, 2):   # 2: the helper thread's half of a split step too
+        with kernel_threads(threads):
             for batch in (1, 3):  # the fused kernel, and the BLAS path where it is used
                 out, h_n = model(np.repeat(x, batch, 1), np.repeat(h0, batch, 1))
                 assert not out.any() and not h_n.any()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastrnn
-from helpers import TOL, family, kernel_settings, make_model
+from helpers import TOL, family, make_model, with_plan
 from reference import forward as ref_forward
 
 MODES = ["LSTM", "GRU", "RNN_TANH", "RNN_RELU"]
@@ -20,12 +20,14 @@ GRID = [
 
 
 def _run_both(mode, layers, bidir, bias, proj, batch_first, use_lengths, dtype, rng,
-              T=7, B=4, I=5, H=6, with_hx=True, scale=0.6):
+              T=7, B=4, I=5, H=6, with_hx=True, scale=0.6, plan=None):
     kwargs = dict(num_layers=layers, bidirectional=bidir, bias=bias,
                   batch_first=batch_first, dtype=dtype)
     if proj:
         kwargs["proj_size"] = proj
     model, sd = make_model(mode, I, H, scale=scale, **kwargs)
+    if plan is not None:
+        with_plan(model, **plan)
     D = 2 if bidir else 1
     P = proj or H
     x = rng.standard_normal((T, B, I))
@@ -73,13 +75,11 @@ def test_matches_reference_larger(mode, batch, rng):
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 @pytest.mark.parametrize("dtype,batch", [(np.float64, 3), (np.float32, 1), (np.float32, 3)])
-def test_long_sequence_many_chunks(mode, dtype, batch, rng, monkeypatch):
+def test_long_sequence_many_chunks(mode, dtype, batch, rng):
     """The input projection runs chunk by chunk (a GEMM, or on the fused float32 path a
     projection from W_ih's panels into panel order); chunk edges must not show."""
-    import fastrnn.layers as layers
-    monkeypatch.setattr(layers, "GATE_CHUNK_ELEMENTS", 3 * 4 * 24)
     got, want = _run_both(mode, 2, True, True, 0, False, True, dtype, rng,
-                          T=40, B=batch, I=4, H=19)
+                          T=40, B=batch, I=4, H=19, plan=dict(chunk_elements=3 * 4 * 24))
     for g, w in zip(got, want):
         if w is not None:   # a GRU has no c
             np.testing.assert_allclose(g, w, rtol=0,
@@ -199,14 +199,14 @@ def test_fused_batch1_kernel_matches_reference(mode, hidden, proj, bidir, layers
             np.testing.assert_allclose(g, w, rtol=1e-5, atol=2e-5)
 
 
-def test_fused_and_blas_paths_agree(rng, monkeypatch):
-    import fastrnn.layers as layers
+def test_fused_and_blas_paths_agree(rng):
     x = rng.standard_normal((200, 1, 33)).astype(np.float32)
     for mode in MODES:
         fused, sd = make_model(mode, 33, 70, num_layers=2, scale=70 ** -0.5)
-        monkeypatch.setattr(layers, "FUSED_KERNEL", False)
-        blas, _ = make_model(mode, 33, 70, num_layers=2, scale=70 ** -0.5)
-        monkeypatch.setattr(layers, "FUSED_KERNEL", True)
+        with_plan(fused)
+        blas = with_plan(make_model(mode, 33, 70, num_layers=2, scale=70 ** -0.5)[0],
+                         fused=False)
+        assert fused.kernel.fused_max_batch >= 1 and blas.kernel.fused_max_batch == 0
         np.testing.assert_allclose(fused(x)[0], blas(x)[0], atol=2e-6)
 
 
@@ -273,13 +273,12 @@ def test_fused_small_batch_matches_blas_path(batch, mode, proj, weight_dtype, rn
     model, _ = make_model(mode, 9, 37, num_layers=2, scale=37 ** -0.5, **kwargs)
     x = rng.standard_normal((20, batch, 9)).astype(np.float32)
     lengths = rng.integers(1, 21, size=batch)
-    with kernel_settings() as kernels:
-        kernels.set_fused_max_batch(64)
-        fused = model(x, lengths=lengths)
-        s = model.stream(batch=batch)
-        stream = np.stack([s.step(x[t]) for t in range(20)])
-        kernels.set_fused_max_batch(0)
-        blas = model(x, lengths=lengths)
+    with_plan(model, fused_max_batch=64)
+    fused = model(x, lengths=lengths)
+    s = model.stream(batch=batch)
+    stream = np.stack([s.step(x[t]) for t in range(20)])
+    with_plan(model, fused_max_batch=0)
+    blas = model(x, lengths=lengths)
     np.testing.assert_allclose(fused[0], blas[0], atol=2e-6)
     for f, b in zip(fused[1] if mode == "LSTM" else (fused[1],),
                     blas[1] if mode == "LSTM" else (blas[1],)):
@@ -291,13 +290,11 @@ def test_fused_small_batch_matches_blas_path(batch, mode, proj, weight_dtype, rn
 @pytest.mark.parametrize("mode,proj,bidir", [("LSTM", 0, True), ("LSTM", 4, False),
                                              ("GRU", 0, True), ("RNN_TANH", 0, False)])
 def test_batch_above_fused_limit_runs_in_groups(mode, proj, bidir, weight_dtype, rng,
-                                                monkeypatch):
+                                                ):
     """A batch larger than one fused call takes runs as near-equal groups through the
     fused kernel where that kernel is the default up to its limit: the same outputs and
     final states as the whole batch through BLAS, with unsorted lengths (each group's
     running prefix differs), an initial state and two layers."""
-    import fastrnn.layers as layers
-    monkeypatch.setattr(layers, "FUSED_KERNEL", True)   # packed even under FASTRNN_KERNEL=blas
     kwargs = {"proj_size": proj} if proj else {}
     model, _ = make_model(mode, 9, 37, num_layers=2, bidirectional=bidir,
                           scale=37 ** -0.5, weight_dtype=weight_dtype, **kwargs)
@@ -306,25 +303,37 @@ def test_batch_above_fused_limit_runs_in_groups(mode, proj, bidir, weight_dtype,
     lengths = rng.integers(1, 13, size=B)
     h0 = rng.standard_normal((2 * D, B, P)).astype(np.float32)
     hx = (h0, rng.standard_normal((2 * D, B, 37)).astype(np.float32)) if mode == "LSTM" else h0
-    with kernel_settings() as kernels:
-        kernels.set_fused_max_batch(64)
-        assert model._batch_groups(B) == [(0, 43), (43, 86), (86, 130)]
-        grouped = model(x, hx, lengths=lengths)
-        kernels.set_fused_max_batch(0)
-        assert model._batch_groups(B) is None
-        blas = model(x, hx, lengths=lengths)
-        kernels.set_fused_max_batch(32)   # a lower limit (AVX2's kind): BLAS takes it
-        assert model._batch_groups(B) is None
+    with_plan(model, fused_max_batch=64)
+    assert model.kernel.batch_groups(B) == [(0, 43), (43, 86), (86, 130)]
+    grouped = model(x, hx, lengths=lengths)
+    with_plan(model, fused_max_batch=0)
+    assert model.kernel.batch_groups(B) is None
+    blas = model(x, hx, lengths=lengths)
+    with_plan(model, fused_max_batch=32)   # a lower limit (AVX2's kind): BLAS takes it
+    assert model.kernel.batch_groups(B) is None
     np.testing.assert_allclose(grouped[0], blas[0], atol=3e-6)
     states = zip(*(r[1] if mode == "LSTM" else (r[1],) for r in (grouped, blas)))
     for g, b in states:
         np.testing.assert_allclose(g, b, atol=3e-6)
 
 
-def test_fused_max_batch_bounds():
-    from fastrnn._kernels import _stack
-    with pytest.raises(ValueError, match=r"n must lie in \[0, 64\]"):
-        _stack.set_fused_max_batch(65)
+def test_plan_bounds_and_defaults(monkeypatch):
+    plan = fastrnn.Plan.default()
+    with pytest.raises(ValueError, match=r"fused_max_batch must be an int \[0, 64\], got 65"):
+        plan.replace(fused_max_batch=65)
+    with pytest.raises(ValueError, match=r"fused_x_min_batch must be an int >= 1, got 0"):
+        plan.replace(fused_x_min_batch=0)
+    with pytest.raises(ValueError, match="isa must be one of"):
+        fastrnn.Plan("sse9")
+    with pytest.raises(TypeError, match="plan must be a fastrnn Plan"):
+        fastrnn.GRU(3, 4).plan = {"fused_max_batch": 3}
+    monkeypatch.setenv("FASTRNN_FUSED_MAX_BATCH", "7")
+    monkeypatch.setenv("FASTRNN_KERNEL", "blas")
+    env = fastrnn.Plan.default()
+    assert env.fused_max_batch == 7 and not env.fused and env.source != "defaults"
+    monkeypatch.setenv("FASTRNN_FUSED_MAX_BATCH", "65")
+    with pytest.raises(ValueError, match="FASTRNN_FUSED_MAX_BATCH must be an int in"):
+        fastrnn.Plan.default()
 
 
 def test_weights_are_packed_once_per_load(monkeypatch, rng):
@@ -332,8 +341,8 @@ def test_weights_are_packed_once_per_load(monkeypatch, rng):
     checkpoint (which replaces them unseen) packs once: 0.5 s less for a 250 MB model."""
     import fastrnn.layers as layers
     built = []
-    real = layers.Kernel
-    monkeypatch.setattr(layers, "Kernel", lambda *args: built.append(1) or real(*args))
+    real = layers.pack
+    monkeypatch.setattr(layers, "pack", lambda *a, **k: built.append(1) or real(*a, **k))
     fresh = fastrnn.LSTM(5, 8, num_layers=2)
     assert built == []
     x = rng.standard_normal((4, 2, 5)).astype(np.float32)
@@ -349,22 +358,16 @@ def test_weights_are_packed_once_per_load(monkeypatch, rng):
 
 
 @pytest.mark.parametrize("weight_dtype", [None, "float16", "bfloat16"])
-def test_packed_weights_and_buffers_are_cache_line_aligned(weight_dtype, monkeypatch):
+def test_packed_weights_and_buffers_are_cache_line_aligned(weight_dtype):
     """Vector loads that straddle two cache lines cost two: every packed array and
     workspace buffer starts on a 64-byte boundary (numpy alone gives 16)."""
-    import fastrnn.layers as layers
     seen = []
-    real = layers.Kernel
-
-    def spy(family, records, *args):
-        seen.extend(v for rec in records for k, v in rec.items() if k.endswith("_panels"))
-        return real(family, records, *args)
-
-    monkeypatch.setattr(layers, "Kernel", spy)
-    monkeypatch.setattr(layers, "FUSED_KERNEL", True)   # packed even under FASTRNN_KERNEL=blas
     for hidden in (37, 64, 100):
-        fastrnn.GRU(9, hidden, num_layers=2, weight_dtype=weight_dtype)._ready_kernel()
-        ws = layers._Workspace(fastrnn.LSTM(9, hidden, weight_dtype=weight_dtype), 7, 3)
+        model = with_plan(fastrnn.GRU(9, hidden, num_layers=2, weight_dtype=weight_dtype))
+        for record in model.kernel.records:
+            seen.extend(a for name, a in record.arrays().items() if name.endswith("_panels"))
+            assert not any(a.flags.writeable for a in record.arrays().values())
+        ws = with_plan(fastrnn.LSTM(9, hidden, weight_dtype=weight_dtype)).kernel.workspace(7, 3)
         seen.extend([ws.gates, ws.scratch, ws.state_t])
     assert len(seen) > 20
     assert all(a.ctypes.data % 64 == 0 for a in seen)
@@ -376,45 +379,43 @@ def test_input_projection_from_panels_matches_hoisted_gemm(mode, weight_dtype, r
     """Fused batches from get_fused_x_min_batch() on take W_ih x from the packed panels
     at every step; bidirectional, two layers, with lengths, both sides of the threshold
     give the BLAS path's answer."""
-    from fastrnn._kernels import _stack
     model, _ = make_model(mode, 11, 29, num_layers=2, bidirectional=True,
                           scale=29 ** -0.5, weight_dtype=weight_dtype)
     x = rng.standard_normal((15, 18, 11)).astype(np.float32)
     lengths = rng.integers(1, 16, size=18)
     outs = []
-    with kernel_settings() as kernels:
-        kernels.set_fused_max_batch(64)
-        for threshold in (1, 18, 19, 1000):   # panels, panels, hoisted, hoisted
-            kernels.set_fused_x_min_batch(threshold)
-            outs.append(model(x, lengths=lengths))
-        kernels.set_fused_max_batch(0)
-        blas = model(x, lengths=lengths)
+    for threshold in (1, 18, 19, 1000):   # panels, panels, hoisted, hoisted
+        with_plan(model, fused_max_batch=64, fused_x_min_batch=threshold)
+        outs.append(model(x, lengths=lengths))
+    with_plan(model, fused_max_batch=0)
+    blas = model(x, lengths=lengths)
     for out in outs:
         np.testing.assert_allclose(out[0], blas[0], atol=2e-6)
         for f, b in zip(out[1] if mode == "LSTM" else (out[1],),
                         blas[1] if mode == "LSTM" else (blas[1],)):
             np.testing.assert_allclose(f, b, atol=2e-6)
-    with pytest.raises(ValueError, match="at least 1"):
-        _stack.set_fused_x_min_batch(0)
 
 
-def test_workspaces_are_reused_and_bounded(monkeypatch, rng):
+def test_workspaces_are_reused_and_bounded(rng):
     """One workspace per call shape is kept for the next call of that shape, and no more
     than WORKSPACE_SHAPES shapes are kept (the least recently used goes)."""
-    import fastrnn.layers as layers
-    made = []
-    real = layers._Workspace
-    monkeypatch.setattr(layers, "_Workspace", lambda *a: made.append(a[1:]) or real(*a))
+    from fastrnn._kernels._stack import WORKSPACE_SHAPES
     model = fastrnn.GRU(3, 5)
     x = rng.standard_normal((4, 2, 3)).astype(np.float32)
-    for _ in range(3):
-        model(x)
-    assert made == [(4, 2)]
-    for steps in range(1, layers.WORKSPACE_SHAPES + 3):
+    model(x)
+    kernel = model.kernel
+    ws = kernel.take_workspace(4, 2)
+    assert (ws.steps, ws.batch) == (4, 2)
+    kernel.give_workspace(ws)
+    model(x)
+    assert kernel.take_workspace(4, 2) is ws    # the call gave back the one it took
+    kernel.give_workspace(ws)
+    for steps in range(1, WORKSPACE_SHAPES + 3):
         model(x[:1].repeat(steps, axis=0))
-    assert len(model._workspaces) == layers.WORKSPACE_SHAPES
+    shapes = kernel.free_shapes()
+    assert len(shapes) == WORKSPACE_SHAPES
     # shapes 1 .. WORKSPACE_SHAPES + 2 (4 used again on the way): the first two went
-    assert (1, 2) not in model._workspaces and (2, 2) not in model._workspaces
-    assert (4, 2) in model._workspaces and len(made) == layers.WORKSPACE_SHAPES + 2
-    model(x[:1])
-    assert made[-1] == (1, 2)
+    assert (1, 2) not in shapes and (2, 2) not in shapes and (4, 2) in shapes
+    assert kernel.take_workspace(4, 2) is ws
+    model.load_state_dict(model.state_dict())   # new weights, a new kernel and pool
+    assert model.kernel is not kernel and model.kernel.free_shapes() == []

@@ -6,7 +6,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from helpers import TOL, kernel_settings, make_model
+from helpers import TOL, kernel_threads, make_model, with_plan
 
 MODES = ["LSTM", "GRU", "RNN_TANH", "RNN_RELU"]
 
@@ -34,29 +34,26 @@ def test_stream_equals_whole_sequence(mode, layers, batch, dtype, rng):
 
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
-def test_stream_above_fused_limit_steps_in_groups(mode, rng, monkeypatch):
+def test_stream_above_fused_limit_steps_in_groups(mode, rng):
     """A stream of more sequences than one fused call takes steps them as groups (like
-    a sequence, layers.py's _batch_groups), each group with its own state: outputs and
+    a sequence, Kernel.batch_groups), each group with its own state: outputs and
     state as the whole sequence gives, an initial state taken and reset honoured."""
-    import fastrnn.layers as layers
-    monkeypatch.setattr(layers, "FUSED_KERNEL", True)   # packed even under FASTRNN_KERNEL=blas
     model, _ = make_model(mode, 5, 7, num_layers=2, scale=7 ** -0.5)
+    with_plan(model, fused_max_batch=64)
     B = 130
     x = rng.standard_normal((9, B, 5)).astype(np.float32)
     h0 = rng.standard_normal((2, B, 7)).astype(np.float32)
     hx = (h0, rng.standard_normal((2, B, 7)).astype(np.float32)) if mode == "LSTM" else h0
-    with kernel_settings() as kernels:
-        kernels.set_fused_max_batch(64)
-        want, want_state = model(x, hx)
-        s = model.stream(batch=B, hx=hx)
-        assert len(s._states()) == 3
-        out = np.empty((B, 7), np.float32)
-        got = np.stack([s.step(x[t], out=out).copy() for t in range(9)])
-        np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
-        for g, w in zip(_states(s.state), _states(want_state)):
-            np.testing.assert_allclose(g, w, rtol=0, atol=2e-6)
-        s.reset()
-        np.testing.assert_allclose(s.step(x[0]), model(x[:1])[0][0], rtol=0, atol=2e-6)
+    want, want_state = model(x, hx)
+    s = model.stream(batch=B, hx=hx)
+    assert len(model.kernel.batch_groups(B)) == 3
+    out = np.empty((B, 7), np.float32)
+    got = np.stack([s.step(x[t], out=out).copy() for t in range(9)])
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+    for g, w in zip(_states(s.state), _states(want_state)):
+        np.testing.assert_allclose(g, w, rtol=0, atol=2e-6)
+    s.reset()
+    np.testing.assert_allclose(s.step(x[0]), model(x[:1])[0][0], rtol=0, atol=2e-6)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -181,19 +178,16 @@ def test_stream_run_equals_steps(mode, batch, dtype, rng):
     np.testing.assert_allclose(out, want, rtol=0, atol=TOL[dtype])
 
 
-def test_stream_run_in_groups(rng, monkeypatch):
+def test_stream_run_in_groups(rng):
     """A stream stepped as groups (more sequences than one fused call takes) runs a
     chunk group by group: the whole sequence's outputs and state."""
-    import fastrnn.layers as layers
-    monkeypatch.setattr(layers, "FUSED_KERNEL", True)   # packed even under FASTRNN_KERNEL=blas
     model, _ = make_model("LSTM", 5, 7, num_layers=2, scale=7 ** -0.5)
+    with_plan(model, fused_max_batch=64)
     x = rng.standard_normal((9, 130, 5)).astype(np.float32)
-    with kernel_settings() as kernels:
-        kernels.set_fused_max_batch(64)
-        want, want_state = model(x)
-        s = model.stream(batch=130)
-        assert len(s._states()) == 3
-        got = np.concatenate([s.run(x[:4]), s.run(x[4:])])
+    want, want_state = model(x)
+    s = model.stream(batch=130)
+    assert len(model.kernel.batch_groups(130)) == 3
+    got = np.concatenate([s.run(x[:4]), s.run(x[4:])])
     np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
     for g, w in zip(s.state, want_state):
         np.testing.assert_allclose(g, w, rtol=0, atol=2e-6)
@@ -288,10 +282,10 @@ def test_thread_count_control():
     with pytest.raises(ValueError, match="blas must be an int >= 1"):
         fastrnn.set_num_threads(2, blas=0)
     from fastrnn._kernels import _stack
-    kernel_before = _stack.get_kernel_threads()[0]
+    kernel_before = _stack.get_kernel_threads()
     with fastrnn.num_threads(2, blas=1):
-        assert _stack.get_kernel_threads()[0] == 2 and fastrnn.get_num_threads() == 2
-    assert _stack.get_kernel_threads()[0] == kernel_before
+        assert _stack.get_kernel_threads() == 2 and fastrnn.get_num_threads() == 2
+    assert _stack.get_kernel_threads() == kernel_before
 
 
 def test_default_is_one_blas_thread_and_env_overrides():
@@ -317,13 +311,13 @@ def test_two_core_split_gives_identical_results(mode, kwargs, rng):
     """A step split by panels across two cores does the same arithmetic, and so does a
     sequence's input projection, split by the same panels: bitwise equal results."""
     model, _ = make_model(mode, 6, 40, num_layers=2, scale=40 ** -0.5, **kwargs)  # 3 panels
+    with_plan(model, split_min_hidden=0)
     x = rng.standard_normal((30, 1, 6)).astype(np.float32)
-    with kernel_settings() as kernels:
-        kernels.set_kernel_threads(1)
+    with kernel_threads(1):
         seq1 = model(x)[0]
         s = model.stream()
         step1 = np.stack([s.step(x[t, 0]) for t in range(30)])
-        kernels.set_kernel_threads(2, 0)
+    with kernel_threads(2):
         seq2 = model(x)[0]
         s = model.stream()
         step2 = np.stack([s.step(x[t, 0]) for t in range(30)])
@@ -337,12 +331,12 @@ def test_two_core_split_of_batches_matches_one_core(mode, batch, rng):
     """Batches split by panels too (batch 4: the hoisted projection by panels; batch 20:
     W_ih from the panels at every step), with lengths: bitwise equal to one core."""
     model, _ = make_model(mode, 6, 40, num_layers=2, scale=40 ** -0.5)
+    with_plan(model, fused_max_batch=64, split_min_hidden=0)
     x = rng.standard_normal((25, batch, 6)).astype(np.float32)
     lengths = rng.integers(1, 26, size=batch)
     runs = []
-    with kernel_settings() as kernels:
-        for threads in (1, 2):
-            kernels.set_kernel_threads(threads, 0)
+    for threads in (1, 2):
+        with kernel_threads(threads):
             s = model.stream(batch=batch)
             runs.append((model(x, lengths=lengths)[0],
                          np.stack([s.step(x[t]) for t in range(25)])))
@@ -354,9 +348,8 @@ def _assert_one_and_two_cores_agree(model, x, lengths):
     """The model on one core and with two threads (the library's own split rules):
     outputs and final states bitwise equal."""
     runs = []
-    with kernel_settings() as kernels:
-        for threads in (1, 2):
-            kernels.set_kernel_threads(threads)
+    for threads in (1, 2):
+        with kernel_threads(threads):
             out, state = model(x, lengths=lengths)
             runs.append([out, *_states(state)])
     for one, two in zip(*runs):
@@ -376,8 +369,8 @@ def test_two_core_split_of_bidirectional_steps_matches_one_core(batch, rng):
 def _forked_child(q):
     import fastrnn
     from fastrnn._kernels import _stack
-    _stack.set_kernel_threads(2, 0)
-    m = fastrnn.GRU(8, 64)
+    _stack.set_kernel_threads(2)
+    m = with_plan(fastrnn.GRU(8, 64), split_min_hidden=0)
     q.put(float(m(np.ones((20, 1, 8), np.float32))[0].sum()))
 
 
@@ -385,9 +378,8 @@ def test_split_survives_fork():
     """The helper thread does not exist in a forked child: it must make its own, not
     wait for its parent's."""
     import multiprocessing as mp
-    with kernel_settings() as kernels:
-        kernels.set_kernel_threads(2, 0)
-        fastrnn_model, _ = make_model("GRU", 8, 64)
+    with kernel_threads(2):
+        fastrnn_model = with_plan(make_model("GRU", 8, 64)[0], split_min_hidden=0)
         fastrnn_model(np.ones((5, 1, 8), np.float32))   # the parent's helper is running
         ctx = mp.get_context("fork")
         q = ctx.Queue()
@@ -410,3 +402,31 @@ def test_bidirectional_layers_run_their_directions_on_two_cores(mode, kwargs, ba
                           scale=24 ** -0.5, **kwargs)
     x = rng.standard_normal((120, batch, 7)).astype(np.float32)
     _assert_one_and_two_cores_agree(model, x, rng.integers(1, 121, size=batch))
+
+
+def test_stream_refuses_buffers_it_must_not_write_and_reads_swapped_bytes(rng, tmp_path):
+    """out= must be writeable and native: a read-only array, an immutable bytes object
+    seen through np.frombuffer, a read-only memory map and a big-endian array are each
+    refused before the kernel runs; a big-endian input is converted, not misread."""
+    model, _ = make_model("GRU", 3, 4)
+    x = rng.standard_normal((6, 3)).astype(np.float32)
+    want = model(x[:, None])[0][:, 0]
+    path = tmp_path / "out.bin"
+    np.zeros(4, np.float32).tofile(path)
+    read_only = np.zeros(4, np.float32)
+    read_only.flags.writeable = False
+    bad_outs = [("read-only", read_only),
+                ("read-only", np.frombuffer(bytes(16), np.float32)),
+                ("read-only", np.memmap(path, np.float32, mode="r", shape=(4,))),
+                ("byte order", np.zeros(4, ">f4"))]
+    for problem, out in bad_outs:
+        s = model.stream()
+        with pytest.raises(ValueError, match=problem):
+            s.step(x[0], out=out)
+        with pytest.raises(ValueError, match=problem):
+            s.run(x[:1], out=out[None])
+    assert not np.memmap(path, np.float32, mode="r", shape=(4,)).any()
+    s = model.stream()
+    got = np.stack([s.step(x[t].astype(">f4")) for t in range(6)])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(model.stream().run(x.astype(">f4")), want, rtol=0, atol=1e-6)

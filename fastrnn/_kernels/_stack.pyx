@@ -1,8 +1,9 @@
-# The sequence driver shared by every cell family: chunked input projection, the
-# time scan over packed (length-sorted) batches, bidirectional halves, stacked layers.
-# One copy of this loop serves LSTM, GRU and RNN; the families differ only in their
-# step function (lstm.pyx, gru.pyx, rnn.pyx), picked by a switch that costs nothing
-# next to a step's matrix product.
+# The kernel layer's drivers, composed as torch's RNN.cpp composes them: a cell step
+# (lstm.pxd, gru.pxd, rnn.pxd over the C kernels) -> a scan over time (one function per
+# strategy: fused over packed panels, or BLAS plus the cell loops) -> a layer (one or
+# two directions, side by side on two cores when that pays) -> the stack. `Kernel`
+# holds the packed records of a whole model with its dispatch plan and sizes its own
+# workspaces; packing.py writes the records it reads.
 cimport numpy as cnp
 from cython cimport floating
 from libc.stdlib cimport malloc, free
@@ -16,6 +17,11 @@ from fastrnn._kernels.lstm cimport lstm_step, lstm_step1, lstm_project1
 from fastrnn._kernels.gru cimport gru_step, gru_step1
 from fastrnn._kernels.rnn cimport rnn_step, rnn_step1
 
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
 cnp.import_array()
 
 cdef extern from "parallel.h" nogil:
@@ -24,115 +30,49 @@ cdef extern from "parallel.h" nogil:
     void fr_pool_release()
     void fr_pool_run(fr_task_fn fn, void* arg)
 
-# Threads a small-batch step may use (1 or 2: the caller and one helper), and the
-# hidden size from which splitting it pays. Measured (python bench/run.py split and
-# hidden 32-96 the same way: batch 1, float32, one core vs two, interleaved, three
-# runs): a loss at 32 (0.6-0.9x), even at 64 (1.1x), 0.8-1.5x at 96-128 depending on
-# the run (a shared machine's other load decides whether the helper's core is free),
-# and 1.5-2.4x in every run from 256 up, for sequences and step calls alike. Measured
-# again after the batch-1 kernels got 20-30% faster: 1.2-1.65x at 80-160 in one hour,
-# 0.5-0.8x in the next (the barrier's wake-up cost went from ~0.1 to ~1 us a step when
-# the VM's second core was contended), 1.2-1.7x at 256 in both: 256 stays.
+# Hidden units per panel of the fused kernels' packed weights (packing.py's layout).
+PANEL_UNITS = FR_U
+# Most sequences one fused call advances (Plan.fused_max_batch's bound).
+FUSED_BATCH_LIMIT = FR_MAXB
+# Storage types of packed panels, as the C kernels number them (FR_W_*).
+PANEL_DTYPES = {"float32": 0, "float16": 1, "bfloat16": 2}
+
+
+cpdef enum Family:
+    LSTM = 0
+    GRU = 1
+    RNN = 2
+
+
+# -- process-wide: the ISA the build can run, and the threads a call may use ---------
+
+def isa():
+    """The widest instruction set of the float32 kernels on this CPU: 'avx512', 'avx2'
+    or 'generic' (FASTRNN_ISA caps it)."""
+    return ("generic", "avx2", "avx512")[fr_select_isa()]
+
+
+# Threads a small-batch step may use (1 or 2: the caller and one helper). A property
+# of the process (fastrnn.set_num_threads), not of a model's plan.
 cdef int _kernel_threads = 1
-cdef int _split_min_hidden = 256
-# Batches of several sequences give the helper more work per barrier: measured the
-# same way (2 threads, T=50, split vs not, median of three interleaved runs), the split
-# pays once hidden^2 * batch reaches 16384: 1.2-1.3x at hidden 32 and batch 16, 1.3-1.5x
-# at 64 and 4-8, 1.5-1.9x at 128 from batch 2; it lost (0.7-0.9x) at 32 below batch 16.
-cdef inline bint _split_pays(int hidden, int B) noexcept nogil:
-    return hidden >= _split_min_hidden or (
-        B >= 2 and hidden > FR_U and <long long>hidden * hidden * B >= 16384)
 
 
-# From this batch on, a fused sequence also takes W_ih x from the packed W_ih panels
-# at every step instead of one hoisted GEMM per chunk: with 16+ sequences per weight
-# load the fused product runs nearer the FMA peak than OpenBLAS's sgemm does on these
-# shapes (1 thread, T=50, LSTM/GRU H 64-512: 1.0-1.12x at 16-64; at 4-8 it loses up
-# to 5% at H >= 256; at batch 1 the GEMM, reading W_ih once per chunk, wins by far).
-cdef int _fused_x_min_batch = 16
-
-
-def set_fused_x_min_batch(int n):
-    """Fused batches of at least n sequences read W_ih's panels at every step."""
-    global _fused_x_min_batch
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
-    _fused_x_min_batch = n
-
-
-def get_fused_x_min_batch():
-    return _fused_x_min_batch
-
-
-def set_kernel_threads(int n, int min_hidden=-1):
-    """Split small-batch steps across two cores when n >= 2, from min_hidden units up."""
-    global _kernel_threads, _split_min_hidden
+def set_kernel_threads(int n):
+    """Split small-batch steps across two cores when n >= 2 (fastrnn.set_num_threads)."""
+    global _kernel_threads
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     _kernel_threads = 2 if n >= 2 else 1
-    if min_hidden >= 0:
-        _split_min_hidden = min_hidden
 
 
 def get_kernel_threads():
-    return _kernel_threads, _split_min_hidden
-
-
-# Largest batch that runs through the fused kernel (FR_MAXB at most); larger batches
-# use BLAS. Measured per ISA (1 thread, T=50, H 64-512, LSTM and GRU, BLAS -> fused
-# us/step): AVX-512 multiplies 6 sequences per weight load and wins everywhere up to
-# 64 (3.3x at batch 2-4, 1.2x at 16, LSTM 1.05-1.14x and GRU 0.98-1.07x at 64: the
-# packing OpenBLAS redoes every step is saved); AVX2 (FASTRNN_ISA=avx2 on the same
-# machine, against OpenBLAS's AVX-512 sgemm) multiplies up to 6 sequences per weight
-# load, one gate at a time, and wins up to 12 (1.1-1.9x at 3-12, 0.8-0.9x at 16);
-# the SSE build loses to OpenBLAS from batch 1 on sequences.
-# FASTRNN_FUSED_MAX_BATCH or set_fused_max_batch() override it.
-_FUSED_MAX_BATCH_BY_ISA = {0: 0, 1: 12, 2: 64}
-cdef int _fused_max_batch = _FUSED_MAX_BATCH_BY_ISA[fr_select_isa()]
-
-
-def set_fused_max_batch(int n):
-    """Batches up to n sequences (0 <= n <= 64) run through the fused kernel."""
-    global _fused_max_batch
-    if not 0 <= n <= FR_MAXB:
-        raise ValueError(f"n must lie in [0, {FR_MAXB}], got {n}")
-    _fused_max_batch = n
-
-
-def get_fused_max_batch():
-    return _fused_max_batch
-
-
-def _fused_max_batch_from_environment():
-    import os
-    text = os.environ.get("FASTRNN_FUSED_MAX_BATCH")
-    if text:
-        try:
-            set_fused_max_batch(int(text))
-        except ValueError:
-            raise ValueError(
-                f"FASTRNN_FUSED_MAX_BATCH must be an int in [0, {FR_MAXB}], got {text!r}") from None
-
-
-_fused_max_batch_from_environment()
-
-
-# Hidden units per panel of the fused batch-1 kernel's packed weights.
-PANEL_UNITS = FR_U
-# Most sequences one fused call advances (set_fused_max_batch's bound).
-FUSED_BATCH_LIMIT = FR_MAXB
-
-
-def isa():
-    """The instruction set of the float32 cell loops: 'avx512', 'avx2' or 'generic'."""
-    return ("generic", "avx2", "avx512")[fr_select_isa()]
+    return _kernel_threads
 
 
 def _activations_f32(float[::1] x, bint vector=False):
     """(sigmoid(x), tanh(x)) by the kernels' float32 math: the scalar form of the cell
     loops, or (vector) the fused kernels' lanes on the selected ISA; for the accuracy
     tests."""
-    import numpy as np
     sig = np.empty(x.shape[0], np.float32)
     th = np.empty(x.shape[0], np.float32)
     cdef float[::1] s = sig
@@ -147,21 +87,34 @@ def _activations_f32(float[::1] x, bint vector=False):
             fr_activations_f32(x.shape[0], &x[0], &s[0], &t[0])
     return sig, th
 
-cpdef enum Family:
-    LSTM = 0
-    GRU = 1
-    RNN = 2
+
+def empty_aligned(shape, dtype, int align=64):
+    """np.empty whose data starts on an `align`-byte boundary: the kernels load whole
+    cache lines, and a vector load that straddles two lines costs two (numpy's own
+    buffers are only 16-byte aligned)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    buf = np.empty(nbytes + align, np.uint8)
+    start = -buf.ctypes.data % align
+    return buf[start:start + nbytes].view(dtype).reshape(shape)
 
 
-cdef inline void cell_step(Family family, const CellParams* p, bint fm, int m,
-                           floating* gates, int ldg, floating* h, floating* c, int ldb,
-                           floating* scratch) noexcept nogil:
-    if family == LSTM:
-        lstm_step(p, fm, m, gates, ldg, h, c, ldb, scratch)
-    elif family == GRU:
-        gru_step(p, fm, m, gates, ldg, h, c, ldb, scratch)
-    else:
-        rnn_step(p, fm, m, gates, ldg, h, c, ldb, scratch)
+# -- the plan as the nogil code reads it ---------------------------------------------
+
+cdef struct Dispatch:
+    int fused_max_batch     # 0 when the model runs no fused kernel at all
+    int fused_x_min_batch
+    int split_min_hidden
+    int threads             # 1, or 2 when this call may split across two cores
+
+
+cdef inline bint split_pays(const Dispatch* d, int hidden, int B) noexcept nogil:
+    """Splitting each step's panels across two cores pays from split_min_hidden units
+    up, and for batches once hidden^2 * batch reaches 16384 (2 threads, T=50, split vs
+    not, median of three interleaved runs: 1.2-1.3x at hidden 32 and batch 16, 1.3-1.5x
+    at 64 and 4-8, 1.5-1.9x at 128 from batch 2; it lost, 0.7-0.9x, at 32 below 16)."""
+    return hidden >= d.split_min_hidden or (
+        B >= 2 and hidden > FR_U and <long long>hidden * hidden * B >= 16384)
 
 
 cdef inline int num_panels(const CellParams* p) noexcept nogil:
@@ -170,13 +123,28 @@ cdef inline int num_panels(const CellParams* p) noexcept nogil:
 
 cdef inline int panel_rows(const CellParams* p) noexcept nogil:
     """Gate rows of one sequence in panel order: hidden padded to whole panels (the
-    fused path's hoisted projection; layers.py sizes the workspace for it)."""
+    fused path's hoisted projection; Kernel.workspace sizes for it)."""
     return num_panels(p) * FR_U * (p.gate_rows // p.hidden_size)
 
 
-cdef inline void cell_step1(Family family, const CellParams* p, int p0, int p1, bint rev,
+# -- cells ---------------------------------------------------------------------------
+
+cdef inline void cell_step(Family family, const CellParams* p, bint fm, int m,
+                           floating* gates, int ldg, floating* h, floating* c, int ldb,
+                           floating* scratch) noexcept nogil:
+    """One BLAS-path step of m sequences: W_hh h into the gate rows, the cell update."""
+    if family == LSTM:
+        lstm_step(p, fm, m, gates, ldg, h, c, ldb, scratch)
+    elif family == GRU:
+        gru_step(p, fm, m, gates, ldg, h, c, ldb, scratch)
+    else:
+        rnn_step(p, fm, m, gates, ldg, h, c, ldb, scratch)
+
+
+cdef inline void fused_cell(Family family, const CellParams* p, int p0, int p1, bint rev,
                             int m, const float* gin, const float* x, const float* h,
                             float* c, float* h_out, float* scratch) noexcept nogil:
+    """Panels [p0, p1) of one fused step of m sequences."""
     if family == LSTM:
         lstm_step1(p, p0, p1, rev, m, gin, x, h, c, h_out, scratch)
     elif family == GRU:
@@ -185,7 +153,7 @@ cdef inline void cell_step1(Family family, const CellParams* p, int p0, int p1, 
         rnn_step1(p, p0, p1, rev, m, gin, x, h, c, h_out, scratch)
 
 
-cdef struct Step1:
+cdef struct FusedStep:
     # one fused step, for the two halves of a split (parallel.h)
     Family family
     const CellParams* p
@@ -200,15 +168,32 @@ cdef struct Step1:
     bint rev
 
 
-cdef void step1_half(void* arg, int part) noexcept nogil:
-    cdef Step1* a = <Step1*>arg
+cdef void fused_step_half(void* arg, int part) noexcept nogil:
+    cdef FusedStep* a = <FusedStep*>arg
     cdef int half = (a.npan + 1) // 2
     if part == 0:
-        cell_step1(a.family, a.p, 0, half, a.rev, a.m, a.gin, a.x, a.h, a.c, a.h_out,
+        fused_cell(a.family, a.p, 0, half, a.rev, a.m, a.gin, a.x, a.h, a.c, a.h_out,
                    a.scratch)
     else:
-        cell_step1(a.family, a.p, half, a.npan, a.rev, a.m, a.gin, a.x, a.h, a.c, a.h_out,
+        fused_cell(a.family, a.p, half, a.npan, a.rev, a.m, a.gin, a.x, a.h, a.c, a.h_out,
                    a.scratch)
+
+
+cdef inline void fused_step(Family family, const CellParams* p, bint split, bint rev,
+                            int m, const float* gin, const float* x, const float* h,
+                            float* c, float* h_out, float* scratch) noexcept nogil:
+    """The whole fused step: all panels (on two cores when split; in descending order
+    when rev), then the LSTM's projection, which needs every panel's output."""
+    cdef FusedStep args
+    cdef int npan = num_panels(p)
+    if split and npan > 1:
+        args.family, args.p, args.m, args.gin, args.x, args.h = family, p, m, gin, x, h
+        args.c, args.h_out, args.scratch, args.npan, args.rev = c, h_out, scratch, npan, rev
+        fr_pool_run(fused_step_half, &args)
+    else:
+        fused_cell(family, p, 0, npan, rev, m, gin, x, h, c, h_out, scratch)
+    if family == LSTM:
+        lstm_project1(p, m, scratch, h_out)
 
 
 cdef struct Projection:
@@ -227,21 +212,89 @@ cdef void project_half(void* arg, int part) noexcept nogil:
                          half if part == 0 else a.npan, a.w, a.x, a.ldx, a.n, a.out)
 
 
-cdef inline void fused_step1(Family family, const CellParams* p, bint split, bint rev,
-                             int m, const float* gin, const float* x, const float* h,
-                             float* c, float* h_out, float* scratch) noexcept nogil:
-    """The whole fused step: all panels (on two cores when split; in descending order
-    when rev), then the LSTM's projection, which needs every panel's output."""
-    cdef Step1 args
-    cdef int npan = num_panels(p)
-    if split and npan > 1:
-        args.family, args.p, args.m, args.gin, args.x, args.h = family, p, m, gin, x, h
-        args.c, args.h_out, args.scratch, args.npan, args.rev = c, h_out, scratch, npan, rev
-        fr_pool_run(step1_half, &args)
+cdef inline void project_panels(const CellParams* p, bint split, const float* x, int ldx,
+                                int n, float* out) noexcept nogil:
+    """out (n, panel_rows) = W_ih x for n rows of x, in panel order, from W_ih's panels
+    (the helper core projects half of the panels when split)."""
+    cdef Projection proj
+    proj.wt, proj.G, proj.K = p.panel_dtype, p.gate_rows // p.hidden_size, p.input_size
+    proj.npan, proj.ldx, proj.n, proj.w, proj.x, proj.out = (
+        num_panels(p), ldx, n, p.w_ih_panels, x, out)
+    if split:
+        fr_pool_run(project_half, &proj)
     else:
-        cell_step1(family, p, 0, npan, rev, m, gin, x, h, c, h_out, scratch)
-    if family == LSTM:
-        lstm_project1(p, m, scratch, h_out)
+        fr_panel_project_f32(proj.wt, proj.G, proj.K, proj.npan, 0, proj.npan, proj.w,
+                             proj.x, proj.ldx, proj.n, proj.out)
+
+
+# -- scans over time -----------------------------------------------------------------
+#
+# Both strategies share this contract. One direction of one layer over T steps of a
+# (T*B, ldx) input: h (B, P) and c (B, H) hold the initial state and advance in place,
+# so that a sequence that stops early keeps its own final state; step t's output rows
+# go to out[t*B + b, :P] (row stride ldout: a bidirectional layer writes its half).
+# batch_sizes[t] sequences run at step t, always a prefix of the batch (NULL: all B).
+# The input projection of `chunk` steps at a time is done before their steps.
+
+cdef inline void chunk_bounds(int T, int chunk, int done, bint reverse, int* t0,
+                              int* t1) noexcept nogil:
+    """The next chunk [t0, t1) of steps, from the end of time when reverse."""
+    if reverse:
+        t1[0] = T - done
+        t0[0] = t1[0] - chunk if t1[0] > chunk else 0
+    else:
+        t0[0] = done
+        t1[0] = done + chunk if T - done > chunk else T
+
+
+cdef void scan_fused(Family family, const CellParams* p, const Dispatch* d, int T, int B,
+                     const int* batch_sizes, bint reverse, const float* x, int ldx,
+                     float* h, float* c, float* out, int ldout, float* gates, int chunk,
+                     float* scratch, float* h_next, bint split, int parity) noexcept nogil:
+    """Batch-major steps through the fused kernel over packed weights, B <= FR_MAXB.
+
+    Gate rows are contiguous per sequence, in panel order; h is double-buffered (every
+    panel reads all of h), h_next being the second buffer. A batch of fused_x_min_batch
+    or more, or a single streamed step, reads W_ih x from its panels inside each step;
+    others project a chunk of steps at once beforehand, reading W_ih once for all.
+    The panels are walked in ascending and descending order by turns, (parity + t) & 1
+    deciding, so that the panels of one step's end are still cached at the next step's
+    start; a stream passes its own count of steps as parity, so that the turns continue
+    from call to call.
+    """
+    cdef int P = p.proj_size
+    cdef int row = panel_rows(p)
+    cdef bint x_in_step = T == 1 or B >= d.fused_x_min_batch
+    cdef float* hs = h
+    cdef float* swap
+    cdef int t0, t1, s, t, m, b
+    cdef int done = 0
+    cdef float* o
+    while done < T:
+        chunk_bounds(T, chunk, done, reverse, &t0, &t1)
+        done += t1 - t0
+        if not x_in_step:  # gates[s*B + b] = W_ih x[t0 + s, b], panel order
+            project_panels(p, split, x + <Py_ssize_t>t0 * B * ldx, ldx, (t1 - t0) * B,
+                           gates)
+        for s in range(t1 - t0):
+            t = t1 - 1 - s if reverse else t0 + s
+            m = batch_sizes[t] if batch_sizes != NULL else B
+            if m == 0:
+                continue
+            fused_step(family, p, split, (parity + t) & 1, m,
+                       NULL if x_in_step else gates + <Py_ssize_t>(t - t0) * B * row,
+                       x + <Py_ssize_t>t * B * ldx, hs, c, h_next, scratch)
+            if m < B:  # finished sequences keep their final h in both buffers
+                memcpy(h_next + <Py_ssize_t>m * P, hs + <Py_ssize_t>m * P,
+                       <Py_ssize_t>(B - m) * P * sizeof(float))
+            swap = hs
+            hs = h_next
+            h_next = swap
+            o = out + <Py_ssize_t>t * B * ldout
+            for b in range(m):
+                memcpy(o + <Py_ssize_t>b * ldout, hs + <Py_ssize_t>b * P, P * sizeof(float))
+    if hs != h:
+        memcpy(h, hs, <Py_ssize_t>B * P * sizeof(float))
 
 
 cdef inline void transpose(int rows, int cols, const floating* src, int lds,
@@ -253,365 +306,487 @@ cdef inline void transpose(int rows, int cols, const floating* src, int lds,
             dst[<Py_ssize_t>j * ldd + i] = src[<Py_ssize_t>i * lds + j]
 
 
-cdef void scan(Family family, const CellParams* p, int T, int B,
-               const int* batch_sizes, bint reverse,
-               const floating* x, int ldx, floating* h, floating* c,
-               floating* out, int ldout,
-               floating* gates, int chunk, floating* scratch,
-               floating* state_t, bint split, int parity) noexcept nogil:
-    """Run one direction of one layer over T steps of a (T*B, ldx) input.
+cdef void scan_blas(Family family, const CellParams* p, int T, int B,
+                    const int* batch_sizes, bint reverse, const floating* x, int ldx,
+                    floating* h, floating* c, floating* out, int ldout, floating* gates,
+                    int chunk, floating* scratch, floating* state_t) noexcept nogil:
+    """Steps through BLAS and the vectorised cell loops.
 
-    The fused steps walk the panels in ascending and descending order by turns,
-    (parity + t) & 1 deciding, so that the panels of one step's end are still
-    cached at the next step's start (fr_lstm_step1_f32); a stream passes its own count
-    of steps as parity, so that the turns continue from call to call.
-
-    h (B, P) and c (B, H) hold the initial state and are advanced in place, so that a
-    sequence that stops early keeps its own final state. Step t's output rows go to
-    out[t*B + b, :P] (row stride ldout: a bidirectional layer writes its half).
-    batch_sizes[t] sequences are running at step t, always a prefix of the batch
-    (NULL: all B). The input projection for `chunk` steps at a time is one GEMM, or on
-    the fused path one panel_project from W_ih's panels (rows padded to whole panels).
-
-    Up to _fused_max_batch sequences (float32) run batch-major through the fused
-    kernel over packed weights: gate rows contiguous per sequence, h double-buffered
-    (every panel reads all of h). Other batches run feature-major (gates (G, chunk*B),
-    states (P, B) and (H, B) in state_t), the layout in which BLAS runs W @ h fastest
-    (see project()); float64 batches of one stay batch-major with a gemv.
+    Batches of two or more run feature-major (gates (G, chunk*B), states (P, B) and
+    (H, B) in state_t), the layout in which BLAS runs W @ h fastest (see project());
+    a single sequence stays batch-major, its products gemv.
     """
     cdef int G = p.gate_rows
     cdef int P = p.proj_size
     cdef int H = p.hidden_size
-    cdef bint fused = (floating is float and p.w_hh_panels != NULL
-                       and p.w_ih_panels != NULL and B <= _fused_max_batch and B <= FR_MAXB)
-    cdef bint fm = B > 1 and not fused
-    # a single streamed step, or a batch of many sequences, reads W_ih from its panels
-    # inside the fused pass; others project a chunk of steps at once beforehand, which
-    # reads W_ih once for all its steps
-    cdef bint fused_x = fused and (T == 1 or B >= _fused_x_min_batch)
-    # gate rows of the hoisted projection: panel order, padded to whole panels, when fused
-    cdef int row = panel_rows(p) if fused else G
-    cdef int ldg = chunk * B if fm else row
+    cdef bint fm = B > 1
+    cdef int ldg = chunk * B if fm else G
     cdef floating* hs = state_t if fm else h
     cdef floating* cs = (state_t + <Py_ssize_t>P * B) if fm else c
-    cdef floating* h_next = state_t   # the fused step's other h buffer
-    cdef floating* swap
-    cdef Projection proj
     cdef int t0, t1, s, t, m, b, k
     cdef int done = 0
-    cdef floating* g
     cdef floating* o
     if fm:
         transpose(B, P, h, P, hs, B)
         if c != NULL:
             transpose(B, H, c, H, cs, B)
     while done < T:
-        if reverse:
-            t1 = T - done
-            t0 = t1 - chunk if t1 > chunk else 0
-        else:
-            t0 = done
-            t1 = t0 + chunk if T - t0 > chunk else T
+        chunk_bounds(T, chunk, done, reverse, &t0, &t1)
         done += t1 - t0
-        if fused_x:
-            pass
-        elif fused:  # gates[s*B + b] = W_ih x[t0 + s, b] in panel order, from W_ih's panels
-            if floating is float:
-                proj.wt, proj.G, proj.K = p.panel_dtype, p.gate_rows // H, p.input_size
-                proj.npan, proj.ldx, proj.n = num_panels(p), ldx, (t1 - t0) * B
-                proj.w, proj.x, proj.out = p.w_ih_panels, x + <Py_ssize_t>t0 * B * ldx, gates
-                if split:  # the helper projects half of the panels, then stays for the steps
-                    fr_pool_run(project_half, &proj)
-                else:
-                    fr_panel_project_f32(proj.wt, proj.G, proj.K, proj.npan, 0, proj.npan,
-                                         proj.w, proj.x, proj.ldx, proj.n, proj.out)
-        elif fm:  # gates[:, s*B + b] = W_ih x[t0 + s, b]
+        if fm:  # gates[:, s*B + b] = W_ih x[t0 + s, b]
             gemm(NoTrans, Trans, G, (t1 - t0) * B, p.input_size, <floating>1,
                  <const floating*>p.w_ih, p.input_size, x + <Py_ssize_t>t0 * B * ldx, ldx,
                  <floating>0, gates, ldg)
-        else:   # gates[s*B + b, :] = W_ih x[t0 + s, b] (a gemv for one streamed step)
-            project(False, G, (t1 - t0) * B, p.input_size, <const floating*>p.w_ih,
-                    x + <Py_ssize_t>t0 * B * ldx, ldx, <floating>0, gates, G)
+        else:   # gates[s, :] = W_ih x[t0 + s]
+            project(False, G, t1 - t0, p.input_size, <const floating*>p.w_ih,
+                    x + <Py_ssize_t>t0 * ldx, ldx, <floating>0, gates, G)
         for s in range(t1 - t0):
             t = t1 - 1 - s if reverse else t0 + s
             m = batch_sizes[t] if batch_sizes != NULL else B
             if m == 0:
                 continue
-            g = gates + <Py_ssize_t>(t - t0) * B * (1 if fm else row)
+            cell_step(family, p, fm, m, gates + <Py_ssize_t>(t - t0) * B * (1 if fm else G),
+                      ldg, hs, cs, B, scratch)
             o = out + <Py_ssize_t>t * B * ldout
-            if fused:
-                if floating is float:
-                    fused_step1(family, p, split, (parity + t) & 1, m,
-                                NULL if fused_x else g,
-                                x + <Py_ssize_t>t * B * ldx, hs, cs, h_next, scratch)
-                if m < B:  # finished sequences keep their final h in both buffers
-                    memcpy(h_next + <Py_ssize_t>m * P, hs + <Py_ssize_t>m * P,
-                           <Py_ssize_t>(B - m) * P * sizeof(floating))
-                swap = hs
-                hs = h_next
-                h_next = swap
-            else:
-                cell_step(family, p, fm, m, g, ldg, hs, cs, B, scratch)
             if fm:
                 for b in range(m):
                     for k in range(P):
                         o[<Py_ssize_t>b * ldout + k] = hs[<Py_ssize_t>k * B + b]
             else:
-                for b in range(m):
-                    memcpy(o + <Py_ssize_t>b * ldout, hs + <Py_ssize_t>b * P,
-                           P * sizeof(floating))
+                memcpy(o, hs, P * sizeof(floating))
     if fm:
         transpose(P, B, hs, B, h, P)
         if c != NULL:
             transpose(H, B, cs, B, c, H)
-    elif hs != h:
-        memcpy(h, hs, <Py_ssize_t>B * P * sizeof(floating))
+
+
+cdef inline bint runs_fused(const CellParams* p, const Dispatch* d, int B) noexcept nogil:
+    return p.w_hh_panels != NULL and p.w_ih_panels != NULL and B <= d.fused_max_batch
+
+
+cdef void scan(Family family, const CellParams* p, const Dispatch* d, int T, int B,
+               const int* batch_sizes, bint reverse, const floating* x, int ldx,
+               floating* h, floating* c, floating* out, int ldout, floating* gates,
+               int chunk, floating* scratch, floating* state_t, bint split,
+               int parity) noexcept nogil:
+    """One direction of one layer, by the strategy the plan picks for this batch."""
+    if floating is float:
+        if runs_fused(p, d, B):
+            scan_fused(family, p, d, T, B, batch_sizes, reverse, x, ldx, h, c, out, ldout,
+                       gates, chunk, scratch, state_t, split, parity)
+            return
+    scan_blas(family, p, T, B, batch_sizes, reverse, x, ldx, h, c, out, ldout, gates,
+              chunk, scratch, state_t)
+
+
+# -- layers and the stack ------------------------------------------------------------
+
+cdef struct Buffers:
+    # one call's workspace (Kernel.workspace); a bidirectional layer whose directions
+    # run side by side gives direction 1 the second half of each
+    void* gates
+    void* scratch
+    void* state_t
+    Py_ssize_t gates_stride, scratch_stride, state_stride   # elements per direction
+    int chunk
 
 
 cdef struct Directions:
     # one bidirectional layer, its two directions on two cores (floats only)
     Family family
     const CellParams* p        # the layer's two records
-    int T, B, chunk
+    const Dispatch* d
+    int T, B
     const int* batch_sizes
     const float* x
     float* out
     float* h_n                 # the layer's forward slot of h_n (the backward one follows)
     float* c_n
-    float* gates               # direction d's buffers start d strides further
-    float* scratch
-    float* state_t
-    Py_ssize_t gates_stride, scratch_stride, state_stride
+    const Buffers* ws
     int parity
 
 
-cdef void direction_part(void* arg, int d) noexcept nogil:
-    """Direction d of a Directions layer, single-threaded, on its own buffers."""
+cdef void direction_part(void* arg, int k) noexcept nogil:
+    """Direction k of a Directions layer, single-threaded, on its own buffers."""
     cdef Directions* a = <Directions*>arg
-    cdef const CellParams* p = &a.p[d]
+    cdef const CellParams* p = &a.p[k]
     cdef int P = p.proj_size
-    scan(a.family, p, a.T, a.B, a.batch_sizes, d == 1, a.x, p.input_size,
-         a.h_n + <Py_ssize_t>d * a.B * P,
-         a.c_n + <Py_ssize_t>d * a.B * p.hidden_size if a.c_n != NULL else NULL,
-         a.out + d * P, 2 * P, a.gates + d * a.gates_stride, a.chunk,
-         a.scratch + d * a.scratch_stride, a.state_t + d * a.state_stride, False, a.parity)
+    scan(a.family, p, a.d, a.T, a.B, a.batch_sizes, k == 1, a.x, p.input_size,
+         a.h_n + <Py_ssize_t>k * a.B * P,
+         a.c_n + <Py_ssize_t>k * a.B * p.hidden_size if a.c_n != NULL else NULL,
+         a.out + k * P, 2 * P, <float*>a.ws.gates + k * a.ws.gates_stride, a.ws.chunk,
+         <float*>a.ws.scratch + k * a.ws.scratch_stride,
+         <float*>a.ws.state_t + k * a.ws.state_stride, False, a.parity)
 
 
-cdef void run_stack(Family family, const CellParams* params, int num_layers,
+cdef inline bint directions_side_by_side(const CellParams* p, const Dispatch* d,
+                                         int num_directions, int B) noexcept nogil:
+    """With two cores, a bidirectional layer below split_min_hidden runs its two
+    directions side by side, each on its own core and its own half of the workspace:
+    no barrier per step. Measured (2 layers, T=100, 2 threads against 1): 1.4-1.9x at
+    hidden 64-128, batch 1-8, where splitting each step's panels pays less or not at
+    all; from hidden 256 the panel split, which keeps half of every direction's
+    weights in each core's L2, is as fast or up to 15% faster."""
+    return (d.threads >= 2 and num_directions == 2 and p.hidden_size < d.split_min_hidden
+            and runs_fused(p, d, B))
+
+
+cdef void run_layer(Family family, const CellParams* p, const Dispatch* d,
                     int num_directions, int T, int B, const int* batch_sizes,
                     const floating* x, floating* out, floating* h_n, floating* c_n,
-                    floating* gates, int chunk, floating* scratch, floating* state_t,
-                    floating* buf_a, floating* buf_b, bint split, int parity) noexcept nogil:
-    """All layers and directions. Layer l reads layer l-1's output (buf_a / buf_b in
-    turn), the last layer writes `out`; h_n, c_n are (L*D, B, P) and (L*D, B, H).
+                    const Buffers* ws, int parity) noexcept nogil:
+    """One layer, p pointing at its records (one per direction): direction 1 reads time
+    backwards and writes the second half of each output row. h_n / c_n point at the
+    layer's first state slot; the second direction's follows."""
+    cdef int k
+    cdef Directions dirs
+    if floating is float:
+        if directions_side_by_side(p, d, num_directions, B):
+            dirs.family, dirs.p, dirs.d, dirs.T, dirs.B = family, p, d, T, B
+            dirs.batch_sizes, dirs.x, dirs.out, dirs.h_n, dirs.c_n = (
+                batch_sizes, x, out, h_n, c_n)
+            dirs.ws, dirs.parity = ws, parity
+            fr_pool_run(direction_part, &dirs)
+            return
+    for k in range(num_directions):
+        scan(family, &p[k], d, T, B, batch_sizes, k == 1, x, p[k].input_size,
+             h_n + <Py_ssize_t>k * B * p[k].proj_size,
+             c_n + <Py_ssize_t>k * B * p[k].hidden_size if c_n != NULL else NULL,
+             out + k * p[k].proj_size, num_directions * p[k].proj_size,
+             <floating*>ws.gates, ws.chunk, <floating*>ws.scratch, <floating*>ws.state_t,
+             d.threads >= 2 and split_pays(d, p[k].hidden_size, B), parity)
 
-    With two cores (split), a bidirectional layer below hidden 256 runs its directions
-    side by side, each on its own core and its own half of the workspace (layers.py
-    sizes it for two): no barrier per step. Measured (2 layers, T=100, 2 threads
-    against 1): 1.4-1.9x at hidden 64-128, batch 1-8, where splitting each step's
-    panels pays less or not at all; from hidden 256 the panel split, which keeps half
-    of every direction's weights in each core's L2, is as fast or up to 15% faster, so
-    larger layers split their steps, where that pays."""
-    cdef int l, d, k
-    cdef const CellParams* p
+
+cdef void run_stack(Family family, const CellParams* params, const Dispatch* d,
+                    int num_layers, int num_directions, int T, int B,
+                    const int* batch_sizes, const floating* x, floating* out,
+                    floating* h_n, floating* c_n, const Buffers* ws, floating* buf_a,
+                    floating* buf_b, int parity) noexcept nogil:
+    """All layers: layer l reads layer l-1's output (buf_a / buf_b in turn), the last
+    layer writes `out`; h_n, c_n are (L*D, B, P) and (L*D, B, H)."""
+    cdef int l, k
     cdef const floating* x_l = x
     cdef floating* out_l
-    cdef Directions dirs
-    cdef int H = params[0].hidden_size
-    cdef int P = params[0].proj_size
-    cdef int gpad = panel_rows(&params[0])
     for l in range(num_layers):
         out_l = out if l == num_layers - 1 else (buf_a if l % 2 == 0 else buf_b)
-        if floating is float:
-            if split and num_directions == 2 and H < _split_min_hidden:
-                k = l * 2
-                dirs.family, dirs.p, dirs.T, dirs.B, dirs.chunk = family, &params[k], T, B, chunk
-                dirs.batch_sizes, dirs.x, dirs.out = batch_sizes, x_l, out_l
-                dirs.h_n = h_n + <Py_ssize_t>k * B * P
-                dirs.c_n = c_n + <Py_ssize_t>k * B * H if c_n != NULL else NULL
-                dirs.gates, dirs.scratch, dirs.state_t = gates, scratch, state_t
-                dirs.gates_stride = <Py_ssize_t>chunk * B * gpad
-                dirs.scratch_stride = <Py_ssize_t>B * gpad
-                dirs.state_stride = <Py_ssize_t>B * (P + H)
-                dirs.parity = parity
-                fr_pool_run(direction_part, &dirs)
-                x_l = out_l
-                continue
-        for d in range(num_directions):
-            k = l * num_directions + d
-            p = &params[k]
-            scan(family, p, T, B, batch_sizes, d == 1, x_l, p.input_size,
-                 h_n + <Py_ssize_t>k * B * p.proj_size,
-                 c_n + <Py_ssize_t>k * B * p.hidden_size if c_n != NULL else NULL,
-                 out_l + d * p.proj_size, num_directions * p.proj_size,
-                 gates, chunk, scratch, state_t,
-                 split and _split_pays(p.hidden_size, B), parity)
+        k = l * num_directions
+        run_layer(family, &params[k], d, num_directions, T, B, batch_sizes, x_l, out_l,
+                  h_n + <Py_ssize_t>k * B * params[k].proj_size,
+                  c_n + <Py_ssize_t>k * B * params[k].hidden_size if c_n != NULL else NULL,
+                  ws, parity)
         x_l = out_l
 
+
+# -- the packed model ----------------------------------------------------------------
 
 cdef inline void* _data(cnp.ndarray a):
     return cnp.PyArray_DATA(a) if a is not None else NULL
 
 
-cdef class Kernel:
-    """The packed parameters of a whole stack, ready for the nogil driver.
+cdef class CellRecord:
+    """One (layer, direction)'s packed parameters, as torch's CellParams: arrays of the
+    model's dtype, C-contiguous, read-only (packing.py makes them).
 
-    Built once at load from contiguous arrays of the model's dtype (which it keeps
-    alive); read-only afterwards, so one Kernel serves any number of threads, each
-    bringing its own states and workspace.
+    w_ih (gate_rows, input_size), w_hh (gate_rows, h_size), bias (gate_rows,) with the
+    recurrent bias folded in where the family allows, b_hn (hidden,) the GRU's unfolded
+    rows or None, w_hr (proj_size, hidden) or None. The fused kernels' copies (float32
+    models; None otherwise): w_hh_panels and w_ih_panels in panel_dtype storage,
+    bias_panels and b_hn_panels, all cache-line aligned.
+    """
+    cdef readonly cnp.ndarray w_ih, w_hh, bias, b_hn, w_hr
+    cdef readonly cnp.ndarray w_hh_panels, w_ih_panels, bias_panels, b_hn_panels
+    cdef readonly str panel_dtype
+
+    def __init__(self, cnp.ndarray w_ih, cnp.ndarray w_hh, cnp.ndarray bias,
+                 cnp.ndarray b_hn=None, cnp.ndarray w_hr=None, *,
+                 cnp.ndarray w_hh_panels=None, cnp.ndarray w_ih_panels=None,
+                 cnp.ndarray bias_panels=None, cnp.ndarray b_hn_panels=None,
+                 str panel_dtype="float32"):
+        if panel_dtype not in PANEL_DTYPES:
+            raise ValueError(f"panel_dtype must be one of {list(PANEL_DTYPES)}, got "
+                             f"{panel_dtype!r}")
+        arrays = (w_ih, w_hh, bias, b_hn, w_hr, w_hh_panels, w_ih_panels, bias_panels,
+                  b_hn_panels)
+        for a in arrays:
+            if a is not None and not a.flags.c_contiguous:
+                raise ValueError("CellRecord arrays must be C-contiguous")
+        self.w_ih, self.w_hh, self.bias, self.b_hn, self.w_hr = w_ih, w_hh, bias, b_hn, w_hr
+        self.w_hh_panels, self.w_ih_panels = w_hh_panels, w_ih_panels
+        self.bias_panels, self.b_hn_panels = bias_panels, b_hn_panels
+        self.panel_dtype = panel_dtype
+
+    @property
+    def fused(self):
+        """Whether the fused kernels' panels are packed."""
+        return self.w_hh_panels is not None and self.w_ih_panels is not None
+
+    def arrays(self):
+        """Every array the record holds, by field name."""
+        names = ("w_ih", "w_hh", "bias", "b_hn", "w_hr", "w_hh_panels", "w_ih_panels",
+                 "bias_panels", "b_hn_panels")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+cdef class Workspace:
+    """Buffers for one call shape (steps, batch), sized by its Kernel: gate rows for a
+    chunk of steps (per direction: a bidirectional layer's directions may run side by
+    side), the cell scratch, transposed / second-buffer states, and the buffers between
+    layers. One call uses a workspace at a time."""
+    cdef readonly int steps, batch, chunk
+    cdef readonly cnp.ndarray gates, scratch, state_t, buf_a, buf_b
+
+    def __init__(self, int steps, int batch, int chunk, gates, scratch, state_t, buf_a,
+                 buf_b):
+        self.steps, self.batch, self.chunk = steps, batch, chunk
+        self.gates, self.scratch, self.state_t = gates, scratch, state_t
+        self.buf_a, self.buf_b = buf_a, buf_b
+
+    cdef void buffers(self, Buffers* ws):
+        cdef int d = self.gates.shape[0]
+        ws.gates, ws.scratch, ws.state_t = (_data(self.gates), _data(self.scratch),
+                                            _data(self.state_t))
+        ws.gates_stride = cnp.PyArray_SIZE(self.gates) // d
+        ws.scratch_stride = cnp.PyArray_SIZE(self.scratch) // d
+        ws.state_stride = cnp.PyArray_SIZE(self.state_t) // d
+        ws.chunk = self.chunk
+
+
+# How many call shapes keep a free workspace; beyond that the least recently used goes.
+WORKSPACE_SHAPES = 8
+
+
+cdef class Kernel:
+    """The packed parameters of a whole stack with their dispatch plan, ready for the
+    nogil drivers.
+
+    Read-only once built, so one Kernel serves any number of threads, each call taking
+    its own workspace (kept per call shape for the next call: `run`) and bringing its
+    own states.
     """
     cdef CellParams* params
-    cdef readonly int family, num_layers, num_directions, max_hidden
+    cdef Dispatch dispatch
+    cdef readonly int family, num_layers, num_directions, input_size, hidden_size, h_size
+    cdef readonly int gates
     cdef readonly bint is_double
-    cdef list _keep
+    cdef readonly object dtype, plan
+    cdef readonly tuple records
+    cdef object _lock, _free
 
-    def __cinit__(self, int family, list layers, bint is_double, int num_directions,
-                  bint relu=False):
-        """layers: one dict per (layer, direction) with w_ih, w_hh, bias, and
-        b_hn (GRU) / w_hr (LSTM with proj_size) or None."""
+    def __cinit__(self, int family, records, int num_directions, plan, bint relu=False):
+        """records: one CellRecord per (layer, direction), layer-major; plan: the
+        model's Plan (plan.py)."""
         cdef int k
-        cdef cnp.ndarray w_ih, w_hh, w_hr
+        cdef CellRecord rec
+        self.records = tuple(records)
+        if not self.records or len(self.records) % num_directions:
+            raise ValueError(f"{len(self.records)} records for {num_directions} directions")
         self.family = family
-        self.num_layers = len(layers) // num_directions
         self.num_directions = num_directions
-        self.is_double = is_double
-        self._keep = layers
-        self.params = <CellParams*>malloc(len(layers) * sizeof(CellParams))
+        self.num_layers = len(self.records) // num_directions
+        first = self.records[0]
+        self.dtype = first.w_ih.dtype
+        self.is_double = self.dtype == np.float64
+        self.input_size = first.w_ih.shape[1]
+        self.h_size = first.w_hh.shape[1]
+        self.hidden_size = first.w_hr.shape[1] if first.w_hr is not None else self.h_size
+        self.gates = first.w_ih.shape[0] // self.hidden_size
+        self.plan = plan
+        self._lock = threading.Lock()
+        self._free = OrderedDict()
+        self.params = <CellParams*>malloc(len(self.records) * sizeof(CellParams))
         if self.params == NULL:
             raise MemoryError()
-        for k, rec in enumerate(layers):
-            w_ih, w_hh, w_hr = rec["w_ih"], rec["w_hh"], rec["w_hr"]
-            self.params[k].w_ih = _data(w_ih)
-            self.params[k].w_hh = _data(w_hh)
-            self.params[k].bias = _data(rec["bias"])
-            self.params[k].b_hn = _data(rec["b_hn"])
-            self.params[k].w_hr = _data(w_hr)
-            self.params[k].input_size = w_ih.shape[1]
-            self.params[k].gate_rows = w_ih.shape[0]
-            self.params[k].proj_size = w_hh.shape[1]
-            self.params[k].hidden_size = w_hr.shape[1] if w_hr is not None else w_hh.shape[1]
+        fused = not self.is_double and plan.fused
+        for k, rec in enumerate(self.records):
+            if rec.w_ih.dtype != self.dtype or rec.w_hh.dtype != self.dtype:
+                raise ValueError("every record must have the model's dtype")
+            self.params[k].w_ih = _data(rec.w_ih)
+            self.params[k].w_hh = _data(rec.w_hh)
+            self.params[k].bias = _data(rec.bias)
+            self.params[k].b_hn = _data(rec.b_hn)
+            self.params[k].w_hr = _data(rec.w_hr)
+            self.params[k].input_size = rec.w_ih.shape[1]
+            self.params[k].gate_rows = rec.w_ih.shape[0]
+            self.params[k].proj_size = rec.w_hh.shape[1]
+            self.params[k].hidden_size = (rec.w_hr.shape[1] if rec.w_hr is not None
+                                          else rec.w_hh.shape[1])
             self.params[k].relu = relu
-            self.max_hidden = max(self.max_hidden, self.params[k].hidden_size)
-            self.params[k].w_hh_panels = _data(rec.get("w_hh_panels"))
-            self.params[k].w_ih_panels = _data(rec.get("w_ih_panels"))
-            self.params[k].panel_dtype = {"float32": 0, "float16": 1, "bfloat16": 2}[
-                rec.get("panel_dtype", "float32")]
-            self.params[k].bias_panels = _data(rec.get("bias_panels"))
-            self.params[k].b_hn_panels = _data(rec.get("b_hn_panels"))
+            self.params[k].w_hh_panels = _data(rec.w_hh_panels) if fused else NULL
+            self.params[k].w_ih_panels = _data(rec.w_ih_panels) if fused else NULL
+            self.params[k].panel_dtype = PANEL_DTYPES[rec.panel_dtype]
+            self.params[k].bias_panels = _data(rec.bias_panels)
+            self.params[k].b_hn_panels = _data(rec.b_hn_panels)
+            fused = fused and rec.fused
+        self.dispatch.fused_max_batch = min(plan.fused_max_batch, FR_MAXB) if fused else 0
+        self.dispatch.fused_x_min_batch = plan.fused_x_min_batch
+        self.dispatch.split_min_hidden = plan.split_min_hidden
+        self.dispatch.threads = 1
 
     def __dealloc__(self):
         free(self.params)
 
-    def forward(self, cnp.ndarray x, cnp.ndarray out, cnp.ndarray h_n,
-                cnp.ndarray c_n, cnp.ndarray batch_sizes, cnp.ndarray gates,
-                int chunk, cnp.ndarray scratch, cnp.ndarray state_t, cnp.ndarray buf_a,
-                cnp.ndarray buf_b):
-        """Run the stack over x (T, B, I) into out (T, B, D*P), advancing h_n / c_n in
-        place. Every array has been validated by the caller: C-contiguous, of the
-        kernel's dtype, of the sizes the layers need. Runs without the GIL."""
+    @property
+    def fused_max_batch(self):
+        """The largest batch this kernel runs fused (0: none)."""
+        return self.dispatch.fused_max_batch
+
+    def batch_groups(self, int batch):
+        """Near-equal slices of `batch` to run one fused call each, or None (one call).
+        See Plan.batch_groups."""
+        if self.dispatch.fused_max_batch == 0:
+            return None
+        return self.plan.batch_groups(batch)
+
+    def workspace(self, int steps, int batch):
+        """A new Workspace for calls of `steps` steps of `batch` sequences."""
+        d = self.num_directions
+        # hidden padded to whole panels: the fused path's projection is in panel order
+        gate_rows = self.gates * (-(-self.hidden_size // FR_U) * FR_U)
+        chunk = max(1, min(steps, self.plan.chunk_elements // max(1, batch * gate_rows)))
+        width = d * self.h_size
+        return Workspace(
+            steps, batch, chunk,
+            empty_aligned((d, chunk, batch, gate_rows), self.dtype),
+            empty_aligned((d, batch, gate_rows), self.dtype),
+            # h and c transposed (feature-major layout); the fused kernel's second h
+            empty_aligned(d * batch * (self.h_size + self.hidden_size), self.dtype),
+            np.empty((steps, batch, width), self.dtype) if self.num_layers > 1 else None,
+            np.empty((steps, batch, width), self.dtype) if self.num_layers > 2 else None)
+
+    def take_workspace(self, int steps, int batch):
+        """A free workspace of this shape, or a new one. The caller owns it until it
+        gives it back, so concurrent calls never share buffers."""
+        with self._lock:
+            free = self._free.get((steps, batch))
+            if free:
+                return free.pop()
+        return self.workspace(steps, batch)
+
+    def give_workspace(self, Workspace ws):
+        """Back to the free list of its shape; the least recently given shape goes when
+        more than WORKSPACE_SHAPES are kept."""
+        key = (ws.steps, ws.batch)
+        with self._lock:
+            free = self._free.get(key)
+            if free is None:
+                free = self._free[key] = []
+                if len(self._free) > WORKSPACE_SHAPES:
+                    self._free.popitem(last=False)
+            else:
+                self._free.move_to_end(key)
+            free.append(ws)
+
+    def free_shapes(self):
+        """The call shapes that hold a free workspace, least recently used first."""
+        with self._lock:
+            return list(self._free)
+
+    def run(self, cnp.ndarray x, cnp.ndarray out, cnp.ndarray h_n, cnp.ndarray c_n,
+            cnp.ndarray batch_sizes=None):
+        """Run the stack over x (T, B, I) into out (T, B, D*P), advancing h_n (L*D, B, P)
+        and c_n (L*D, B, H) in place, in a workspace of this shape. Every array has been
+        validated by the caller: C-contiguous, native, of the kernel's dtype and sizes;
+        batch_sizes (T,) int32, non-increasing, or None. Runs without the GIL."""
         cdef int T = x.shape[0]
         cdef int B = x.shape[1]
-        cdef const int* bs = <const int*>_data(batch_sizes)
-        cdef void* px = _data(x)
-        cdef void* pout = _data(out)
-        cdef void* ph = _data(h_n)
-        cdef void* pc = _data(c_n)
-        cdef void* pg = _data(gates)
-        cdef void* ps = _data(scratch)
-        cdef void* pt = _data(state_t)
-        cdef void* pa = _data(buf_a)
-        cdef void* pb = _data(buf_b)
-        self.execute(T, B, self.num_directions, bs, px, pout, ph, pc, pg, chunk, ps, pt,
-                     pa, pb)
+        if B == 0:
+            return
+        ws = self.take_workspace(T, B)
+        try:
+            self.execute(T, B, <const int*>_data(batch_sizes), _data(x), _data(out),
+                         _data(h_n), _data(c_n), ws, 0)
+        finally:
+            self.give_workspace(ws)
 
-    cdef bint _want_split(self, int T, int B, int num_directions):
-        if not (_kernel_threads >= 2 and B <= _fused_max_batch and not self.is_double
-                and self.params[0].w_hh_panels != NULL):
+    cdef bint _want_split(self, int T, int B):
+        """Whether this call should take the helper core."""
+        cdef const CellParams* p = &self.params[0]
+        if _kernel_threads < 2 or self.is_double or not runs_fused(p, &self.dispatch, B):
             return False
-        if num_directions == 2 and self.max_hidden < _split_min_hidden:
-            # whole directions side by side (run_stack): one meeting per layer
-            return <long long>T * B * self.max_hidden * self.max_hidden >= 65536
-        return _split_pays(self.max_hidden, B)
+        if self.num_directions == 2 and self.hidden_size < self.dispatch.split_min_hidden:
+            # whole directions side by side (run_layer): one meeting per layer
+            return <long long>T * B * self.hidden_size * self.hidden_size >= 65536
+        return split_pays(&self.dispatch, self.hidden_size, B)
 
-    cdef void execute(self, int T, int B, int num_directions, const int* bs, void* px,
-                      void* pout, void* ph, void* pc, void* pg, int chunk, void* ps,
-                      void* pt, void* pa, void* pb, int parity=0) except *:
+    cdef void execute(self, int T, int B, const int* bs, void* px, void* pout, void* ph,
+                      void* pc, Workspace ws, int parity) except *:
         """run_stack in the kernel's dtype, without the GIL, with flush-to-zero, on two
         cores when a split is wanted and the helper is free. parity: where the
         alternating panel order stands (a stream's step count; 0 for a sequence)."""
         cdef unsigned int mxcsr
         cdef Family family = <Family>self.family
-        cdef bint split = self._want_split(T, B, num_directions) and fr_pool_acquire()
+        cdef Dispatch d = self.dispatch
+        cdef Buffers buffers
+        cdef void* pa = _data(ws.buf_a)
+        cdef void* pb = _data(ws.buf_b)
+        ws.buffers(&buffers)
+        d.threads = 2 if self._want_split(T, B) and fr_pool_acquire() else 1
         with nogil:
             mxcsr = fr_ftz_enter()
             if self.is_double:
-                run_stack(family, self.params, self.num_layers, num_directions, T, B, bs,
-                          <const double*>px, <double*>pout, <double*>ph, <double*>pc,
-                          <double*>pg, chunk, <double*>ps, <double*>pt, <double*>pa,
-                          <double*>pb, split, parity)
+                run_stack(family, self.params, &d, self.num_layers, self.num_directions, T,
+                          B, bs, <const double*>px, <double*>pout, <double*>ph,
+                          <double*>pc, &buffers, <double*>pa, <double*>pb, parity)
             else:
-                run_stack(family, self.params, self.num_layers, num_directions, T, B, bs,
-                          <const float*>px, <float*>pout, <float*>ph, <float*>pc,
-                          <float*>pg, chunk, <float*>ps, <float*>pt, <float*>pa,
-                          <float*>pb, split, parity)
+                run_stack(family, self.params, &d, self.num_layers, self.num_directions, T,
+                          B, bs, <const float*>px, <float*>pout, <float*>ph, <float*>pc,
+                          &buffers, <float*>pa, <float*>pb, parity)
             fr_ftz_leave(mxcsr)
-            if split:
+            if d.threads == 2:
                 fr_pool_release()
 
 
-cdef class Stream:
-    """One stream of step calls through a unidirectional stack: the state and every
-    buffer a step needs, allocated once. `step` runs all layers in one nogil call.
+cdef class StreamCore:
+    """The state and every buffer of a stream of step calls through a unidirectional
+    stack, allocated once; `step` runs all layers in one nogil call. The checks of
+    anything that is not already an array of the right kind live in the Python
+    subclass (fastrnn.stream.Stream: _check_x, _bad_out).
 
-    Not thread-safe by itself (it owns its state): give each thread its own Stream.
-    Streams of one model share its read-only weights.
+    Not thread-safe by itself (it owns its state): give each thread its own stream.
+    Streams of one model share its read-only Kernel.
     """
-    cdef Kernel kernel
+    cdef readonly Kernel kernel
     cdef readonly int batch, input_size, output_size
     cdef readonly object dtype
     cdef int typenum
-    cdef cnp.ndarray h, c, gates, scratch, state_t, buf_a, buf_b, y
+    cdef cnp.ndarray y
     cdef readonly bint has_c
     cdef int parity   # steps taken, mod 2: the fused kernel's panel order goes by turns
-    # a batch stepped as groups (layers.py, _batch_groups): (first, end, h, c, workspace)
-    # per group, each with its own state; None for one group, whose state is h, c
+    # the batch's groups (Kernel.batch_groups; one group when none): (first, end, h, c,
+    # workspace for one step), each group with its own state
     cdef list groups
+    cdef cnp.ndarray h, c     # the single group's state and workspace, for step()'s
+    cdef Workspace ws         # fast path (None when grouped)
 
-    def __cinit__(self, Kernel kernel, int batch, int input_size, int hidden_size,
-                  int output_size, dtype, bint has_c, workspace, groups=None):
-        """workspace: the model's buffers for one step of `batch` sequences (gates,
-        scratch, state_t, buf_a, buf_b; layers.py's _Workspace), owned by this stream.
-        groups: None, or [(first, end, workspace for end - first sequences)] to step the
-        batch as those groups of sequences, one call each."""
-        import numpy as np
-        cdef int L = kernel.num_layers
+    def __cinit__(self, Kernel kernel, int batch):
+        if kernel.num_directions != 1:
+            raise ValueError("a stream needs a unidirectional model")
+        L = kernel.num_layers
         self.kernel = kernel
         self.batch = batch
-        self.input_size = input_size
-        self.output_size = output_size
-        self.dtype = np.dtype(dtype)
+        self.input_size = kernel.input_size
+        self.output_size = kernel.h_size
+        self.dtype = kernel.dtype
         self.typenum = self.dtype.num
-        self.has_c = has_c
-        self.y = np.empty((1, batch, output_size), self.dtype)
-        if groups is not None:
-            self.groups = [
-                (first, end, np.zeros((L, end - first, output_size), self.dtype),
-                 np.zeros((L, end - first, hidden_size), self.dtype) if has_c else None, ws)
-                for first, end, ws in groups]
-            return
-        self.h = np.zeros((L, batch, output_size), self.dtype)
-        self.c = np.zeros((L, batch, hidden_size), self.dtype) if has_c else None
-        self.gates = workspace.gates
-        self.scratch = workspace.scratch
-        self.state_t = workspace.state_t
-        self.buf_a = workspace.buf_a    # None for one layer
-        self.buf_b = workspace.buf_b    # None for fewer than three
+        self.has_c = kernel.family == LSTM
+        self.y = np.empty((1, batch, self.output_size), self.dtype)
+        spans = kernel.batch_groups(batch) or [(0, batch)]
+        self.groups = [
+            (first, end, np.zeros((L, end - first, self.output_size), self.dtype),
+             np.zeros((L, end - first, kernel.hidden_size), self.dtype)
+             if self.has_c else None, kernel.workspace(1, end - first))
+            for first, end in spans]
+        if len(self.groups) == 1:
+            _, _, self.h, self.c, self.ws = self.groups[0]
 
-    cdef bint _fits(self, object a, int size):
-        """a is a C-contiguous ndarray of the stream's dtype holding `size` values."""
+    cdef bint _fits(self, object a, int size, bint writes):
+        """a is a C-contiguous ndarray of the stream's dtype in native byte order
+        holding `size` values (and writeable, when the kernel writes it)."""
         return (type(a) is cnp.ndarray
                 and cnp.PyArray_TYPE(<cnp.ndarray>a) == self.typenum
+                and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a)
                 and cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a)
+                and (not writes or cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a))
                 and cnp.PyArray_SIZE(<cnp.ndarray>a) == size)
 
     def step(self, x, out=None):
@@ -619,12 +794,12 @@ cdef class Stream:
 
         x: (batch, input_size), or (input_size,) for a stream of batch 1, of the model's
         dtype (other float dtypes are converted). Returns the last layer's output,
-        (batch, output_size) or (output_size,) like x; with `out` (an array of that
-        shape and the model's dtype) it is written there and no array is allocated.
+        (batch, output_size) or (output_size,) like x; with `out` (a writeable array of
+        that shape and the model's dtype) it is written there and no array is allocated.
         """
         cdef cnp.ndarray xa
         cdef int B = self.batch
-        if self._fits(x, B * self.input_size) and (
+        if self._fits(x, B * self.input_size, False) and (
                 (cnp.PyArray_NDIM(<cnp.ndarray>x) == 2
                  and cnp.PyArray_DIM(<cnp.ndarray>x, 1) == self.input_size)
                 or (cnp.PyArray_NDIM(<cnp.ndarray>x) == 1 and B == 1)):
@@ -634,97 +809,81 @@ cdef class Stream:
         cdef bint flat = cnp.PyArray_NDIM(xa) == 1
         cdef cnp.ndarray dest = self.y
         if out is not None:
-            if not self._fits(out, B * self.output_size) or (
+            if not self._fits(out, B * self.output_size, True) or (
                     cnp.PyArray_NDIM(<cnp.ndarray>out) != (1 if flat else 2)):
                 self._bad_out(out, flat)
             dest = <cnp.ndarray>out
-        if self.groups is None:
-            self.kernel.execute(1, B, 1, NULL, cnp.PyArray_DATA(xa), cnp.PyArray_DATA(dest),
-                                cnp.PyArray_DATA(self.h), _data(self.c),
-                                cnp.PyArray_DATA(self.gates), 1,
-                                cnp.PyArray_DATA(self.scratch), cnp.PyArray_DATA(self.state_t),
-                                _data(self.buf_a), _data(self.buf_b), self.parity)
+        if self.ws is not None:   # one group: the whole batch
+            self.kernel.execute(1, B, NULL, cnp.PyArray_DATA(xa), cnp.PyArray_DATA(dest),
+                                cnp.PyArray_DATA(self.h), _data(self.c), self.ws, self.parity)
+            self.parity ^= 1
         else:
-            self._step_groups(xa, dest)
-        self.parity ^= 1
+            self._advance_groups(1, xa, dest, False)
         if out is not None:
             return out
         return self.y[0, 0].copy() if flat else self.y[0].copy()
 
-    cdef _execute_on(self, int steps, int first, int end, char* px, char* pout, h, c, ws):
-        """`steps` time steps of sequences [first, end), whose state is h, c: x rows at
-        px, output rows at pout, through ws, a workspace for (steps, end - first)."""
-        self.kernel.execute(steps, end - first, 1, NULL, px, pout, _data(h), _data(c),
-                            _data(ws.gates), ws.chunk, _data(ws.scratch), _data(ws.state_t),
-                            _data(ws.buf_a), _data(ws.buf_b), self.parity)
+    def _advance(self, int steps, cnp.ndarray xs, cnp.ndarray dest):
+        """`steps` time steps: xs (steps, batch, I) -> dest (steps, batch, P), both
+        validated (C-contiguous, native, writeable dest, the stream's dtype)."""
+        self._advance_groups(steps, xs, dest, len(self.groups) > 1)
 
-    cdef _step_groups(self, cnp.ndarray xa, cnp.ndarray dest):
-        """One step of each group: its rows of x and of the output, its own state."""
-        cdef char* px = <char*>cnp.PyArray_DATA(xa)
-        cdef char* pout = <char*>cnp.PyArray_DATA(dest)
+    cdef _advance_groups(self, int steps, cnp.ndarray xs, cnp.ndarray dest, bint copies):
+        """`steps` time steps of every group: xs (steps, batch, I) -> dest (steps, batch,
+        P), C-contiguous of the stream's dtype. A single step reads each group's rows in
+        place; several steps of a grouped batch go through contiguous copies (copies)."""
         cdef Py_ssize_t size = self.dtype.itemsize
         cdef int first, end
+        cdef char* px = <char*>cnp.PyArray_DATA(xs)
+        cdef char* pout = <char*>cnp.PyArray_DATA(dest)
         for first, end, h, c, ws in self.groups:
-            self._execute_on(1, first, end, px + first * self.input_size * size,
-                             pout + first * self.output_size * size, h, c, ws)
-
-    def _advance(self, int steps, cnp.ndarray xs, cnp.ndarray dest, ws, int group):
-        """`steps` time steps of group `group` (of _states(); 0: the whole batch when
-        not grouped): xs (steps, b, I) -> dest (steps, b, P), both C-contiguous of the
-        stream's dtype, through ws, the model's workspace for (steps, b). The group's
-        state advances; the panel order's turn moves on in _advanced, once all groups
-        ran."""
-        first, end, h, c = self._states()[group]
-        self._execute_on(steps, first, end, <char*>cnp.PyArray_DATA(xs),
-                         <char*>cnp.PyArray_DATA(dest), h, c, ws)
-
-    def _advanced(self, int steps):
+            if copies:
+                x_g = np.ascontiguousarray(xs[:, first:end])
+                o_g = np.empty((steps, end - first, self.output_size), self.dtype)
+                ws = self.kernel.take_workspace(steps, end - first)
+                try:
+                    self.kernel.execute(steps, end - first, NULL, _data(x_g), _data(o_g),
+                                        _data(h), _data(c), ws, self.parity)
+                finally:
+                    self.kernel.give_workspace(ws)
+                dest[:, first:end] = o_g
+            elif steps == 1:
+                self.kernel.execute(1, end - first, NULL,
+                                    px + first * self.input_size * size,
+                                    pout + first * self.output_size * size,
+                                    _data(h), _data(c), ws, self.parity)
+            else:
+                ws = self.kernel.take_workspace(steps, end - first)
+                try:
+                    self.kernel.execute(steps, end - first, NULL, px, pout, _data(h),
+                                        _data(c), ws, self.parity)
+                finally:
+                    self.kernel.give_workspace(ws)
         self.parity = (self.parity + steps) & 1
 
     def _check_x(self, x):
-        import numpy as np
-        from fastrnn import _checks
-        xa = _checks.as_float_array(x, "x", self.dtype)
-        if xa.ndim == 1 and self.batch == 1:
-            _checks.check_shape(xa, (self.input_size,), "x")
-        else:
-            _checks.check_shape(xa, (self.batch, self.input_size), "x")
-        return xa
+        raise NotImplementedError
 
     def _bad_out(self, out, flat):
-        shape = (self.batch, self.output_size)
-        if flat:
-            shape = (self.output_size,)
-        got = getattr(out, "shape", type(out).__name__)
-        raise ValueError(
-            f"out must be a C-contiguous {self.dtype.name} array of shape {shape}, got "
-            f"{getattr(out, 'dtype', '')} {got}"
-        )
+        raise NotImplementedError
 
     def reset(self):
         """Every state back to zeros."""
-        for first, end, h, c in self._states():
-            h.fill(0)
-            if c is not None:
-                c.fill(0)
-
-    def _states(self):
-        """(first, end, h, c) of each group's state (one group: the whole batch)."""
-        if self.groups is None:
-            return [(0, self.batch, self.h, self.c)]
-        return [group[:4] for group in self.groups]
+        for group in self.groups:
+            group[2].fill(0)
+            if group[3] is not None:
+                group[3].fill(0)
 
     def _get_state(self):
-        import numpy as np
-        if self.groups is None:
-            return self.h, self.c
-        parts = self._states()
-        return (np.concatenate([p[2] for p in parts], axis=1),
-                np.concatenate([p[3] for p in parts], axis=1) if self.has_c else None)
+        """(h, c or None), the whole batch's (num_layers, batch, .) state arrays."""
+        if len(self.groups) == 1:
+            return self.groups[0][2], self.groups[0][3]
+        return (np.concatenate([g[2] for g in self.groups], axis=1),
+                np.concatenate([g[3] for g in self.groups], axis=1) if self.has_c else None)
 
     def _set_state(self, h, c):
         """h, c: validated arrays of the state's shapes."""
-        for first, end, h_g, c_g in self._states():
+        for first, end, h_g, c_g, _ in self.groups:
             h_g[...] = h[:, first:end]
             if c_g is not None:
                 c_g[...] = c[:, first:end]

@@ -30,7 +30,7 @@ def thread_limits(threads, fastrnn_blas=None):
     from fastrnn._kernels import _stack
     from fastrnn._threads import _get_blas_threads
 
-    before = (_stack.get_kernel_threads()[0], _get_blas_threads())
+    before = (_stack.get_kernel_threads(), _get_blas_threads())
     with threadpool_limits(limits=threads):
         fastrnn.set_num_threads(threads, fastrnn_blas)
         try:
@@ -55,8 +55,7 @@ def run_case(case, peers, threads, rounds, model=None):
     records, engines, skipped = [], {}, {}
     # fastrnn as a user would set it for the shape: small batches run its own split
     # steps, which OpenBLAS workers spinning after a multithreaded GEMM would slow
-    from fastrnn._kernels._stack import get_fused_max_batch
-    fastrnn_blas = 1 if case.batch <= get_fused_max_batch() else threads
+    fastrnn_blas = 1 if case.batch <= model.kernel.fused_max_batch else threads
     with thread_limits(threads, fastrnn_blas):
         engines["fastrnn"] = FastRNN(case, model, threads, x)
         for name in peers:
@@ -129,7 +128,7 @@ def run_split(cases, rounds=7):
                 samples = timing.interleaved({"1 thread": on(1), "2 threads": on(2)},
                                              rounds=rounds)
             finally:
-                _stack.set_kernel_threads(*before)
+                _stack.set_kernel_threads(before)
         one = timing.summarize(samples["1 thread"])["median_s"]
         for name in samples:
             stats = timing.summarize(samples[name])

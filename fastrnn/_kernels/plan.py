@@ -1,0 +1,148 @@
+"""The dispatch plan: which kernels a packed model runs, decided once.
+
+A `Plan` names the instruction set whose kernel table the model uses and the
+thresholds that choose between the fused kernels and BLAS. It is made when a model is
+packed, from the per-ISA defaults below and the FASTRNN_* environment variables (or
+given by the caller), and the kernel copies it into C fields: nothing consults a
+global switch on every call. How many threads a call may use is not part of the plan:
+that is the process's resource (fastrnn.set_num_threads).
+"""
+import os
+from dataclasses import dataclass, field, replace
+
+ISAS = ("generic", "avx2", "avx512")
+
+# Most sequences one fused call advances (FR_MAXB in the kernels).
+FUSED_BATCH_LIMIT = 64
+
+# Largest batch that runs through the fused kernel; larger batches use BLAS (or, where
+# the limit is FUSED_BATCH_LIMIT, groups of at most that many sequences: see
+# Kernel.batch_groups). Measured per ISA (1 thread, T=50, H 64-512, LSTM and GRU, BLAS
+# -> fused us/step): AVX-512 multiplies 6 sequences per weight load and wins everywhere
+# up to 64 (3.3x at batch 2-4, 1.2x at 16, LSTM 1.05-1.14x and GRU 0.98-1.07x at 64: the
+# packing OpenBLAS redoes every step is saved); AVX2 (FASTRNN_ISA=avx2 on the same
+# machine, against OpenBLAS's AVX-512 sgemm) multiplies up to 6 sequences per weight
+# load, one gate at a time, and wins up to 12 (1.1-1.9x at 3-12, 0.8-0.9x at 16); the
+# generic build loses to OpenBLAS from batch 1 on sequences.
+FUSED_MAX_BATCH = {"generic": 0, "avx2": 12, "avx512": 64}
+
+# Hidden size from which a small-batch step is split across two cores (when the
+# process allows two threads). Measured (bench/run.py split and hidden 32-96 the same
+# way: batch 1, float32, one core vs two, interleaved, three runs): a loss at 32
+# (0.6-0.9x), even at 64 (1.1x), 0.8-1.5x at 96-128 depending on the run (a shared
+# machine's other load decides whether the helper's core is free), and 1.5-2.4x in
+# every run from 256 up. Measured again after the batch-1 kernels got 20-30% faster:
+# 1.2-1.65x at 80-160 in one hour, 0.5-0.8x in the next (the barrier's wake-up cost
+# went from ~0.1 to ~1 us a step when the VM's second core was contended), 1.2-1.7x at
+# 256 in both: 256 stays. Batches split below it once hidden^2 * batch reaches 16384
+# (_stack.pyx, split_pays).
+SPLIT_MIN_HIDDEN = 256
+
+# From this batch on, a fused sequence takes W_ih x from the packed W_ih panels at
+# every step instead of one hoisted projection per chunk: with 16+ sequences per weight
+# load the fused product runs nearer the FMA peak (1 thread, T=50, LSTM/GRU H 64-512:
+# 1.0-1.12x at 16-64; at 4-8 it loses up to 5% at H >= 256; at batch 1 the hoisted
+# projection, reading W_ih once per chunk, wins by far).
+FUSED_X_MIN_BATCH = 16
+
+# Elements of the gate buffer the input projection fills at once. A chunk of steps
+# this size keeps the projection large (>= several hundred rows for small batches)
+# while the buffer stays in L2/L3 between the projection and the scan, and bounds
+# memory for long sequences.
+CHUNK_ELEMENTS = 1 << 19
+
+
+def _env_int(name, lo, hi):
+    text = os.environ.get(name)
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not lo <= value <= hi:
+        raise ValueError(f"{name} must be an int in [{lo}, {hi}], got {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Kernel choices for one packed model.
+
+    isa: the instruction set of the float32 kernels ('avx512', 'avx2', 'generic'), at
+    most what this CPU has. fused: float32 models run the fused kernels over packed
+    weights (False: BLAS and the cell loops only, for comparison). fused_max_batch:
+    batches up to this many sequences run fused. fused_x_min_batch: fused batches of at
+    least this many read W_ih's panels at every step. split_min_hidden: with two
+    threads, steps of layers this wide are split across the cores. chunk_elements: the
+    gate buffer's size, in elements, for the input projection of a chunk of steps.
+    source: where the plan came from, for fastrnn's reports.
+    """
+    isa: str
+    fused: bool = True
+    fused_max_batch: int = 0
+    fused_x_min_batch: int = FUSED_X_MIN_BATCH
+    split_min_hidden: int = SPLIT_MIN_HIDDEN
+    chunk_elements: int = CHUNK_ELEMENTS
+    source: str = field(default="defaults", compare=False)
+
+    def __post_init__(self):
+        if self.isa not in ISAS:
+            raise ValueError(f"isa must be one of {ISAS}, got {self.isa!r}")
+        best = cpu_isa()
+        if ISAS.index(self.isa) > ISAS.index(best):
+            raise ValueError(f"isa={self.isa!r} is not available on this CPU (best: {best!r})")
+        checks = (("fused_max_batch", 0, FUSED_BATCH_LIMIT), ("fused_x_min_batch", 1, None),
+                  ("split_min_hidden", 0, None), ("chunk_elements", 1, None))
+        for name, lo, hi in checks:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < lo or (
+                    hi is not None and value > hi):
+                bound = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+                raise ValueError(f"{name} must be an int {bound}, got {value!r}")
+
+    @classmethod
+    def default(cls, isa=None):
+        """The per-ISA defaults for `isa` (default: the best this CPU has, capped by
+        FASTRNN_ISA), then FASTRNN_FUSED_MAX_BATCH and FASTRNN_KERNEL=blas."""
+        isa = cpu_isa() if isa is None else isa
+        if isa not in ISAS:
+            raise ValueError(f"isa must be one of {ISAS}, got {isa!r}")
+        plan = cls(isa, fused_max_batch=FUSED_MAX_BATCH[isa])
+        changes = {}
+        limit = _env_int("FASTRNN_FUSED_MAX_BATCH", 0, FUSED_BATCH_LIMIT)
+        if limit is not None:
+            changes["fused_max_batch"] = limit
+        if os.environ.get("FASTRNN_KERNEL", "fused") == "blas":
+            changes["fused"] = False
+        if changes:
+            plan = replace(plan, source="defaults and environment", **changes)
+        return plan
+
+    def replace(self, **changes):
+        """A copy with some fields changed (validated), e.g. plan.replace(fused_max_batch=8)."""
+        changes.setdefault("source", "given")
+        return replace(self, **changes)
+
+    def batch_groups(self, batch):
+        """Near-equal slices of a batch larger than one fused call takes, or None.
+
+        Where the fused kernel is the default up to its limit (AVX-512), it beats BLAS
+        there, and a larger batch runs faster as groups of at most that many sequences
+        than through BLAS whole: 1.1-1.3x at batch 65-256, hidden 32-1024, copies
+        included. Elsewhere (a lower limit) BLAS takes the batch.
+        """
+        limit = self.fused_max_batch
+        if not self.fused or batch <= limit or limit < FUSED_BATCH_LIMIT:
+            return None
+        count = -(-batch // limit)
+        edges = [batch * i // count for i in range(count + 1)]
+        return list(zip(edges[:-1], edges[1:]))
+
+
+def cpu_isa():
+    """The widest instruction set this CPU has and the build supports, capped by
+    FASTRNN_ISA ('generic', 'avx2')."""
+    from fastrnn._kernels import _stack
+
+    return _stack.isa()

@@ -1,0 +1,88 @@
+"""Step-by-step inference: a Stream of one or more sequences fed a frame at a time."""
+import numpy as np
+
+from fastrnn import _checks, _pipeline
+from fastrnn._kernels._stack import StreamCore
+
+__all__ = ["Stream"]
+
+
+class Stream(StreamCore):
+    """Step-by-step inference for one or more sequences (see `model.stream()`).
+
+        s = model.stream(batch=1)
+        for x_t in frames:
+            y_t = s.step(x_t)            # or s.step(x_t, out=y) to allocate nothing
+        s.state                          # h (GRU, RNN) or (h, c) (LSTM), torch's shapes
+        s.reset()                        # zeros again
+
+    The weights are the model's at the time stream() was called. One Stream belongs
+    to one thread at a time; streams of the same model may run in parallel threads.
+    """
+
+    def __init__(self, model, batch=1, hx=None):
+        # StreamCore.__cinit__ took (model's kernel, batch); see LSTM.stream
+        self.model = model
+        self._spec = model.family
+        if hx is not None:
+            self.state = hx
+
+    def __new__(cls, model, batch=1, hx=None):
+        return super().__new__(cls, model.kernel, batch)
+
+    def run(self, xs, out=None):
+        """Advance every stream by len(xs) time steps in one call: a chunk of frames.
+
+        xs: (T, batch, input_size), or (T, input_size) for a stream of batch 1. Returns
+        the last layer's outputs, (T, batch, output_size) or (T, output_size); with `out`
+        (a writeable, C-contiguous array of that shape and the model's dtype) they are
+        written there. The same results as T calls of step(), faster per step at larger
+        hidden sizes: the chunk's input projection is one product, as for a whole
+        sequence.
+        """
+        xs = _checks.as_float_array(xs, "xs", self.dtype)
+        B, I, P = self.batch, self.input_size, self.output_size
+        flat = xs.ndim == 2 and B == 1
+        want = "(T, input_size)" if B == 1 else f"(T, batch={B}, input_size)"
+        if not (flat or xs.ndim == 3) or xs.shape[-1] != I or (
+                xs.ndim == 3 and xs.shape[1] != B) or xs.shape[0] == 0:
+            raise ValueError(f"xs must be {want} with input_size={I} and T >= 1, "
+                             f"got shape {xs.shape}")
+        steps = xs.shape[0]
+        shape = (steps, P) if flat else (steps, B, P)
+        if out is None:
+            out = np.empty(shape, self.dtype)
+        else:
+            _checks.check_out(out, shape, self.dtype, "out")
+        self._advance(steps, xs.reshape(steps, B, I), out.reshape(steps, B, P))
+        return out
+
+    def _check_x(self, x):
+        xa = _checks.as_float_array(x, "x", self.dtype)
+        if xa.ndim == 1 and self.batch == 1:
+            _checks.check_shape(xa, (self.input_size,), "x")
+        else:
+            _checks.check_shape(xa, (self.batch, self.input_size), "x")
+        return xa
+
+    def _bad_out(self, out, flat):
+        shape = (self.output_size,) if flat else (self.batch, self.output_size)
+        _checks.check_out(out, shape, self.dtype, "out")
+        raise ValueError(f"out must be a C-contiguous {self.dtype.name} array of shape "
+                         f"{shape}, got {out.dtype} {out.shape}")   # not reached
+
+    @property
+    def state(self):
+        """A copy of the state: h (num_layers, batch, H), and c for an LSTM."""
+        h, c = self._get_state()
+        return (h.copy(), c.copy()) if self.has_c else h.copy()
+
+    @state.setter
+    def state(self, hx):
+        model = self.model
+        h_shape, c_shape = model.state_shapes(self.batch)
+        h, c = _pipeline.check_state(self._spec, hx, h_shape, c_shape, self.dtype, True)
+        self._set_state(h, c)
+
+    def __repr__(self):
+        return f"Stream({self.model!r}, batch={self.batch})"
