@@ -3,7 +3,7 @@
 fastrnn's kernels run on the calling thread and call BLAS (scipy's OpenBLAS) from
 there; with more than one thread, a batch-1 step is also split across two cores. Left at OpenBLAS's default (one thread per core), a serving process that runs
 models from several threads oversubscribes the cores: two threads streaming hidden-512
-LSTMs on 2 cores took as long as one after the other (bench/README.md). So fastrnn
+LSTMs on 2 cores took as long as one after the other. So fastrnn
 sets that pool to one thread when it is imported, and parallelism comes from calling
 from several threads; `set_num_threads(n)` (or FASTRNN_NUM_THREADS=n in the
 environment) gives large single calls n threads instead. The pool is scipy's: it also

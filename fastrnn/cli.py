@@ -25,23 +25,25 @@ def _choices(allowed, upper=False):
 
 
 def _bench_parser(sub):
-    from fastrnn.benchmark import PEERS
+    from fastrnn.benchmark import DEFAULT_GRID, PEERS
+    from fastrnn.benchmark.cases import describe_grid
 
+    # grid arguments default to None: --quick fills what was not given, then the
+    # default grid the rest
     p = sub.add_parser(
         "bench", help="time fastrnn against NumPy, torch and onnxruntime on your shapes",
         description="Time fastrnn against its peers, side by side in one process, and check "
                     "each peer's output against fastrnn's. Lists are comma-separated; every "
-                    "combination is run. Default: LSTM and GRU, hidden 64,256,512, batch 1,64, "
-                    "T=100, 1 thread.")
+                    f"combination is run. Default: {describe_grid(DEFAULT_GRID)}, 1 thread.")
     p.add_argument("--mode", type=_choices(["LSTM", "GRU", "RNN"], upper=True),
-                   default=["LSTM", "GRU"], help="LSTM,GRU,RNN (default LSTM,GRU)")
-    p.add_argument("--hidden", type=_ints, default=[64, 256, 512], help="hidden sizes")
+                   help="LSTM,GRU,RNN (default LSTM,GRU)")
+    p.add_argument("--hidden", type=_ints, help="hidden sizes")
     p.add_argument("--input-size", type=_ints, default=None,
                    help="input sizes (default: equal to hidden)")
     p.add_argument("--layers", type=_ints, default=[1], help="numbers of layers (default 1)")
     p.add_argument("--bidirectional", action="store_true", help="bidirectional models")
-    p.add_argument("--batch", type=_ints, default=[1, 64], help="batch sizes (default 1,64)")
-    p.add_argument("--seq-len", type=_ints, default=[100], help="sequence lengths (default 100)")
+    p.add_argument("--batch", type=_ints, help="batch sizes (default 1,64)")
+    p.add_argument("--seq-len", type=_ints, help="sequence lengths (default 100)")
     p.add_argument("--threads", type=_ints, default=[1],
                    help="thread counts for every engine (default 1)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
@@ -55,7 +57,7 @@ def _bench_parser(sub):
                    help="benchmark a real checkpoint (its architecture, with --batch and --seq-len)")
     p.add_argument("--streaming", action="store_true",
                    help="add step-call latency rows (one time step per call, state carried)")
-    p.add_argument("--repeat", type=int, default=7, help="timed rounds per engine (default 7)")
+    p.add_argument("--repeat", type=int, help="timed rounds per engine (default 7)")
     p.add_argument("--quick", action="store_true",
                    help="a fast smoke run: 3 rounds, hidden 64, batch 1, T=20 unless given")
     p.add_argument("--json", metavar="PATH", help="write every measurement and the environment")
@@ -71,14 +73,13 @@ def _bench(args, parser):
     if max(args.threads) > 1:
         benchmark.quiet_spinning()
 
+    fill = [benchmark.QUICK_GRID] if args.quick else []
+    for grid_args in fill + [benchmark.DEFAULT_GRID, {"repeat": 7}]:
+        for name, value in grid_args.items():
+            if getattr(args, name) is None:
+                setattr(args, name, value)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
-    given = {a.dest for a in parser._actions if f"--{a.dest.replace('_', '-')}" in sys.argv}
-    if args.quick:
-        args.repeat = 3 if "repeat" not in given else args.repeat
-        args.hidden = [64] if "hidden" not in given else args.hidden
-        args.batch = [1] if "batch" not in given else args.batch
-        args.seq_len = [20] if "seq_len" not in given else args.seq_len
     models = {}
     if args.model:
         cases, models = _model_cases(args, parser)

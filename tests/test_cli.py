@@ -141,3 +141,13 @@ def test_bench_plot_or_a_clear_message(tmp_path):
     else:
         assert res.returncode == 1
         assert "--plot needs matplotlib: pip install matplotlib" in res.stderr
+
+
+def test_quick_fills_only_what_main_argv_did_not_give(tmp_path, capsys):
+    """--quick shrinks the grid from main(argv)'s own arguments (not the process's)."""
+    from fastrnn import cli
+    path = tmp_path / "q.json"
+    assert cli.main(["bench", "--quick", "--mode", "gru", "--batch", "2", "--peers", "numpy",
+                     "--json", str(path)]) == 0
+    recs = json.loads(path.read_text())["records"]
+    assert {(r["hidden"], r["batch"], r["seq_len"]) for r in recs} == {(64, 2, 20)}

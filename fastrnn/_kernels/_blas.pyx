@@ -53,7 +53,7 @@ cdef void project(bint fm, int n_out, int m, int k, const floating* W,
     feature-major (fm): x is (k, m), y is (n_out, m): GEMM W @ x;
     batch-major: x is (m, k), y is (m, n_out): x @ W.T.
     OpenBLAS runs the feature-major form up to 8x faster for batches of 2 to 64
-    (H = 256: 13 vs 115 us at batch 2, 153 vs 240 us at batch 64; bench/README.md),
+    (H = 256: 13 vs 115 us at batch 2, 153 vs 240 us at batch 64),
     so the kernels use it for every batch but 1, where this is one gemv either way.
     """
     if fm:
@@ -79,12 +79,6 @@ def _gemv_memview(BLAS_Trans ta, double alpha, floating[:, ::1] A,
                   floating[::1] x, double beta, floating[::1] y):
     gemv(ta, A.shape[0], A.shape[1], <floating>alpha, &A[0, 0], A.shape[1], &x[0], 1,
          <floating>beta, &y[0], 1)
-
-
-def _project_memview(bint fm, floating[:, ::1] W, floating[:, ::1] x, double beta,
-                     floating[:, ::1] y):
-    project(fm, W.shape[0], x.shape[1] if fm else x.shape[0], W.shape[1], &W[0, 0], &x[0, 0],
-            x.shape[1], <floating>beta, &y[0, 0], y.shape[1])
 
 
 def _matmul_bt_memview(floating[:, ::1] A, floating[:, ::1] B, double beta,

@@ -2,7 +2,7 @@
 import itertools
 from dataclasses import asdict, dataclass
 
-GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+from fastrnn._kernels.families import FAMILIES
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Case:
     def flops_per_step(self):
         """Multiply-adds x 2 of one time step over the batch: input and recurrent
         products of every layer and direction (elementwise work not counted)."""
-        rows = GATES[self.mode] * self.hidden
+        rows = FAMILIES[self.mode].gates * self.hidden
         total = 0
         for layer in range(self.layers):
             width = self.inputs if layer == 0 else self.directions * self.hidden
@@ -39,7 +39,7 @@ class Case:
     def input_flops_per_step(self):
         """The input projections' share of flops_per_step (a hoisted GEMM for
         sequences)."""
-        rows = GATES[self.mode] * self.hidden
+        rows = FAMILIES[self.mode].gates * self.hidden
         return sum(self.directions * 2 * self.batch * rows *
                    (self.inputs if layer == 0 else self.directions * self.hidden)
                    for layer in range(self.layers))
@@ -47,7 +47,7 @@ class Case:
     def weight_bytes(self):
         """Bytes of weights one time step has to read at batch 1: W_hh of every layer
         and direction, and W_ih too when streaming single steps."""
-        rows = GATES[self.mode] * self.hidden
+        rows = FAMILIES[self.mode].gates * self.hidden
         itemsize = {"float32": 4, "float64": 8}[self.dtype]
         if self.weight_dtype in ("float16", "bfloat16"):
             itemsize = 2
@@ -88,7 +88,14 @@ def grid(modes, hiddens, batches, seq_lens, input_sizes=(0,), layers=(1,),
     ]
 
 
-def default_cases():
-    """`fastrnn bench` with no arguments: LSTM and GRU, hidden 64 / 256 / 512, batch 1
-    and 64, T = 100, one layer, float32."""
-    return grid(["LSTM", "GRU"], [64, 256, 512], [1, 64], [100])
+# `fastrnn bench` with no grid arguments, and what --quick shrinks it to (with 3 rounds)
+DEFAULT_GRID = dict(mode=["LSTM", "GRU"], hidden=[64, 256, 512], batch=[1, 64], seq_len=[100])
+QUICK_GRID = dict(hidden=[64], batch=[1], seq_len=[20], repeat=3)
+
+
+def describe_grid(grid_args):
+    """'LSTM,GRU, hidden 64,256,512, batch 1,64, T=100' for a help text."""
+    def join(v):
+        return ",".join(map(str, v))
+    return (f"{join(grid_args['mode'])}, hidden {join(grid_args['hidden'])}, batch "
+            f"{join(grid_args['batch'])}, T={join(grid_args['seq_len'])}")
