@@ -534,21 +534,21 @@ cdef class Workspace:
     layers. One call uses a workspace at a time."""
     cdef readonly int steps, batch, chunk
     cdef readonly cnp.ndarray gates, scratch, state_t, buf_a, buf_b
+    cdef Buffers buffers     # the pointers, as the drivers take them
 
-    def __init__(self, int steps, int batch, int chunk, gates, scratch, state_t, buf_a,
-                 buf_b):
+    def __init__(self, int steps, int batch, int chunk, cnp.ndarray gates,
+                 cnp.ndarray scratch, cnp.ndarray state_t, cnp.ndarray buf_a,
+                 cnp.ndarray buf_b):
+        cdef int d = gates.shape[0]
         self.steps, self.batch, self.chunk = steps, batch, chunk
         self.gates, self.scratch, self.state_t = gates, scratch, state_t
         self.buf_a, self.buf_b = buf_a, buf_b
-
-    cdef void buffers(self, Buffers* ws):
-        cdef int d = self.gates.shape[0]
-        ws.gates, ws.scratch, ws.state_t = (_data(self.gates), _data(self.scratch),
-                                            _data(self.state_t))
-        ws.gates_stride = cnp.PyArray_SIZE(self.gates) // d
-        ws.scratch_stride = cnp.PyArray_SIZE(self.scratch) // d
-        ws.state_stride = cnp.PyArray_SIZE(self.state_t) // d
-        ws.chunk = self.chunk
+        self.buffers.gates, self.buffers.scratch, self.buffers.state_t = (
+            _data(gates), _data(scratch), _data(state_t))
+        self.buffers.gates_stride = cnp.PyArray_SIZE(gates) // d
+        self.buffers.scratch_stride = cnp.PyArray_SIZE(scratch) // d
+        self.buffers.state_stride = cnp.PyArray_SIZE(state_t) // d
+        self.buffers.chunk = chunk
 
 
 # How many call shapes keep a free workspace; beyond that the least recently used goes.
@@ -630,18 +630,18 @@ cdef class Kernel:
         """The largest batch this kernel runs fused (0: none)."""
         return self.dispatch.fused_max_batch
 
-    def batch_groups(self, int batch):
+    cpdef batch_groups(self, int batch):
         """Near-equal slices of `batch` to run one fused call each, or None (one call).
-        See Plan.batch_groups."""
-        if self.dispatch.fused_max_batch == 0:
+        See Plan.batch_groups (asked only when grouping is possible at all)."""
+        if batch <= self.dispatch.fused_max_batch or self.dispatch.fused_max_batch < FR_MAXB:
             return None
         return self.plan.batch_groups(batch)
 
-    def workspace(self, int steps, int batch):
+    cpdef Workspace workspace(self, int steps, int batch):
         """A new Workspace for calls of `steps` steps of `batch` sequences."""
         d = self.num_directions
         # hidden padded to whole panels: the fused path's projection is in panel order
-        gate_rows = self.gates * (-(-self.hidden_size // FR_U) * FR_U)
+        gate_rows = self.gates * ((self.hidden_size + FR_U - 1) // FR_U * FR_U)
         chunk = max(1, min(steps, self.plan.chunk_elements // max(1, batch * gate_rows)))
         width = d * self.h_size
         return Workspace(
@@ -653,7 +653,7 @@ cdef class Kernel:
             np.empty((steps, batch, width), self.dtype) if self.num_layers > 1 else None,
             np.empty((steps, batch, width), self.dtype) if self.num_layers > 2 else None)
 
-    def take_workspace(self, int steps, int batch):
+    cpdef Workspace take_workspace(self, int steps, int batch):
         """A free workspace of this shape, or a new one. The caller owns it until it
         gives it back, so concurrent calls never share buffers."""
         with self._lock:
@@ -662,7 +662,7 @@ cdef class Kernel:
                 return free.pop()
         return self.workspace(steps, batch)
 
-    def give_workspace(self, Workspace ws):
+    cpdef give_workspace(self, Workspace ws):
         """Back to the free list of its shape; the least recently given shape goes when
         more than WORKSPACE_SHAPES are kept."""
         key = (ws.steps, ws.batch)
@@ -716,21 +716,20 @@ cdef class Kernel:
         cdef unsigned int mxcsr
         cdef Family family = <Family>self.family
         cdef Dispatch d = self.dispatch
-        cdef Buffers buffers
+        cdef const Buffers* buffers = &ws.buffers
         cdef void* pa = _data(ws.buf_a)
         cdef void* pb = _data(ws.buf_b)
-        ws.buffers(&buffers)
         d.threads = 2 if self._want_split(T, B) and fr_pool_acquire() else 1
         with nogil:
             mxcsr = fr_ftz_enter()
             if self.is_double:
                 run_stack(family, self.params, &d, self.num_layers, self.num_directions, T,
                           B, bs, <const double*>px, <double*>pout, <double*>ph,
-                          <double*>pc, &buffers, <double*>pa, <double*>pb, parity)
+                          <double*>pc, buffers, <double*>pa, <double*>pb, parity)
             else:
                 run_stack(family, self.params, &d, self.num_layers, self.num_directions, T,
                           B, bs, <const float*>px, <float*>pout, <float*>ph, <float*>pc,
-                          &buffers, <float*>pa, <float*>pb, parity)
+                          buffers, <float*>pa, <float*>pb, parity)
             fr_ftz_leave(mxcsr)
             if d.threads == 2:
                 fr_pool_release()
