@@ -292,9 +292,14 @@ def test_hand_written_tensor_reads(tmp_path):
     np.testing.assert_array_equal(load_checkpoint(path)["w"], [1.5, -2.0, 3.25])
 
 
-def test_torchscript_is_refused_and_its_code_never_read():
-    with pytest.raises(CheckpointError, match="TorchScript"):
-        load_checkpoint(os.path.join(CKPT, "torchscript.pt"))
+def test_torchscript_reads_as_weights_and_its_code_is_never_read(monkeypatch):
+    from fastrnn.io import _zip
+    read = []
+    original = _zip.Archive.read
+    monkeypatch.setattr(_zip.Archive, "read", lambda self, name: read.append(name) or original(self, name))
+    tensors = flatten(load_checkpoint(os.path.join(CKPT, "torchscript.pt")))
+    assert "weight_ih_l0" in tensors and tensors["weight_ih_l0"].ndim == 2
+    assert read and not any("code/" in n or n.endswith("constants.pkl") for n in read), read
 
 
 @pytest.mark.parametrize("name", ["archive/../../etc/passwd", "/abs/data.pkl"])
@@ -476,7 +481,9 @@ def test_every_pickle_protocol_and_both_formats(torch, tmp_path, protocol, zipfi
 def test_a_plain_pickle_is_not_a_legacy_checkpoint(tmp_path):
     path = tmp_path / "plain.pkl"
     path.write_bytes(pickle.dumps({"a": 1}, protocol=4))
-    with pytest.raises(CheckpointError, match="bad magic number"):
+    assert load_checkpoint(path) == {"a": 1}
+    path.write_bytes(pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + b"junk")
+    with pytest.raises(CheckpointError, match="legacy torch format"):
         load_checkpoint(path)
 
 
