@@ -589,7 +589,11 @@ def read(path, node=None):
     if len(stacks) == 1:
         return stacks[0]
     if not stacks:
-        raise CheckpointError(f"{path}: the ONNX graph has no LSTM, GRU or RNN node")
+        ops = sorted({n.op_type for n in _open_model(path).graph.node})[:12]
+        raise CheckpointError(
+            f"{path}: the ONNX graph has no LSTM, GRU or RNN node (its ops: {ops}); torch's "
+            "dynamo exporter writes nn.RNN unrolled into MatMul / Add steps: export it with "
+            "torch.onnx.export(..., dynamo=False), or load its state_dict")
     raise ValueError(
         f"{path} holds {len(stacks)} unrelated recurrent models; pick one with node=: "
         + "; ".join(f"{[n.name for n in s.nodes]} ({s.describe()})" for s in stacks))
