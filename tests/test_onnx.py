@@ -396,3 +396,36 @@ def test_dynamo_exported_rnn_is_unrolled_and_refused_clearly(torch, tmp_path):
     _export(torch, module, torch.randn(T, B, I), path, dynamo=True)
     with pytest.raises(CheckpointError, match=r"no LSTM, GRU or RNN node.*'MatMul'.*dynamo=False"):
         fastrnn.load(path)
+
+
+def test_fuzzed_onnx_and_numpy_pickles_raise_only_checkpoint_errors(tmp_path):
+    import pickle
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    path, _ = _node_file(tmp_path / "src.onnx", "LSTM", dirs=2, initial=True)
+    sources = [path.read_bytes(),
+               pickle.dumps({"w": np.ones((2, 3), np.float32), "n": np.int64(2)}, protocol=2),
+               pickle.dumps({"w": np.ones((2, 3), np.float32)}, protocol=5)]
+
+    @settings(max_examples=400, deadline=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(st.integers(0, len(sources) - 1),
+           st.lists(st.tuples(st.floats(0, 1), st.integers(1, 255)), min_size=1, max_size=3),
+           st.booleans())
+    def check(which, flips, cut):
+        data = bytearray(sources[which])
+        for where, value in flips:
+            data[min(int(where * len(data)), len(data) - 1)] ^= value
+        if cut:
+            data = data[:len(data) // 2]
+        target = tmp_path / "fuzz"
+        target.write_bytes(bytes(data))
+        for call in (fastrnn.load_checkpoint, fastrnn.load):
+            try:
+                call(target)
+            except ValueError as exc:  # CheckpointError, or "no recurrent weights"
+                assert "internal error" not in str(exc), str(exc)
+
+    check()

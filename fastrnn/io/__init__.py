@@ -154,10 +154,25 @@ def read_onnx(path, node=None):
     """The recurrent model of an ONNX file (see _onnx.read): torch-named weights and
     what the graph says of the layer. Needs the onnx package (fastrnn[onnx])."""
     from fastrnn.io import _onnx
-    return _onnx.read(path, node)
+    return _guarded(path, _onnx.read, path, node)
 
 
 def onnx_models(path):
     """Every recurrent model (stack of LSTM / GRU / RNN nodes) in an ONNX file."""
     from fastrnn.io import _onnx
-    return _onnx.recurrent_stacks(path)
+    return _guarded(path, _onnx.recurrent_stacks, path)
+
+
+def _guarded(path, read, *args):
+    """A reader's unexpected exception on a malformed file, as a CheckpointError."""
+    try:
+        return read(*args)
+    except (ValueError, ImportError, OSError):  # CheckpointError is a ValueError
+        raise
+    except (MemoryError, RecursionError, OverflowError) as exc:
+        raise CheckpointError(f"{path}: the file asks for more than it can hold "
+                              f"({type(exc).__name__})") from None
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path}: unreadable (internal error {type(exc).__name__}: {exc}); please report "
+            "this file") from None
