@@ -409,7 +409,7 @@ def test_fuzzed_onnx_and_numpy_pickles_raise_only_checkpoint_errors(tmp_path):
                pickle.dumps({"w": np.ones((2, 3), np.float32), "n": np.int64(2)}, protocol=2),
                pickle.dumps({"w": np.ones((2, 3), np.float32)}, protocol=5)]
 
-    @settings(max_examples=400, deadline=None, derandomize=True,
+    @settings(max_examples=200, deadline=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     @given(st.integers(0, len(sources) - 1),
            st.lists(st.tuples(st.floats(0, 1), st.integers(1, 255)), min_size=1, max_size=3),
@@ -429,3 +429,31 @@ def test_fuzzed_onnx_and_numpy_pickles_raise_only_checkpoint_errors(tmp_path):
                 assert "internal error" not in str(exc), str(exc)
 
     check()
+
+
+def test_nodes_inside_if_branches_are_listed_and_picked(tmp_path):
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array(rng.uniform(-.5, .5, (1, 3 * H, I)).astype(np.float32), "W"),
+             numpy_helper.from_array(rng.uniform(-.5, .5, (1, 3 * H, H)).astype(np.float32), "R")]
+
+    def branch(name):
+        node = helper.make_node("GRU", ["X", "W", "R"], [name + "_Y", name + "_h"], name=name,
+                                hidden_size=H, linear_before_reset=1)
+        return helper.make_graph([node], name, [], [
+            helper.make_tensor_value_info(name + "_h", TensorProto.FLOAT, None)])
+
+    cond = numpy_helper.from_array(np.array(True), "cond")
+    node = helper.make_node("If", ["cond"], ["h"], then_branch=branch("then_gru"),
+                            else_branch=branch("else_gru"))
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, (T, B, I))],
+                              [helper.make_tensor_value_info("h", TensorProto.FLOAT, None)],
+                              initializer=inits + [cond])
+    path = tmp_path / "if.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), str(path))
+    with pytest.raises(ValueError, match=r"2 unrelated recurrent models") as info:
+        fastrnn.load(path)
+    assert "['then_gru']" in str(info.value) and "['else_gru']" in str(info.value)
+    model = fastrnn.load(path, node="else_gru")
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    want = _run_ort(path, {"X": x})[0]
+    np.testing.assert_allclose(model(x)[1], want, atol=TOL, rtol=0)

@@ -50,7 +50,8 @@ def _check_dtype(dtype):
 def _from_bytes(data, dtype, shape, fortran):
     if not isinstance(shape, tuple) or not all(
             isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
-        raise CheckpointError(f"a numpy array's shape must be a tuple of sizes, got {str(shape)[:60]}")
+        raise CheckpointError(
+            f"a numpy array's shape must be a tuple of sizes, got {str(shape)[:60]}")
     if not isinstance(data, (bytes, bytearray)):
         raise CheckpointError(f"a numpy array's data is a {type(data).__name__}, not bytes")
     count = 1

@@ -85,7 +85,8 @@ def _tensor(scope, tensor, what):
     count = 1
     for d in tensor.dims:
         if d < 0:
-            raise CheckpointError(f"{scope.path}: {what} has a negative dimension {list(tensor.dims)}")
+            raise CheckpointError(
+                f"{scope.path}: {what} has a negative dimension {list(tensor.dims)}")
         count *= d
     if count > MAX_ELEMENTS:
         raise CheckpointError(f"{scope.path}: {what} declares {count} elements")
@@ -150,7 +151,8 @@ def value(scope, name, what, depth=0):
     those by CONSTANT_OPS. Anything else feeding it is named in a CheckpointError."""
     where = scope.lookup(name)
     if where is None:
-        raise CheckpointError(f"{scope.path}: {what} ({name!r}) is produced by nothing in the graph")
+        raise CheckpointError(
+            f"{scope.path}: {what} ({name!r}) is produced by nothing in the graph")
     if name in where.values:
         return where.values[name]
     if depth > 200:
