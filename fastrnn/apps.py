@@ -13,6 +13,7 @@ import numpy as np
 
 from fastrnn import io as fio
 from fastrnn._load import load as _load_rnn
+from fastrnn._load import rename_tensors
 from fastrnn.blocks import Embedding, Linear, _ids, one_hot
 
 __all__ = ["SequenceClassifier", "LanguageModel", "Seq2Seq", "bundled_char_model"]
@@ -20,10 +21,10 @@ __all__ = ["SequenceClassifier", "LanguageModel", "Seq2Seq", "bundled_char_model
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
 
-def _tensors(source):
+def _tensors(source, rename=None):
     if isinstance(source, (str, bytes, os.PathLike)):
-        return fio.flatten(fio.load_checkpoint(source))
-    return fio.flatten(dict(source))
+        return rename_tensors(fio.flatten(fio.load_checkpoint(source)), rename)
+    return rename_tensors(fio.flatten(dict(source)), rename)
 
 
 def _part(tensors, prefix, what):
@@ -106,8 +107,8 @@ class SequenceClassifier:
 
     @classmethod
     def from_checkpoint(cls, source, rnn="rnn.", head="fc.", embedding="embedding.",
-                        vocab_size=None, pool="last", **rnn_overrides):
-        tensors = _tensors(source)
+                        vocab_size=None, pool="last", rename=None, **rnn_overrides):
+        tensors = _tensors(source, rename)
         emb = _embedding(tensors, embedding) if embedding else None
         model = _load_rnn(tensors, prefix=rnn, **rnn_overrides)
         return cls(model, _linear(tensors, head), emb, vocab_size, pool)
@@ -164,8 +165,8 @@ class LanguageModel:
 
     @classmethod
     def from_checkpoint(cls, source, vocab=None, rnn="rnn.", head="fc.",
-                        embedding="embedding.", **rnn_overrides):
-        tensors = _tensors(source)
+                        embedding="embedding.", rename=None, **rnn_overrides):
+        tensors = _tensors(source, rename)
         emb = _embedding(tensors, embedding) if embedding else None
         return cls(_load_rnn(tensors, prefix=rnn, **rnn_overrides), _linear(tensors, head),
                    emb, vocab)
@@ -283,8 +284,8 @@ class Seq2Seq:
     @classmethod
     def from_checkpoint(cls, source, sos, eos, encoder="encoder.", decoder="decoder.",
                         head="fc.", src_embedding="src_embedding.",
-                        tgt_embedding="tgt_embedding."):
-        tensors = _tensors(source)
+                        tgt_embedding="tgt_embedding.", rename=None):
+        tensors = _tensors(source, rename)
         return cls(_load_rnn(tensors, prefix=encoder), _load_rnn(tensors, prefix=decoder),
                    _linear(tensors, head), _embedding(tensors, src_embedding),
                    _embedding(tensors, tgt_embedding), sos, eos)

@@ -194,9 +194,11 @@ class _progress:
 def _inspect_parser(sub):
     p = sub.add_parser(
         "inspect", help="list a checkpoint's tensors and the recurrent models in it",
-        description="Read a checkpoint (torch.save zip or legacy, safetensors, .npz) without "
-                    "torch and print its tensors, the LSTM / GRU / RNN models found in it with "
-                    "their inferred configuration, and the rest of its structure.")
+        description="Read a checkpoint (torch.save zip or legacy, TorchScript, safetensors, "
+                    ".npz, a pickle of numpy arrays, ONNX) without torch and print its "
+                    "tensors, the LSTM / GRU / RNN models found in it with their inferred "
+                    "configuration (for ONNX: the recurrent nodes), and the rest of its "
+                    "structure.")
     p.add_argument("path", help="the checkpoint file")
     p.set_defaults(func=_inspect)
     return p
@@ -205,6 +207,8 @@ def _inspect_parser(sub):
 def _inspect(args, parser):
     from fastrnn import io as fio
 
+    if fio.is_onnx(args.path):
+        return _inspect_onnx(args.path)
     try:
         obj = fio.load_checkpoint(args.path)
         tensors = fio.flatten(obj)
@@ -230,6 +234,29 @@ def _inspect(args, parser):
             print(f"  {key}: {text}")
         if len(others) > 50:
             print(f"  ... and {len(others) - 50} more")
+    return 0
+
+
+def _inspect_onnx(path):
+    from fastrnn import io as fio
+
+    try:
+        models = fio.onnx_models(path)
+    except (OSError, ImportError, ValueError) as exc:  # CheckpointError is a ValueError
+        print(f"fastrnn inspect: {exc}", file=sys.stderr)
+        return 1
+    nodes = sum(len(m.nodes) for m in models)
+    print(f"{path}: ONNX, {nodes} recurrent node{'s' if nodes != 1 else ''}, "
+          f"{len(models)} model{'s' if len(models) != 1 else ''}")
+    for m in models:
+        layers = f"{len(m.nodes)} layer{'s' if len(m.nodes) != 1 else ''}"
+        print(f"  {m.mode}, {layers}, batch_first={m.kwargs['batch_first']}"
+              + (", reads time backwards" if m.reverse else "")
+              + (", initial state in the graph" if m.initial_state is not None else ""))
+        for n in m.nodes:
+            print(f"    {n.name!r}: {n.describe()}")
+        pick = f", node={m.nodes[0].name!r}" if len(models) > 1 else ""
+        print(f"      fastrnn.load(path{pick})")
     return 0
 
 

@@ -292,9 +292,14 @@ def test_hand_written_tensor_reads(tmp_path):
     np.testing.assert_array_equal(load_checkpoint(path)["w"], [1.5, -2.0, 3.25])
 
 
-def test_torchscript_is_refused_and_its_code_never_read():
-    with pytest.raises(CheckpointError, match="TorchScript"):
-        load_checkpoint(os.path.join(CKPT, "torchscript.pt"))
+def test_torchscript_reads_as_weights_and_its_code_is_never_read(monkeypatch):
+    from fastrnn.io import _zip
+    read = []
+    original = _zip.Archive.read
+    monkeypatch.setattr(_zip.Archive, "read", lambda self, name: read.append(name) or original(self, name))
+    tensors = flatten(load_checkpoint(os.path.join(CKPT, "torchscript.pt")))
+    assert "weight_ih_l0" in tensors and tensors["weight_ih_l0"].ndim == 2
+    assert read and not any("code/" in n or n.endswith("constants.pkl") for n in read), read
 
 
 @pytest.mark.parametrize("name", ["archive/../../etc/passwd", "/abs/data.pkl"])
@@ -476,7 +481,9 @@ def test_every_pickle_protocol_and_both_formats(torch, tmp_path, protocol, zipfi
 def test_a_plain_pickle_is_not_a_legacy_checkpoint(tmp_path):
     path = tmp_path / "plain.pkl"
     path.write_bytes(pickle.dumps({"a": 1}, protocol=4))
-    with pytest.raises(CheckpointError, match="bad magic number"):
+    assert load_checkpoint(path) == {"a": 1}
+    path.write_bytes(pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + b"junk")
+    with pytest.raises(CheckpointError, match="legacy torch format"):
         load_checkpoint(path)
 
 
@@ -493,3 +500,129 @@ def test_binary_file_objects(tmp_path):
     np.savez(buf, weight_ih_l0=np.ones((8, 2)), weight_hh_l0=np.ones((8, 2)))
     buf.seek(0)
     assert list(load_checkpoint(buf)) == ["weight_ih_l0", "weight_hh_l0"]
+
+
+# --- plain pickles of numpy arrays ---------------------------------------------------------
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_numpy_pickles_read_with_numeric_dtypes(tmp_path, protocol):
+    rng = np.random.default_rng(0)
+    sd = OrderedDict([
+        ("rnn.weight_ih_l0", rng.standard_normal((12, 3)).astype(np.float32)),
+        ("rnn.weight_hh_l0", np.asfortranarray(rng.standard_normal((12, 4)).astype(np.float32))),
+        ("rnn.bias_ih_l0", rng.standard_normal(12).astype(">f4")),
+        ("rnn.bias_hh_l0", rng.standard_normal(12).astype(np.float16).astype(np.float32)),
+        ("steps", np.arange(5, dtype=np.int64)), ("mask", np.array([True, False])),
+        ("epoch", np.int64(7)), ("lr", 0.1), ("empty", np.zeros((0, 3))),
+    ])
+    path = tmp_path / "sd.pkl"
+    path.write_bytes(pickle.dumps({"model": sd, "names": ["a", "b"]}, protocol=protocol))
+    got = load_checkpoint(path)
+    for k, v in sd.items():
+        np.testing.assert_array_equal(got["model"][k], v)
+        if isinstance(v, np.ndarray):
+            assert got["model"][k].dtype == v.dtype.newbyteorder("="), k
+    assert got["model"]["epoch"] == 7 and got["names"] == ["a", "b"]
+    model = fastrnn.load(path)
+    assert isinstance(model, fastrnn.GRU) and model.hidden_size == 4
+
+
+@pytest.mark.parametrize("array", [
+    np.array([1, "x"], dtype=object), np.array(["ab", "c"]), np.array([b"ab"]),
+    np.zeros(2, dtype=[("a", "f4"), ("b", "i4")]),
+], ids=["object", "unicode", "bytes", "structured"])
+def test_numpy_pickles_refuse_non_numeric_arrays(tmp_path, array):
+    path = tmp_path / "bad.pkl"
+    path.write_bytes(pickle.dumps({"w": array}, protocol=2))
+    with pytest.raises(CheckpointError, match="numeric arrays only|refusing the global"):
+        load_checkpoint(path)
+
+
+def test_numpy_pickle_with_an_object_array_runs_nothing(tmp_path):
+    evil = np.array([_Evil(os.system, f"touch {CANARY}")], dtype=object)
+    path = tmp_path / "evil.pkl"
+    for protocol in (2, 4, 5):
+        path.write_bytes(pickle.dumps({"w": evil}, protocol=protocol))
+        with pytest.raises(CheckpointError, match=r"\(a pickle\).*(numeric arrays only|posix\.system)"):
+            load_checkpoint(path)
+    assert not os.path.exists(CANARY)
+
+
+@pytest.mark.parametrize("payload,match", [
+    (b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncbuiltins\ndict\n(K\x00\x85c_codecs\nencode\n"
+     b"(X\x01\x00\x00\x00bX\x06\x00\x00\x00latin1tRtR.", "refusing the global builtins.dict"),
+    # an array of 4 float32 whose data holds 4 bytes, not 16
+    (pickle.dumps(np.zeros(4, "<f4"), protocol=3).replace(b"C\x10" + b"\0" * 16, b"C\x04" + b"\0" * 4),
+     "needs 16 bytes; its pickle holds 4"),
+])
+def test_forged_numpy_pickles(tmp_path, payload, match):
+    path = tmp_path / "forged.pkl"
+    path.write_bytes(payload)
+    with pytest.raises(CheckpointError, match=match):
+        load_checkpoint(path)
+
+
+# --- rename= and prefixes ------------------------------------------------------------------
+
+def _hand_written(rng, hidden=4):
+    return {"enc_w_ih": rng.standard_normal((4 * hidden, 3)).astype(np.float32),
+            "enc_w_hh": rng.standard_normal((4 * hidden, hidden)).astype(np.float32),
+            "enc_b": rng.standard_normal(4 * hidden).astype(np.float32),
+            "head": rng.standard_normal((2, hidden)).astype(np.float32)}
+
+
+def test_rename_mapping_and_function(rng):
+    sd = _hand_written(rng)
+    mapping = {"enc_w_ih": "encoder.weight_ih_l0", "enc_w_hh": "encoder.weight_hh_l0"}
+    model = fastrnn.load(sd, rename=mapping)
+    assert isinstance(model, fastrnn.LSTM) and not model.bias
+    np.testing.assert_array_equal(model.state_dict()["weight_hh_l0"], sd["enc_w_hh"])
+    names = {"enc_w_ih": "weight_ih_l0", "enc_w_hh": "weight_hh_l0"}
+    model = fastrnn.load(sd, rename=lambda k: names.get(k))  # None drops a tensor
+    np.testing.assert_array_equal(model.state_dict()["weight_ih_l0"], sd["enc_w_ih"])
+
+
+def test_rename_on_a_file(tmp_path, rng):
+    path = tmp_path / "sd.npz"
+    np.savez(path, **_hand_written(rng))
+    model = fastrnn.load(path, rename={"enc_w_ih": "rnn.weight_ih_l0",
+                                       "enc_w_hh": "rnn.weight_hh_l0"}, prefix="rnn")
+    assert model.hidden_size == 4
+
+
+@pytest.mark.parametrize("rename,error,match", [
+    ({"enc_w_x": "weight_ih_l0"}, ValueError, r"rename names \['enc_w_x'\] which the checkpoint"),
+    ({"enc_w_ih": 3}, TypeError, "rename must map names to str"),
+    ({"enc_w_ih": "head"}, ValueError, "two tensors the name 'head'"),
+    (lambda k: 1, TypeError, r"rename\('enc_w_ih'\) must return a str or None"),
+    ("enc", TypeError, "rename must be a mapping or a function"),
+])
+def test_rename_errors(rng, rename, error, match):
+    with pytest.raises(error, match=match):
+        fastrnn.load(_hand_written(rng), rename=rename)
+
+
+def test_prefix_finds_a_nested_module_when_unambiguous(rng):
+    gru = {"weight_ih_l0": rng.standard_normal((12, 3)), "weight_hh_l0": rng.standard_normal((12, 4))}
+    ckpt = {"model": {"rnn": dict(gru), "decoder": {"rnn": dict(gru)}},
+            "other": {"encoder": {"gru": dict(gru)}}}
+    assert fastrnn.load(ckpt, prefix="gru").hidden_size == 4          # other.encoder.gru
+    assert fastrnn.load(ckpt, prefix="encoder.gru").hidden_size == 4
+    with pytest.raises(ValueError, match=r"prefix 'rnn' is ambiguous.*'model.rnn', 'model.decoder.rnn'"):
+        fastrnn.load(ckpt, prefix="rnn")
+    assert fastrnn.load(ckpt, prefix="model.rnn").hidden_size == 4
+    with pytest.raises(ValueError, match="no recurrent weights under prefix 'nn'"):
+        fastrnn.load(ckpt, prefix="nn")
+
+
+def test_apps_from_checkpoint_take_rename(rng):
+    from fastrnn.apps import LanguageModel
+    hidden, vocab = 4, 3
+    sd = {"emb": rng.standard_normal((vocab, 3)).astype(np.float32),
+          "w_ih": rng.standard_normal((3 * hidden, 3)).astype(np.float32),
+          "w_hh": rng.standard_normal((3 * hidden, hidden)).astype(np.float32),
+          "out_w": rng.standard_normal((vocab, hidden)).astype(np.float32)}
+    names = {"emb": "embedding.weight", "w_ih": "rnn.weight_ih_l0", "w_hh": "rnn.weight_hh_l0",
+             "out_w": "fc.weight"}
+    lm = LanguageModel.from_checkpoint(sd, rename=names)
+    assert lm.logits([0, 1, 2]).shape[-1] == vocab

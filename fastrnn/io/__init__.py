@@ -7,13 +7,17 @@ from collections import OrderedDict
 
 import numpy as np
 
-from fastrnn.io import _safetensors, _torch_formats
+from fastrnn.io import _numpy_pickle, _safetensors, _torch_formats
 from fastrnn.io._config import RecurrentConfig, find_recurrent, flatten
 from fastrnn.io._zip import Archive
 from fastrnn.io.errors import CheckpointError
 
+# torch's legacy magic number as pickled first in the file (LONG1 of 10 bytes), after
+# the PROTO opcode (and, from protocol 4, a FRAME opcode)
+LEGACY_MAGIC = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+
 __all__ = ["CheckpointError", "load_checkpoint", "find_recurrent", "flatten",
-           "RecurrentConfig", "detect_format"]
+           "RecurrentConfig", "detect_format", "is_onnx", "read_onnx", "onnx_models"]
 
 
 def _open(path):
@@ -41,7 +45,8 @@ def _open(path):
 
 
 def detect_format(head, size, archive_names=None):
-    """'torch-zip', 'npz', 'safetensors', 'torch-legacy', 'npy' or None, by content."""
+    """'torch-zip', 'npz', 'safetensors', 'torch-legacy', 'pickle', 'npy', 'onnx' or None,
+    by content."""
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         if archive_names is not None and archive_names and all(
                 n.endswith(".npy") for n in archive_names):
@@ -49,10 +54,14 @@ def detect_format(head, size, archive_names=None):
         return "torch-zip"
     if _safetensors.looks_like(head, size):
         return "safetensors"
+    if head[:1] == b"\x80" and LEGACY_MAGIC in head[2:2 + 9 + len(LEGACY_MAGIC)]:
+        return "torch-legacy"  # torch's magic number, pickled first
     if len(head) > 2 and head[:1] == b"\x80" and 2 <= head[1] <= 5:
-        return "torch-legacy"  # a pickle stream; its magic number is checked on reading
+        return "pickle"  # any other pickle: plain containers of numpy arrays
     if head.startswith(b"\x93NUMPY"):
         return "npy"
+    if len(head) > 1 and head[0] == 0x08 and 1 <= head[1] <= 20:
+        return "onnx"  # a ModelProto starts with field 1, ir_version
     return None
 
 
@@ -69,7 +78,7 @@ def load_checkpoint(path):
     path, mm = _open(path)
     try:
         return _read(path, mm)
-    except CheckpointError:
+    except (CheckpointError, ImportError):  # ImportError: an optional extra is missing
         raise
     except (MemoryError, RecursionError, OverflowError) as exc:
         raise CheckpointError(f"{path}: the file asks for more than it can hold "
@@ -88,7 +97,7 @@ def load_checkpoint(path):
 
 def _read(path, mm):
     """Dispatch on the content, not the file name."""
-    head = bytes(mm[:16])
+    head = bytes(mm[:32])
     archive = Archive(path, mm) if head.startswith(b"PK") else None
     kind = detect_format(head, len(mm), archive.names() if archive else None)
     if kind == "torch-zip":
@@ -99,11 +108,16 @@ def _read(path, mm):
         return _safetensors.read(path, mm)
     if kind == "torch-legacy":
         return _torch_formats.read_legacy(path, mm)
+    if kind == "pickle":
+        return _numpy_pickle.read(path, mm)
     if kind == "npy":
         return _read_npy(path, mm)
+    if kind == "onnx":
+        from fastrnn.io import _onnx
+        return _onnx.initializers(path, mm)
     raise CheckpointError(
-        f"{path}: not a checkpoint fastrnn reads (torch.save zip or legacy, safetensors, "
-        f".npz): it starts with {head[:8]!r}")
+        f"{path}: not a checkpoint fastrnn reads (torch.save zip or legacy, TorchScript, "
+        f"safetensors, .npz, a pickle of numpy arrays, ONNX): it starts with {head[:8]!r}")
 
 
 def _source(path, buffer):
@@ -124,3 +138,41 @@ def _read_npy(path, buffer):
         return np.load(_source(path, buffer), allow_pickle=False)
     except Exception as exc:
         raise CheckpointError(f"{path}: unreadable .npy ({type(exc).__name__}: {exc})") from None
+
+
+def is_onnx(path):
+    """True when the file at `path` is an ONNX model (by content)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    return detect_format(head, len(head)) == "onnx"
+
+
+def read_onnx(path, node=None):
+    """The recurrent model of an ONNX file (see _onnx.read): torch-named weights and
+    what the graph says of the layer. Needs the onnx package (fastrnn[onnx])."""
+    from fastrnn.io import _onnx
+    return _guarded(path, _onnx.read, path, node)
+
+
+def onnx_models(path):
+    """Every recurrent model (stack of LSTM / GRU / RNN nodes) in an ONNX file."""
+    from fastrnn.io import _onnx
+    return _guarded(path, _onnx.recurrent_stacks, path)
+
+
+def _guarded(path, read, *args):
+    """A reader's unexpected exception on a malformed file, as a CheckpointError."""
+    try:
+        return read(*args)
+    except (ValueError, ImportError, OSError):  # CheckpointError is a ValueError
+        raise
+    except (MemoryError, RecursionError, OverflowError) as exc:
+        raise CheckpointError(f"{path}: the file asks for more than it can hold "
+                              f"({type(exc).__name__})") from None
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path}: unreadable (internal error {type(exc).__name__}: {exc}); please report "
+            "this file") from None

@@ -1,7 +1,8 @@
-"""torch.save's two formats: the zip archive (torch >= 1.6) and the legacy stream."""
+"""torch.save's two formats: the zip archive (torch >= 1.6, and torch.jit.save's archives
+of the same layout) and the legacy stream."""
 import io
 
-from fastrnn.io import _unpickle
+from fastrnn.io import _torchscript, _unpickle
 from fastrnn.io._zip import Archive
 from fastrnn.io.errors import CheckpointError
 
@@ -20,11 +21,7 @@ def _check_size(path, key, data, nbytes):
 def read_zip(path, buffer, archive=None):
     archive = archive or Archive(path, buffer)
     names = archive.names()
-    if any(n.endswith("constants.pkl") or "/code/" in n or n.startswith("code/") for n in names):
-        raise CheckpointError(
-            f"{path}: a TorchScript archive (code/, constants.pkl): fastrnn does not read "
-            "TorchScript, whose code it would have to run. Save the model's state_dict "
-            "instead: torch.save(torch.jit.load(path).state_dict(), 'weights.pt').")
+    script = _torchscript.is_torchscript(names)
     pkls = [n for n in names if n.endswith("data.pkl") and n.count("/") <= 1
             and n.rsplit("/", 1)[-1] == "data.pkl"]
     if len(pkls) != 1:
@@ -41,6 +38,10 @@ def read_zip(path, buffer, archive=None):
     def load_storage(key, dtype, nbytes):
         return _check_size(path, key, archive.read(f"{prefix}data/{key}"), nbytes)
 
+    if script:  # the module tree, its __torch__ classes as inert attribute holders
+        return _torchscript.attributes(_unpickle.unpickle(
+            bytes(archive.read(pkls[0])), load_storage, f"{path} (TorchScript)", order,
+            resolve=_torchscript.resolve))
     return _unpickle.unpickle(bytes(archive.read(pkls[0])), load_storage, path, order)
 
 

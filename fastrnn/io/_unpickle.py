@@ -268,8 +268,9 @@ class RestrictedUnpickler(pickle.Unpickler):
     array (or None in a first pass that only gathers them) and raises CheckpointError
     if the record is missing or of another size."""
 
-    def __init__(self, file, load_storage, where, byteorder="<"):
+    def __init__(self, file, load_storage, where, byteorder="<", resolve=None):
         super().__init__(file, encoding="utf-8")
+        self._resolve = resolve  # a reader's own stand-ins (numpy pickles, TorchScript)
         self._load_storage = load_storage
         self._storages = {}
         self._where = where
@@ -277,6 +278,8 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         standin = ALLOWED.get((module, name))
+        if standin is None and self._resolve is not None:
+            standin = self._resolve(module, name)
         if standin is None:
             raise CheckpointError(
                 f"{self._where}: refusing the global {module}.{name}: a weights checkpoint "
@@ -323,13 +326,14 @@ def no_storages(key, dtype, nbytes):
     raise CheckpointError(f"a storage ({key!r}) where none belongs")
 
 
-def unpickle(file, load_storage, where, byteorder="<"):
+def unpickle(file, load_storage, where, byteorder="<", resolve=None):
     """Load one pickle from `file` (bytes or a file-like object positioned at it).
-    Every failure, whatever the malformed pickle provokes, is a CheckpointError."""
+    Every failure, whatever the malformed pickle provokes, is a CheckpointError.
+    `resolve(module, name)` may give a stand-in for a global outside ALLOWED (or None)."""
     if isinstance(file, (bytes, bytearray, memoryview)):
         file = io.BytesIO(file)
     try:
-        return RestrictedUnpickler(file, load_storage, where, byteorder).load()
+        return RestrictedUnpickler(file, load_storage, where, byteorder, resolve).load()
     except CheckpointError:
         raise
     except RecursionError:
