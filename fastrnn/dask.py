@@ -292,6 +292,8 @@ def _job(model, output, batch_size, threads):
 def _ship(job, client):
     """A reference to the job that tasks take as an argument: a Future of the job
     scattered to every worker of the client (given or current), else a Delayed."""
+    if client is False:
+        return dask.delayed(job, name=f"fastrnn-model-{uuid.uuid4().hex}")
     if client is None:
         try:
             from distributed import default_client
@@ -391,7 +393,8 @@ def score(model, data, lengths=None, output=None, batch_size=256, column=None,
     batch_size: sequences per model call within a partition (sorted by length first).
     threads: fastrnn threads of each worker process (see the module's docstring).
     client: the distributed Client that gets the model (default: the current one, if
-    any; without one the model is a single key of the graph).
+    any); without one, or with client=False, the model is a single key of the graph
+    (what the synchronous and threaded schedulers, or a client made later, run).
 
     Every check that the inputs' metadata allow happens here, before anything runs;
     for bags and dataframes each sequence's shape is checked where it is read.
