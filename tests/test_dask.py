@@ -315,3 +315,127 @@ def test_pickle_is_the_weights_and_runs_on_another_isa(tmp_path, mode):
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, env=env,
                    timeout=60)
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), want, atol=1e-5, rtol=0)
+
+
+# -- fastrnn score ------------------------------------------------------------------------
+
+def _score_cli(*args):
+    from fastrnn import cli
+    return cli.main(["score", *map(str, args)])
+
+
+def _cli_inputs(tmp_path, n=400, hidden=16, bidirectional=True):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    model, sd = make_model("GRU", I, hidden, scale=0.3, bidirectional=bidirectional)
+    np.savez(tmp_path / "model.npz", **{k: v.astype(np.float32) for k, v in sd.items()})
+    model = fastrnn.load(str(tmp_path / "model.npz"))
+    x, lengths = _data(7, n=n)
+    np.savez(tmp_path / "in.npz", x=x, lengths=lengths)
+    seqs = [x[i, :lengths[i]] for i in range(n)]
+    pq.write_table(pa.table({"id": np.arange(n), "seq": pa.array([s.tolist() for s in seqs])}),
+                   tmp_path / "in.parquet", row_group_size=n // 4)
+    out, h_n = model(x.transpose(1, 0, 2), lengths=lengths)
+    d = 2 if bidirectional else 1
+    return model, x, lengths, out, np.concatenate(list(h_n[-d:]), axis=1)
+
+
+def test_score_command_npz_and_parquet(client, tmp_path):
+    import pyarrow.parquet as pq
+
+    _, x, lengths, out, last = _cli_inputs(tmp_path)
+    addr = client.scheduler.address
+    assert _score_cli(tmp_path / "model.npz", tmp_path / "in.npz", "--output",
+                      tmp_path / "out.npz", "--scheduler", addr, "--partition-size", 90,
+                      "--batch-size", 16) == 0
+    z = np.load(tmp_path / "out.npz")
+    np.testing.assert_allclose(z["output"], last, atol=1e-5, rtol=0)
+    assert np.array_equal(z["lengths"], lengths)
+    assert not (tmp_path / "out.npz.parts").exists()
+
+    assert _score_cli(tmp_path / "model.npz", tmp_path / "in.parquet", "-o", tmp_path / "ds",
+                      "--scheduler", addr, "--output-kind", "all") == 0
+    table = pq.read_table(tmp_path / "ds")
+    assert table.column("id").to_pylist() == list(range(len(x)))
+    for i, row in enumerate(table.column("output").to_pylist()):
+        np.testing.assert_allclose(np.array(row), out[:lengths[i], i], atol=1e-5, rtol=0)
+
+    # a finished dataset is not overwritten by accident; bad arguments say what is wrong
+    assert _score_cli(tmp_path / "model.npz", tmp_path / "in.parquet", "-o", tmp_path / "ds",
+                      "--scheduler", addr) == 1
+    assert _score_cli(tmp_path / "model.npz", tmp_path / "in.npz", "-o", tmp_path / "o.npy",
+                      "--scheduler", addr) == 1
+    assert _score_cli(tmp_path / "model.npz", tmp_path / "in.parquet", "-o", tmp_path / "d2",
+                      "--column", "id", "--scheduler", addr) == 1
+    with pytest.raises(SystemExit):
+        _score_cli(tmp_path / "model.npz", tmp_path / "in.npz", "-o", tmp_path / "o.npz",
+                   "--batch-size", 0)
+
+
+def test_score_command_resume_runs_only_missing_parts(client, tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    from fastrnn import _score_files as files
+
+    model, x, lengths, out, last = _cli_inputs(tmp_path)
+    addr = client.scheduler.address
+    args = [tmp_path / "model.npz", tmp_path / "in.parquet", "-o", tmp_path / "ds",
+            "--scheduler", addr]
+    assert _score_cli(*args) == 0
+    parts = sorted((tmp_path / "ds").glob("part-*.parquet"))
+    assert len(parts) == 4
+    parts[2].unlink()
+    (tmp_path / "ds" / ".part-00002.parquet.tmp-dead").write_bytes(b"half a part")
+    mtimes = {p: p.stat().st_mtime_ns for p in parts if p.exists()}
+    capsys.readouterr()
+    assert _score_cli(*args, "--resume") == 0
+    assert "3 of 4 partition(s) already written, 1 to run" in capsys.readouterr().err
+    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
+    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == [
+        "_fastrnn_job.json"] + [f"part-{i:05d}.parquet" for i in range(4)]
+    got = np.array(pq.read_table(tmp_path / "ds").column("output").to_pylist())
+    np.testing.assert_allclose(got, last, atol=1e-5, rtol=0)
+
+    # an .npz job interrupted after its first partition
+    spec = files.plan(tmp_path / "model.npz", str(tmp_path / "in.npz"),
+                      str(tmp_path / "out.npz"), partition_size=100, model=model)
+    assert files.prepare(spec, resume=False) == [0, 1, 2, 3]
+    files.run_part(fdask._job(model, "last", 256, 1), spec, 0)
+    capsys.readouterr()
+    assert _score_cli(tmp_path / "model.npz", tmp_path / "in.npz", "-o", tmp_path / "out.npz",
+                      "--scheduler", addr, "--partition-size", 100, "--resume") == 0
+    assert "1 of 4 partition(s) already written, 3 to run" in capsys.readouterr().err
+    np.testing.assert_allclose(np.load(tmp_path / "out.npz")["output"], last, atol=1e-5)
+    # another job's parts are not mixed in
+    spec = files.plan(tmp_path / "model.npz", str(tmp_path / "in.npz"),
+                      str(tmp_path / "out.npz"), partition_size=100, model=model)
+    files.prepare(spec, resume=False)
+    assert _score_cli(tmp_path / "model.npz", tmp_path / "in.npz", "-o", tmp_path / "out.npz",
+                      "--scheduler", addr, "--partition-size", 50, "--resume") == 1
+
+
+def test_score_command_survives_a_killed_worker(client, tmp_path):
+    import threading
+
+    model, x, lengths, out, last = _cli_inputs(tmp_path, n=3200, hidden=128,
+                                               bidirectional=False)
+    parts_dir = tmp_path / "out.npz.parts"
+    result = {}
+    run = threading.Thread(target=lambda: result.setdefault("rc", _score_cli(
+        tmp_path / "model.npz", tmp_path / "in.npz", "-o", tmp_path / "out.npz",
+        "--scheduler", client.scheduler.address, "--partition-size", 200)))
+    run.start()
+    deadline = time.monotonic() + 60
+    while not list(parts_dir.glob("part-*.npy")):
+        assert time.monotonic() < deadline and run.is_alive(), result
+        time.sleep(0.01)
+    pids = client.run(os.getpid)
+    os.kill(pids[sorted(pids)[-1]], signal.SIGKILL)
+    written = len(list(parts_dir.glob("part-*.npy")))
+    run.join(90)
+    assert written < 16 and result == {"rc": 0}
+    np.testing.assert_allclose(np.load(tmp_path / "out.npz")["output"], last, atol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npz", "in.parquet",
+                                                          "model.npz", "out.npz"]
+    client.wait_for_workers(2, timeout=30)
