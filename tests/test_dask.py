@@ -11,20 +11,20 @@ import time
 import numpy as np
 import pytest
 
+# the test extra installs Dask, pandas and pyarrow: these tests run in CI, never skip
+import dask
+import dask.array as da
+import dask.bag as db
+import dask.dataframe as dd
+import distributed
+import pandas as pd
+
 import fastrnn
+import fastrnn.dask as fdask
+from fastrnn.apps import LanguageModel, SequenceClassifier
+from fastrnn.blocks import Embedding, Linear
 
-dask = pytest.importorskip("dask")
-distributed = pytest.importorskip("distributed")
-pd = pytest.importorskip("pandas")
-import dask.array as da  # noqa: E402
-import dask.bag as db  # noqa: E402
-import dask.dataframe as dd  # noqa: E402
-
-import fastrnn.dask as fdask  # noqa: E402
-from fastrnn.apps import LanguageModel, SequenceClassifier  # noqa: E402
-from fastrnn.blocks import Embedding, Linear  # noqa: E402
-
-from helpers import make_model  # noqa: E402
+from helpers import make_model
 
 N, T, I = 60, 9, 5
 
