@@ -145,13 +145,14 @@ def _output_array(rows, lengths, timed):
 def plan(model_path, input_path, output_path, column=None, partition_size=10000,
          output_kind="last", model=None):
     """Everything the workers need, checked here: the partitions and the paths."""
-    kind = _kind(input_path)
     if not os.path.exists(input_path):
         raise JobError(f"input {input_path} does not exist")
+    kind = _kind(input_path)
     out_kind = {".npy": "npy", ".npz": "npz"}.get(str(output_path).lower()[-4:], "parquet")
     if out_kind != kind:
-        raise JobError(f"--output {output_path}: a {kind} input gives a {kind} output "
-                       f"({'.npy' if kind == 'npy' else '.npz' if kind == 'npz' else 'a directory'})")
+        wanted = {"npy": "an .npy file", "npz": "an .npz file"}.get(kind, "a directory")
+        raise JobError(f"--output {output_path}: the input is {kind}, so the output must be "
+                       f"{wanted}")
     spec = {"kind": kind, "path": os.path.abspath(input_path), "output_kind": output_kind,
             "output": os.path.abspath(output_path)}
     if kind == "parquet":
