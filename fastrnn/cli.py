@@ -1,4 +1,4 @@
-"""The `fastrnn` command: bench, inspect, generate."""
+"""The `fastrnn` command: bench, inspect, generate, score."""
 import argparse
 import sys
 
@@ -344,6 +344,104 @@ def _generate(args, parser):
     return 0
 
 
+def _score_parser(sub):
+    p = sub.add_parser(
+        "score", help="score a file of sequences on a Dask cluster (local processes by default)",
+        description="Run a model over every sequence of INPUT on Dask and write one row per "
+                    "sequence to --output: .npy (N, T, input_size) -> .npy; .npz with x and "
+                    "lengths -> .npz with output and lengths; Parquet with a list column -> a "
+                    "Parquet directory with the other columns and output. Partitions are "
+                    "written as they finish; --resume re-runs only the missing ones. "
+                    "Needs pip install 'fastrnn[dask]'.")
+    p.add_argument("model", help="the checkpoint (anything fastrnn.load reads)")
+    p.add_argument("input", help=".npy, .npz or Parquet (a file or a directory of files)")
+    p.add_argument("--output", "-o", required=True, metavar="OUT",
+                   help="the output: .npy, .npz, or a directory for Parquet")
+    p.add_argument("--output-kind", choices=["last", "all"], default="last",
+                   help="last: each sequence's final top-layer hidden state, both directions "
+                        "(default); all: the outputs at every step")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None,
+                       help="worker processes of a local cluster (default: the CPU count)")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="an existing cluster's scheduler, e.g. tcp://host:8786 (its workers "
+                            "must see INPUT and OUT)")
+    p.add_argument("--threads-per-worker", type=int, default=1,
+                   help="fastrnn threads in each worker process (default 1)")
+    p.add_argument("--batch-size", type=int, default=256,
+                   help="sequences per model call, sorted by length within a partition "
+                        "(default 256)")
+    p.add_argument("--partition-size", type=int, default=10000,
+                   help=".npy / .npz: sequences per partition (default 10000); Parquet: one "
+                        "partition per row group")
+    p.add_argument("--column", help="Parquet: the list column of sequences (default: the only "
+                                    "list column)")
+    p.add_argument("--prefix", help="the model's prefix in the checkpoint (as fastrnn.load)")
+    p.add_argument("--resume", action="store_true",
+                   help="finish an interrupted job: only partitions without a file are run")
+    p.set_defaults(func=_score)
+    return p
+
+
+def _score(args, parser):
+    import fastrnn
+
+    for name in ("workers", "threads_per_worker", "batch_size", "partition_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    try:
+        from distributed import Client, LocalCluster, progress
+
+        from fastrnn import _score_files as files
+        from fastrnn import dask as fdask
+    except ImportError as exc:
+        print(f"fastrnn score needs Dask: pip install 'fastrnn[dask]' ({exc})", file=sys.stderr)
+        return 1
+    try:
+        model = fastrnn.load(args.model, prefix=args.prefix)
+    except (OSError, ValueError) as exc:
+        parser.error(f"model {args.model}: {exc}")
+    try:
+        job = fdask._job(model, args.output_kind, args.batch_size, args.threads_per_worker)
+        spec = files.plan(args.model, args.input, args.output, column=args.column,
+                          partition_size=args.partition_size, output_kind=args.output_kind,
+                          model=model)
+        todo = files.prepare(spec, args.resume)
+    except (OSError, ValueError) as exc:
+        print(f"fastrnn score: {exc}", file=sys.stderr)
+        return 1
+    total = len(spec["parts"])
+    cluster = None
+    if args.scheduler:
+        client = Client(args.scheduler)
+    else:
+        import os
+        cluster = LocalCluster(n_workers=args.workers or os.cpu_count() or 1,
+                               threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    try:
+        print(f"fastrnn score: {total - len(todo)} of {total} partition(s) already written, "
+              f"{len(todo)} to run on {len(client.scheduler_info()['workers'])} worker(s)",
+              file=sys.stderr)
+        if todo:
+            ref = fdask._ship(job, client)
+            futures = [client.submit(files.run_part, ref, spec, i, pure=False) for i in todo]
+            if sys.stdout.isatty():
+                progress(futures)
+            client.gather(futures)
+        files.assemble(spec)
+    except (OSError, ValueError) as exc:
+        print(f"fastrnn score: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
 def fastrnn_threads():
     import fastrnn
     return fastrnn.get_num_threads()
@@ -354,7 +452,7 @@ def main(argv=None):
         prog="fastrnn", description="Fast CPU inference for PyTorch-trained LSTM / GRU / RNN models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers = {"bench": _bench_parser(sub), "inspect": _inspect_parser(sub),
-                  "generate": _generate_parser(sub)}
+                  "generate": _generate_parser(sub), "score": _score_parser(sub)}
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
