@@ -5,6 +5,7 @@
     python bench/run.py half        # float16 and bfloat16 storage, B=1, sequences, steps
     python bench/run.py generate    # bundled char model vs a torch loop, 500 characters
     python bench/run.py split       # one core against two (batch 1, 4; bidirectional)
+    python bench/run.py padding     # a padded batch against the same sequences unpadded
     python bench/run.py all
 
 Each suite writes bench/results/<suite>-<threads>t.json (every record and the
@@ -68,6 +69,41 @@ def _split_suite(args, env):
     _save("split", records, env, "\n".join(lines))
 
 
+def _padding_suite(args, env):
+    """A batch of 100 sequences of lengths 3-121 (most 3-40, one 121: a tagger's
+    sentences) in one padded call with lengths=, against the same sequences run with no
+    padding at all: one call per distinct length, its sequences together."""
+    import numpy as np
+
+    import fastrnn
+    from fastrnn.benchmark import timing
+
+    rng = np.random.default_rng(0)
+    B, T, I, H = 100, 121, 64, 128
+    lengths = rng.integers(3, 41, size=B)
+    lengths[7] = T
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    lines = [f"`python bench/run.py padding` ({env['cpu']}, {args.threads} thread(s), "
+             f"{env['date'][:10]}): batch {B}, lengths 3-40 and one {T}, input {I}, "
+             "bidirectional", "",
+             "| model | padded, lengths= (ms) | unpadded, by length (ms) | padded / unpadded |",
+             "|---|---|---|---|"]
+    records = []
+    with benchmark.runner.thread_limits(args.threads):
+        for mode in ("LSTM", "GRU"):
+            model = getattr(fastrnn, mode)(I, H, bidirectional=True)
+            parts = [(np.ascontiguousarray(x[:n, lengths == n])) for n in np.unique(lengths)]
+            samples = timing.interleaved({
+                "padded": lambda: model(x, lengths=lengths),
+                "unpadded": lambda: [model(part) for part in parts]}, rounds=args.repeat)
+            stats = {k: timing.summarize(v)["median_s"] for k, v in samples.items()}
+            records.append(dict(mode=mode, hidden=H, batch=B, **stats))
+            lines.append(f"| {mode} H={H} bidir | {stats['padded'] * 1e3:.2f} | "
+                         f"{stats['unpadded'] * 1e3:.2f} | "
+                         f"{stats['padded'] / stats['unpadded']:.2f}× |")
+    _save(f"padding-{args.threads}t", records, env, "\n".join(lines))
+
+
 def _generate_suite(args, env):
     records = _generation(args.threads, args.repeat)
     lines = [f"`python bench/run.py generate --threads {args.threads}` "
@@ -108,19 +144,22 @@ def _peer_suite(name, args, env):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("suite", choices=list(SUITES) + ["generate", "split", "all"])
+    ap.add_argument("suite", choices=list(SUITES) + ["generate", "split", "padding", "all"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=9)
     args = ap.parse_args(argv)
     if args.threads > 1:
         benchmark.quiet_spinning()
-    names = list(SUITES) + ["generate", "split"] if args.suite == "all" else [args.suite]
+    names = (list(SUITES) + ["generate", "split", "padding"] if args.suite == "all"
+             else [args.suite])
     for name in names:
         env = benchmark.describe(args.threads)
         if name == "split":
             _split_suite(args, env)
         elif name == "generate":
             _generate_suite(args, env)
+        elif name == "padding":
+            _padding_suite(args, env)
         else:
             _peer_suite(name, args, env)
 

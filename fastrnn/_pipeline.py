@@ -76,42 +76,43 @@ def order_by_length(lengths, x, h, c):
             np.ascontiguousarray(c[:, order]) if c is not None else None)
 
 
-def run(kernel, x, h, c, batch_sizes, width):
-    """The kernel over validated (T, B, I) x, advancing h / c in place: the whole batch
-    in one call, or in the near-equal groups the kernel asks for. Returns out
-    (T, B, width), zero past each sequence's end."""
+def run(kernel, x, h, c, batch_sizes, width, order=None, batch_first=False):
+    """The kernel over validated (T, B, I) x in length order, advancing h / c in place:
+    the whole batch in one call, or in the near-equal groups the kernel asks for.
+    Returns out in the caller's order (order[b]: where sorted sequence b came from) and
+    layout ((B, T, width) when batch_first, else (T, B, width)), zero past each
+    sequence's end: the kernel writes every row where it belongs, so no copy follows."""
     steps, batch = x.shape[0], x.shape[1]
     make = np.zeros if batch_sizes is not None else np.empty
-    out = make((steps, batch, width), kernel.dtype)
+    out = make((batch, steps, width) if batch_first else (steps, batch, width), kernel.dtype)
+    rows = None if order is None else order.astype(np.intc)
     groups = kernel.batch_groups(batch)
     if groups is None:
-        kernel.run(x, out, h, c, batch_sizes)
+        kernel.run(x, out, h, c, batch_sizes, rows, batch_first)
         return out
     for g0, g1 in groups:
         part = slice(g0, g1)
         h_g = np.ascontiguousarray(h[:, part])
         c_g = np.ascontiguousarray(c[:, part]) if c is not None else None
-        out_g = make((steps, g1 - g0, width), kernel.dtype)
+        rows_g = rows[part] if rows is not None else np.arange(g0, g1, dtype=np.intc)
         sizes_g = (None if batch_sizes is None
                    else np.clip(batch_sizes - g0, 0, g1 - g0).astype(np.intc))
-        kernel.run(np.ascontiguousarray(x[:, part]), out_g, h_g, c_g, sizes_g)
-        out[:, part] = out_g
+        kernel.run(np.ascontiguousarray(x[:, part]), out, h_g, c_g, sizes_g, rows_g,
+                   batch_first)
         h[:, part] = h_g
         if c is not None:
             c[:, part] = c_g
     return out
 
 
-def restore(out, h, c, order, batched, batch_first):
-    """The caller's batch order and layout: (out, h, c)."""
+def restore(out, h, c, order, batched):
+    """The caller's batch order for the states (the outputs are in it already), and the
+    unbatched shapes: (out, h, c)."""
     if order is not None:
         inverse = np.argsort(order)
-        out = out[:, inverse]
         h = h[:, inverse]
         c = c[:, inverse] if c is not None else None
     if not batched:
         out, h = out[:, 0], h[:, 0]
         c = c[:, 0] if c is not None else None
-    elif batch_first:
-        out = np.ascontiguousarray(out.transpose(1, 0, 2))
     return out, h, c

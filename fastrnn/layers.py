@@ -282,8 +282,9 @@ class _RNNBase(_Parameters):
                 raise ValueError("lengths needs batched input: x is unbatched (T, input_size)")
             lengths = _checks.check_lengths(lengths, batch, steps)
             order, batch_sizes, x, h, c = _pipeline.order_by_length(lengths, x, h, c)
-        out = _pipeline.run(self.kernel, x, h, c, batch_sizes, self.output_size)
-        out, h, c = _pipeline.restore(out, h, c, order, batched, self.batch_first)
+        out = _pipeline.run(self.kernel, x, h, c, batch_sizes, self.output_size, order,
+                            batched and self.batch_first)
+        out, h, c = _pipeline.restore(out, h, c, order, batched)
         return out, ((h, c) if self.family.has_cell else h)
 
     def _check_streamable(self):

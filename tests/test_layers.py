@@ -419,3 +419,34 @@ def test_workspaces_are_reused_and_bounded(rng):
     assert kernel.take_workspace(4, 2) is ws
     model.load_state_dict(model.state_dict())   # new weights, a new kernel and pool
     assert model.kernel is not kernel and model.kernel.free_shapes() == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("fused_max_batch", [0, 64])
+def test_padding_is_never_read_and_outputs_land_in_place(mode, batch_first, fused_max_batch,
+                                                         rng):
+    """Inputs past a sequence's length are not read (NaN there changes nothing: the
+    projection covers only running rows), and the outputs, states and zeros land in the
+    caller's order and layout, on the fused path (in groups above 64) and on BLAS."""
+    model, sd = make_model(mode, 5, 19, num_layers=2, bidirectional=True, scale=19 ** -0.5,
+                           batch_first=batch_first)
+    with_plan(model, fused_max_batch=fused_max_batch)
+    T, B = 13, 70
+    x = rng.standard_normal((T, B, 5)).astype(np.float32)
+    lengths = rng.integers(1, T + 1, size=B)
+    lengths[3] = T
+    padded = x.copy()
+    padded[np.arange(T)[:, None] >= lengths[None, :]] = np.nan
+    swap = (lambda a: a.transpose(1, 0, 2)) if batch_first else (lambda a: a)
+    out, state = model(swap(padded), lengths=lengths)
+    want, want_state = model(swap(x), lengths=lengths)
+    np.testing.assert_array_equal(out, want)
+    for g, w in zip(state if mode == "LSTM" else (state,),
+                    want_state if mode == "LSTM" else (want_state,)):
+        np.testing.assert_array_equal(g, w)
+    out = swap(out)
+    assert np.all(out[np.arange(T)[:, None] >= lengths[None, :]] == 0)
+    for b in (0, 3, 41):   # each sequence alone gives its own rows
+        alone, _ = model(swap(np.ascontiguousarray(x[:lengths[b], b:b + 1])))
+        np.testing.assert_allclose(out[:lengths[b], b], swap(alone)[:, 0], rtol=0, atol=3e-6)

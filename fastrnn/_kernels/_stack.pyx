@@ -231,10 +231,23 @@ cdef inline void project_panels(const CellParams* p, bint split, const float* x,
 #
 # Both strategies share this contract. One direction of one layer over T steps of a
 # (T*B, ldx) input: h (B, P) and c (B, H) hold the initial state and advance in place,
-# so that a sequence that stops early keeps its own final state; step t's output rows
-# go to out[t*B + b, :P] (row stride ldout: a bidirectional layer writes its half).
+# so that a sequence that stops early keeps its own final state; sequence b's output at
+# step t goes to out + t * og.step + row(b) * og.row (P values; a bidirectional layer's
+# directions write their halves, out offset by d * P), row(b) = og.index[b] or b.
 # batch_sizes[t] sequences run at step t, always a prefix of the batch (NULL: all B).
 # The input projection of `chunk` steps at a time is done before their steps.
+
+cdef struct OutRows:
+    # where a layer's outputs go: the caller's order and layout for the last layer
+    # (time- or batch-major, sequences where the caller had them: no copies after the
+    # call), time-major in sorted order between layers
+    Py_ssize_t step            # elements from one time step to the next
+    Py_ssize_t row             # elements from one sequence to the next
+    const int* index           # sequence b's row (NULL: b)
+
+
+cdef inline Py_ssize_t out_row(const OutRows* og, int b) noexcept nogil:
+    return (og.index[b] if og.index != NULL else b) * og.row
 
 cdef inline void chunk_bounds(int T, int chunk, int done, bint reverse, int* t0,
                               int* t1) noexcept nogil:
@@ -247,9 +260,22 @@ cdef inline void chunk_bounds(int T, int chunk, int done, bint reverse, int* t0,
         t1[0] = done + chunk if T - done > chunk else T
 
 
+cdef inline int full_steps(const int* batch_sizes, int t0, int t1, int B) noexcept nogil:
+    """How many steps from t0 on, within [t0, t1), run the whole batch. Sequences are
+    ordered by length, so these are a prefix of the chunk whichever way time runs;
+    the steps after them run fewer sequences (batch_sizes[t] of them)."""
+    cdef int t = t0
+    if batch_sizes == NULL:
+        return t1 - t0
+    while t < t1 and batch_sizes[t] == B:
+        t += 1
+    return t - t0
+
+
 cdef void scan_fused(Family family, const CellParams* p, const Dispatch* d, int T, int B,
                      const int* batch_sizes, bint reverse, const float* x, int ldx,
-                     float* h, float* c, float* out, int ldout, float* gates, int chunk,
+                     float* h, float* c, float* out, const OutRows* og, float* gates,
+                     int chunk,
                      float* scratch, float* h_next, bint split, int parity) noexcept nogil:
     """Batch-major steps through the fused kernel over packed weights, B <= FR_MAXB.
 
@@ -267,15 +293,22 @@ cdef void scan_fused(Family family, const CellParams* p, const Dispatch* d, int 
     cdef bint x_in_step = T == 1 or B >= d.fused_x_min_batch
     cdef float* hs = h
     cdef float* swap
-    cdef int t0, t1, s, t, m, b
+    cdef int t0, t1, s, t, m, b, full
     cdef int done = 0
     cdef float* o
     while done < T:
         chunk_bounds(T, chunk, done, reverse, &t0, &t1)
         done += t1 - t0
         if not x_in_step:  # gates[s*B + b] = W_ih x[t0 + s, b], panel order
-            project_panels(p, split, x + <Py_ssize_t>t0 * B * ldx, ldx, (t1 - t0) * B,
-                           gates)
+            # the steps of the whole batch in one call, then each shorter step's
+            # running rows alone: padding past a sequence's end costs no product
+            full = full_steps(batch_sizes, t0, t1, B)
+            if full:
+                project_panels(p, split, x + <Py_ssize_t>t0 * B * ldx, ldx, full * B, gates)
+            for t in range(t0 + full, t1):
+                if batch_sizes[t]:
+                    project_panels(p, split, x + <Py_ssize_t>t * B * ldx, ldx,
+                                   batch_sizes[t], gates + <Py_ssize_t>(t - t0) * B * row)
         for s in range(t1 - t0):
             t = t1 - 1 - s if reverse else t0 + s
             m = batch_sizes[t] if batch_sizes != NULL else B
@@ -290,9 +323,9 @@ cdef void scan_fused(Family family, const CellParams* p, const Dispatch* d, int 
             swap = hs
             hs = h_next
             h_next = swap
-            o = out + <Py_ssize_t>t * B * ldout
+            o = out + t * og.step
             for b in range(m):
-                memcpy(o + <Py_ssize_t>b * ldout, hs + <Py_ssize_t>b * P, P * sizeof(float))
+                memcpy(o + out_row(og, b), hs + <Py_ssize_t>b * P, P * sizeof(float))
     if hs != h:
         memcpy(h, hs, <Py_ssize_t>B * P * sizeof(float))
 
@@ -308,7 +341,8 @@ cdef inline void transpose(int rows, int cols, const floating* src, int lds,
 
 cdef void scan_blas(Family family, const CellParams* p, int T, int B,
                     const int* batch_sizes, bint reverse, const floating* x, int ldx,
-                    floating* h, floating* c, floating* out, int ldout, floating* gates,
+                    floating* h, floating* c, floating* out, const OutRows* og,
+                    floating* gates,
                     int chunk, floating* scratch, floating* state_t) noexcept nogil:
     """Steps through BLAS and the vectorised cell loops.
 
@@ -323,7 +357,8 @@ cdef void scan_blas(Family family, const CellParams* p, int T, int B,
     cdef int ldg = chunk * B if fm else G
     cdef floating* hs = state_t if fm else h
     cdef floating* cs = (state_t + <Py_ssize_t>P * B) if fm else c
-    cdef int t0, t1, s, t, m, b, k
+    cdef int t0, t1, s, t, m, b, k, full
+    cdef Py_ssize_t r
     cdef int done = 0
     cdef floating* o
     if fm:
@@ -333,12 +368,22 @@ cdef void scan_blas(Family family, const CellParams* p, int T, int B,
     while done < T:
         chunk_bounds(T, chunk, done, reverse, &t0, &t1)
         done += t1 - t0
+        # the steps of the whole batch in one product, then each shorter step's running
+        # sequences alone (see scan_fused)
+        full = full_steps(batch_sizes, t0, t1, B)
         if fm:  # gates[:, s*B + b] = W_ih x[t0 + s, b]
-            gemm(NoTrans, Trans, G, (t1 - t0) * B, p.input_size, <floating>1,
-                 <const floating*>p.w_ih, p.input_size, x + <Py_ssize_t>t0 * B * ldx, ldx,
-                 <floating>0, gates, ldg)
-        else:   # gates[s, :] = W_ih x[t0 + s]
-            project(False, G, t1 - t0, p.input_size, <const floating*>p.w_ih,
+            if full:
+                gemm(NoTrans, Trans, G, full * B, p.input_size, <floating>1,
+                     <const floating*>p.w_ih, p.input_size, x + <Py_ssize_t>t0 * B * ldx,
+                     ldx, <floating>0, gates, ldg)
+            for t in range(t0 + full, t1):
+                if batch_sizes[t]:
+                    gemm(NoTrans, Trans, G, batch_sizes[t], p.input_size, <floating>1,
+                         <const floating*>p.w_ih, p.input_size,
+                         x + <Py_ssize_t>t * B * ldx, ldx, <floating>0,
+                         gates + <Py_ssize_t>(t - t0) * B, ldg)
+        elif full:   # gates[s, :] = W_ih x[t0 + s] (one sequence: a step runs or not)
+            project(False, G, full, p.input_size, <const floating*>p.w_ih,
                     x + <Py_ssize_t>t0 * ldx, ldx, <floating>0, gates, G)
         for s in range(t1 - t0):
             t = t1 - 1 - s if reverse else t0 + s
@@ -347,13 +392,14 @@ cdef void scan_blas(Family family, const CellParams* p, int T, int B,
                 continue
             cell_step(family, p, fm, m, gates + <Py_ssize_t>(t - t0) * B * (1 if fm else G),
                       ldg, hs, cs, B, scratch)
-            o = out + <Py_ssize_t>t * B * ldout
+            o = out + t * og.step
             if fm:
                 for b in range(m):
+                    r = out_row(og, b)
                     for k in range(P):
-                        o[<Py_ssize_t>b * ldout + k] = hs[<Py_ssize_t>k * B + b]
+                        o[r + k] = hs[<Py_ssize_t>k * B + b]
             else:
-                memcpy(o, hs, P * sizeof(floating))
+                memcpy(o + out_row(og, 0), hs, P * sizeof(floating))
     if fm:
         transpose(P, B, hs, B, h, P)
         if c != NULL:
@@ -366,16 +412,17 @@ cdef inline bint runs_fused(const CellParams* p, const Dispatch* d, int B) noexc
 
 cdef void scan(Family family, const CellParams* p, const Dispatch* d, int T, int B,
                const int* batch_sizes, bint reverse, const floating* x, int ldx,
-               floating* h, floating* c, floating* out, int ldout, floating* gates,
+               floating* h, floating* c, floating* out, const OutRows* og,
+               floating* gates,
                int chunk, floating* scratch, floating* state_t, bint split,
                int parity) noexcept nogil:
     """One direction of one layer, by the strategy the plan picks for this batch."""
     if floating is float:
         if runs_fused(p, d, B):
-            scan_fused(family, p, d, T, B, batch_sizes, reverse, x, ldx, h, c, out, ldout,
+            scan_fused(family, p, d, T, B, batch_sizes, reverse, x, ldx, h, c, out, og,
                        gates, chunk, scratch, state_t, split, parity)
             return
-    scan_blas(family, p, T, B, batch_sizes, reverse, x, ldx, h, c, out, ldout, gates,
+    scan_blas(family, p, T, B, batch_sizes, reverse, x, ldx, h, c, out, og, gates,
               chunk, scratch, state_t)
 
 
@@ -400,6 +447,7 @@ cdef struct Directions:
     const int* batch_sizes
     const float* x
     float* out
+    const OutRows* og
     float* h_n                 # the layer's forward slot of h_n (the backward one follows)
     float* c_n
     const Buffers* ws
@@ -414,7 +462,7 @@ cdef void direction_part(void* arg, int k) noexcept nogil:
     scan(a.family, p, a.d, a.T, a.B, a.batch_sizes, k == 1, a.x, p.input_size,
          a.h_n + <Py_ssize_t>k * a.B * P,
          a.c_n + <Py_ssize_t>k * a.B * p.hidden_size if a.c_n != NULL else NULL,
-         a.out + k * P, 2 * P, <float*>a.ws.gates + k * a.ws.gates_stride, a.ws.chunk,
+         a.out + k * P, a.og, <float*>a.ws.gates + k * a.ws.gates_stride, a.ws.chunk,
          <float*>a.ws.scratch + k * a.ws.scratch_stride,
          <float*>a.ws.state_t + k * a.ws.state_stride, False, a.parity)
 
@@ -433,18 +481,18 @@ cdef inline bint directions_side_by_side(const CellParams* p, const Dispatch* d,
 
 cdef void run_layer(Family family, const CellParams* p, const Dispatch* d,
                     int num_directions, int T, int B, const int* batch_sizes,
-                    const floating* x, floating* out, floating* h_n, floating* c_n,
-                    const Buffers* ws, int parity) noexcept nogil:
+                    const floating* x, floating* out, const OutRows* og, floating* h_n,
+                    floating* c_n, const Buffers* ws, int parity) noexcept nogil:
     """One layer, p pointing at its records (one per direction): direction 1 reads time
-    backwards and writes the second half of each output row. h_n / c_n point at the
-    layer's first state slot; the second direction's follows."""
+    backwards and writes the second half of each output row (og: where the rows go).
+    h_n / c_n point at the layer's first state slot; the second direction's follows."""
     cdef int k
     cdef Directions dirs
     if floating is float:
         if directions_side_by_side(p, d, num_directions, B):
             dirs.family, dirs.p, dirs.d, dirs.T, dirs.B = family, p, d, T, B
-            dirs.batch_sizes, dirs.x, dirs.out, dirs.h_n, dirs.c_n = (
-                batch_sizes, x, out, h_n, c_n)
+            dirs.batch_sizes, dirs.x, dirs.out, dirs.og, dirs.h_n, dirs.c_n = (
+                batch_sizes, x, out, og, h_n, c_n)
             dirs.ws, dirs.parity = ws, parity
             fr_pool_run(direction_part, &dirs)
             return
@@ -452,26 +500,30 @@ cdef void run_layer(Family family, const CellParams* p, const Dispatch* d,
         scan(family, &p[k], d, T, B, batch_sizes, k == 1, x, p[k].input_size,
              h_n + <Py_ssize_t>k * B * p[k].proj_size,
              c_n + <Py_ssize_t>k * B * p[k].hidden_size if c_n != NULL else NULL,
-             out + k * p[k].proj_size, num_directions * p[k].proj_size,
-             <floating*>ws.gates, ws.chunk, <floating*>ws.scratch, <floating*>ws.state_t,
+             out + k * p[k].proj_size, og, <floating*>ws.gates, ws.chunk, <floating*>ws.scratch, <floating*>ws.state_t,
              d.threads >= 2 and split_pays(d, p[k].hidden_size, B), parity)
 
 
 cdef void run_stack(Family family, const CellParams* params, const Dispatch* d,
                     int num_layers, int num_directions, int T, int B,
                     const int* batch_sizes, const floating* x, floating* out,
-                    floating* h_n, floating* c_n, const Buffers* ws, floating* buf_a,
-                    floating* buf_b, int parity) noexcept nogil:
-    """All layers: layer l reads layer l-1's output (buf_a / buf_b in turn), the last
-    layer writes `out`; h_n, c_n are (L*D, B, P) and (L*D, B, H)."""
+                    const OutRows* og, floating* h_n, floating* c_n, const Buffers* ws,
+                    floating* buf_a, floating* buf_b, int parity) noexcept nogil:
+    """All layers: layer l reads layer l-1's output (buf_a / buf_b in turn, (T, B, D*P)
+    in the sorted order), the last layer writes `out` where og says; h_n, c_n are
+    (L*D, B, P) and (L*D, B, H)."""
     cdef int l, k
     cdef const floating* x_l = x
     cdef floating* out_l
+    cdef OutRows between
+    between.step = <Py_ssize_t>B * num_directions * params[0].proj_size
+    between.row = num_directions * params[0].proj_size
+    between.index = NULL
     for l in range(num_layers):
         out_l = out if l == num_layers - 1 else (buf_a if l % 2 == 0 else buf_b)
         k = l * num_directions
         run_layer(family, &params[k], d, num_directions, T, B, batch_sizes, x_l, out_l,
-                  h_n + <Py_ssize_t>k * B * params[k].proj_size,
+                  og if l == num_layers - 1 else &between, h_n + <Py_ssize_t>k * B * params[k].proj_size,
                   c_n + <Py_ssize_t>k * B * params[k].hidden_size if c_n != NULL else NULL,
                   ws, parity)
         x_l = out_l
@@ -682,19 +734,27 @@ cdef class Kernel:
             return list(self._free)
 
     def run(self, cnp.ndarray x, cnp.ndarray out, cnp.ndarray h_n, cnp.ndarray c_n,
-            cnp.ndarray batch_sizes=None):
-        """Run the stack over x (T, B, I) into out (T, B, D*P), advancing h_n (L*D, B, P)
-        and c_n (L*D, B, H) in place, in a workspace of this shape. Every array has been
-        validated by the caller: C-contiguous, native, of the kernel's dtype and sizes;
-        batch_sizes (T,) int32, non-increasing, or None. Runs without the GIL."""
+            cnp.ndarray batch_sizes=None, cnp.ndarray rows=None, bint batch_major=False):
+        """Run the stack over x (T, B, I), advancing h_n (L*D, B, P) and c_n (L*D, B, H)
+        in place, in a workspace of this shape. Sequence b's outputs go to row rows[b]
+        (default b) of out, (T, N, D*P), or (N, T, D*P) when batch_major: the caller's
+        order and layout, written once. Every array has been validated by the caller:
+        C-contiguous, native, of the kernel's dtype and sizes; batch_sizes (T,) int32,
+        non-increasing, or None; rows (B,) int32, distinct, in [0, N). Runs without the
+        GIL."""
         cdef int T = x.shape[0]
         cdef int B = x.shape[1]
+        cdef OutRows og
+        cdef Py_ssize_t width = out.shape[2]
         if B == 0:
             return
+        og.step = width if batch_major else out.shape[1] * width
+        og.row = T * width if batch_major else width
+        og.index = <const int*>_data(rows)
         ws = self.take_workspace(T, B)
         try:
             self.execute(T, B, <const int*>_data(batch_sizes), _data(x), _data(out),
-                         _data(h_n), _data(c_n), ws, 0)
+                         _data(h_n), _data(c_n), ws, 0, &og)
         finally:
             self.give_workspace(ws)
 
@@ -709,10 +769,17 @@ cdef class Kernel:
         return split_pays(&self.dispatch, self.hidden_size, B)
 
     cdef void execute(self, int T, int B, const int* bs, void* px, void* pout, void* ph,
-                      void* pc, Workspace ws, int parity) except *:
+                      void* pc, Workspace ws, int parity, const OutRows* og=NULL) except *:
         """run_stack in the kernel's dtype, without the GIL, with flush-to-zero, on two
         cores when a split is wanted and the helper is free. parity: where the
-        alternating panel order stands (a stream's step count; 0 for a sequence)."""
+        alternating panel order stands (a stream's step count; 0 for a sequence). og:
+        where the outputs go (NULL: out is (T, B, D*P) in the batch's order)."""
+        cdef OutRows dense
+        if og == NULL:
+            dense.row = self.num_directions * self.h_size
+            dense.step = B * dense.row
+            dense.index = NULL
+            og = &dense
         cdef unsigned int mxcsr
         cdef Family family = <Family>self.family
         cdef Dispatch d = self.dispatch
@@ -724,12 +791,12 @@ cdef class Kernel:
             mxcsr = fr_ftz_enter()
             if self.is_double:
                 run_stack(family, self.params, &d, self.num_layers, self.num_directions, T,
-                          B, bs, <const double*>px, <double*>pout, <double*>ph,
+                          B, bs, <const double*>px, <double*>pout, og, <double*>ph,
                           <double*>pc, buffers, <double*>pa, <double*>pb, parity)
             else:
                 run_stack(family, self.params, &d, self.num_layers, self.num_directions, T,
-                          B, bs, <const float*>px, <float*>pout, <float*>ph, <float*>pc,
-                          buffers, <float*>pa, <float*>pb, parity)
+                          B, bs, <const float*>px, <float*>pout, og, <float*>ph,
+                          <float*>pc, buffers, <float*>pa, <float*>pb, parity)
             fr_ftz_leave(mxcsr)
             if d.threads == 2:
                 fr_pool_release()
