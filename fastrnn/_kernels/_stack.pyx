@@ -1,7 +1,7 @@
 # The sequence driver shared by every cell family: chunked input projection, the
 # time scan over packed (length-sorted) batches, bidirectional halves, stacked layers.
 # One copy of this loop serves LSTM, GRU and RNN; the families differ only in their
-# step function (lstm.pyx, gru.pyx, rnn.pyx), picked by a switch that costs nothing
+# step function (lstm.pxd, gru.pxd, rnn.pxd), picked by a switch that costs nothing
 # next to a step's matrix product.
 cimport numpy as cnp
 from cython cimport floating
@@ -9,8 +9,8 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 
 from fastrnn._kernels._blas cimport gemm, project, NoTrans, Trans
-from fastrnn._kernels._cell cimport (CellParams, FR_U, FR_MAXB, fr_select_isa, fr_activations_f32,
-                                     fr_vactivations_f32, fr_panel_project_f32, fr_ftz_enter,
+from fastrnn._kernels._cell cimport (CellParams, FR_U, FR_MAXB, fr_kernels, fr_cpu_isa,
+                                     fr_kernels_for, fr_activations_f32, fr_ftz_enter,
                                      fr_ftz_leave)
 from fastrnn._kernels.lstm cimport lstm_step, lstm_step1, lstm_project1
 from fastrnn._kernels.gru cimport gru_step, gru_step1
@@ -78,6 +78,37 @@ def get_kernel_threads():
     return _kernel_threads, _split_min_hidden
 
 
+ISA_NAMES = ("generic", "avx2", "avx512")   # index: FR_GENERIC, FR_AVX2, FR_AVX512
+
+
+def cpu_isa():
+    """The widest instruction set this CPU runs and this build has."""
+    return ISA_NAMES[fr_cpu_isa()]
+
+
+def _isa_index(name, what="isa"):
+    """FR_* index of an ISA name this CPU runs, or a ValueError naming what was asked."""
+    if name not in ISA_NAMES:
+        raise ValueError(f"{what} must be one of {', '.join(ISA_NAMES)}, got {name!r}")
+    if fr_kernels_for(ISA_NAMES.index(name)) == NULL:
+        raise ValueError(f"{what} {name!r} is not available on this CPU "
+                         f"(it runs up to {cpu_isa()!r})")
+    return ISA_NAMES.index(name)
+
+
+def _isa_from_environment():
+    """The CPU's widest ISA, capped by FASTRNN_ISA (generic / avx2 / avx512; empty or
+    'auto': no cap). Read when a Kernel is made."""
+    import os
+    cap = os.environ.get("FASTRNN_ISA", "")
+    if cap in ("", "auto"):
+        return fr_cpu_isa()
+    if cap not in ISA_NAMES:
+        raise ValueError(f"FASTRNN_ISA must be one of auto, {', '.join(ISA_NAMES)}, "
+                         f"got {cap!r}")
+    return min(ISA_NAMES.index(cap), fr_cpu_isa())
+
+
 # Largest batch that runs through the fused kernel (FR_MAXB at most); larger batches
 # use BLAS. Measured per ISA (1 thread, T=50, H 64-512, LSTM and GRU, BLAS -> fused
 # us/step): AVX-512 multiplies 6 sequences per weight load and wins everywhere up to
@@ -88,7 +119,7 @@ def get_kernel_threads():
 # the SSE build loses to OpenBLAS from batch 1 on sequences.
 # FASTRNN_FUSED_MAX_BATCH or set_fused_max_batch() override it.
 _FUSED_MAX_BATCH_BY_ISA = {0: 0, 1: 12, 2: 64}
-cdef int _fused_max_batch = _FUSED_MAX_BATCH_BY_ISA[fr_select_isa()]
+cdef int _fused_max_batch = _FUSED_MAX_BATCH_BY_ISA[_isa_from_environment()]
 
 
 def set_fused_max_batch(int n):
@@ -124,15 +155,18 @@ FUSED_BATCH_LIMIT = FR_MAXB
 
 
 def isa():
-    """The instruction set of the float32 cell loops: 'avx512', 'avx2' or 'generic'."""
-    return ("generic", "avx2", "avx512")[fr_select_isa()]
+    """The instruction set of the float32 cell loops a model made now runs on:
+    'avx512', 'avx2' or 'generic'."""
+    return ISA_NAMES[_isa_from_environment()]
 
 
-def _activations_f32(float[::1] x, bint vector=False):
+def _activations_f32(float[::1] x, bint vector=False, isa=None):
     """(sigmoid(x), tanh(x)) by the kernels' float32 math: the scalar form of the cell
-    loops, or (vector) the fused kernels' lanes on the selected ISA; for the accuracy
-    tests."""
+    loops, or (vector) the fused kernels' lanes on the given ISA ('generic', 'avx2',
+    'avx512'; default: the one models get); for the accuracy tests."""
     import numpy as np
+    cdef const fr_kernels* fns = fr_kernels_for(
+        _isa_from_environment() if isa is None else _isa_index(isa))
     sig = np.empty(x.shape[0], np.float32)
     th = np.empty(x.shape[0], np.float32)
     cdef float[::1] s = sig
@@ -141,7 +175,7 @@ def _activations_f32(float[::1] x, bint vector=False):
     if x.shape[0]:
         if vector:  # as in a kernel call: flush-to-zero, denormals-are-zero
             mode = fr_ftz_enter()
-            fr_vactivations_f32(x.shape[0], &x[0], &s[0], &t[0])
+            fns.vactivations_f32(x.shape[0], &x[0], &s[0], &t[0])
             fr_ftz_leave(mode)
         else:
             fr_activations_f32(x.shape[0], &x[0], &s[0], &t[0])
@@ -214,6 +248,7 @@ cdef void step1_half(void* arg, int part) noexcept nogil:
 cdef struct Projection:
     # the fused path's hoisted input projection of a chunk, in panel order
     int wt, G, K, npan, ldx, n
+    const fr_kernels* fns
     const void* w
     const float* x
     float* out
@@ -223,8 +258,8 @@ cdef void project_half(void* arg, int part) noexcept nogil:
     """Panels [0, half) or [half, npan) of a Projection (two cores)."""
     cdef Projection* a = <Projection*>arg
     cdef int half = (a.npan + 1) // 2
-    fr_panel_project_f32(a.wt, a.G, a.K, a.npan, 0 if part == 0 else half,
-                         half if part == 0 else a.npan, a.w, a.x, a.ldx, a.n, a.out)
+    a.fns.panel_project_f32(a.wt, a.G, a.K, a.npan, 0 if part == 0 else half,
+                            half if part == 0 else a.npan, a.w, a.x, a.ldx, a.n, a.out)
 
 
 cdef inline void fused_step1(Family family, const CellParams* p, bint split, bint rev,
@@ -318,13 +353,15 @@ cdef void scan(Family family, const CellParams* p, int T, int B,
         elif fused:  # gates[s*B + b] = W_ih x[t0 + s, b] in panel order, from W_ih's panels
             if floating is float:
                 proj.wt, proj.G, proj.K = p.panel_dtype, p.gate_rows // H, p.input_size
+                proj.fns = p.fns
                 proj.npan, proj.ldx, proj.n = num_panels(p), ldx, (t1 - t0) * B
                 proj.w, proj.x, proj.out = p.w_ih_panels, x + <Py_ssize_t>t0 * B * ldx, gates
                 if split:  # the helper projects half of the panels, then stays for the steps
                     fr_pool_run(project_half, &proj)
                 else:
-                    fr_panel_project_f32(proj.wt, proj.G, proj.K, proj.npan, 0, proj.npan,
-                                         proj.w, proj.x, proj.ldx, proj.n, proj.out)
+                    p.fns.panel_project_f32(proj.wt, proj.G, proj.K, proj.npan, 0,
+                                            proj.npan, proj.w, proj.x, proj.ldx, proj.n,
+                                            proj.out)
         elif fm:  # gates[:, s*B + b] = W_ih x[t0 + s, b]
             gemm(NoTrans, Trans, G, (t1 - t0) * B, p.input_size, <floating>1,
                  <const floating*>p.w_ih, p.input_size, x + <Py_ssize_t>t0 * B * ldx, ldx,
@@ -463,13 +500,19 @@ cdef class Kernel:
     cdef CellParams* params
     cdef readonly int family, num_layers, num_directions, max_hidden
     cdef readonly bint is_double
+    cdef readonly str isa
     cdef list _keep
 
     def __cinit__(self, int family, list layers, bint is_double, int num_directions,
-                  bint relu=False):
+                  bint relu=False, isa=None):
         """layers: one dict per (layer, direction) with w_ih, w_hh, bias, and
-        b_hn (GRU) / w_hr (LSTM with proj_size) or None."""
+        b_hn (GRU) / w_hr (LSTM with proj_size) or None. isa: the float32 kernels'
+        instruction set, 'generic' / 'avx2' / 'avx512' (default: the CPU's widest,
+        capped by FASTRNN_ISA)."""
         cdef int k
+        cdef const fr_kernels* fns = fr_kernels_for(
+            _isa_from_environment() if isa is None else _isa_index(isa))
+        self.isa = fns.name.decode()
         cdef cnp.ndarray w_ih, w_hh, w_hr
         self.family = family
         self.num_layers = len(layers) // num_directions
@@ -498,6 +541,7 @@ cdef class Kernel:
                 rec.get("panel_dtype", "float32")]
             self.params[k].bias_panels = _data(rec.get("bias_panels"))
             self.params[k].b_hn_panels = _data(rec.get("b_hn_panels"))
+            self.params[k].fns = fns
 
     def __dealloc__(self):
         free(self.params)
