@@ -49,8 +49,9 @@ static inline float fr_expf(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } scale;
-    scale.i = ((int32_t)n + 127) << 23;
+    /* shifted unsigned: a NaN x gives n = INT_MIN here, whose signed shift is UB */
+    union { uint32_t u; float f; } scale;
+    scale.u = (uint32_t)((int32_t)n + 127) << 23;
     return p * scale.f;
 }
 
