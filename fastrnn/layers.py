@@ -187,11 +187,10 @@ class _Parameters:
 
     @property
     def plan(self):
-        """The dispatch Plan the kernel runs by (per-ISA defaults and FASTRNN_*
-        variables unless one was set). Setting it repacks on next use."""
-        if self._plan is None:
-            self._plan = Plan.default()
-        return self._plan
+        """The dispatch Plan the kernel runs by: the one set here, or else the one made
+        when the weights were packed (per-ISA defaults and FASTRNN_* variables, read at
+        each packing). Setting a plan (None: the defaults again) repacks on next use."""
+        return self.kernel.plan
 
     @plan.setter
     def plan(self, plan):
@@ -221,7 +220,8 @@ class _Parameters:
                 cells.append((p["weight_ih" + sfx], p["weight_hh" + sfx],
                               p.get("bias_ih" + sfx), p.get("bias_hh" + sfx),
                               p.get("weight_hr" + sfx)))
-        return pack(self.family, cells, self.num_directions, self.plan, self.weight_dtype,
+        plan = self._plan if self._plan is not None else Plan.default()
+        return pack(self.family, cells, self.num_directions, plan, self.weight_dtype,
                     relu=self.nonlinearity == "relu")
 
     # -- python protocol ---------------------------------------------------------------

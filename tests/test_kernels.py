@@ -1,16 +1,15 @@
 """The kernels' building blocks: BLAS wrappers, activations, ISA dispatch, the GIL."""
-import os
-import subprocess
-import sys
 import threading
 import time
 
 import numpy as np
 import pytest
 
+import fastrnn
+
 from fastrnn._kernels import _blas
 from fastrnn._kernels._blas import BLAS_Trans
-from fastrnn._kernels._stack import _activations_f32, isa
+from fastrnn._kernels._stack import ISA_NAMES, _activations_f32, cpu_isa, isa
 from helpers import kernel_threads, make_model, with_plan
 
 NoTrans, Trans = BLAS_Trans.NoTrans, BLAS_Trans.Trans
@@ -82,65 +81,96 @@ def test_float32_activations_accuracy():
         assert np.isnan(nan[0]).all() and np.isnan(nan[1]).all()   # NaN is not clamped away
 
 
-@pytest.mark.parametrize("cap", ["generic", "avx2"])
-def test_vector_activations_accuracy_on_capped_isa(cap):
-    code = (
-        "import numpy as np, sys; sys.path.insert(0, %r)\n"
-        "from test_kernels import ACTIVATION_GRID, _check_activations\n"
-        "from fastrnn._kernels._stack import _activations_f32, isa\n"
-        "sig, th = _activations_f32(ACTIVATION_GRID, True)\n"
-        "_check_activations(sig, th, ACTIVATION_GRID)\n"
-        "z = _activations_f32(np.zeros(3, np.float32), True)\n"
-        "assert (z[0] == 0.5).all() and (z[1] == 0).all()\n"
-        "n = _activations_f32(np.full(3, np.nan, np.float32), True)\n"
-        "assert np.isnan(n[0]).all() and np.isnan(n[1]).all()\n"
-        "print(isa())\n"
-    ) % os.path.dirname(__file__)
-    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, FASTRNN_ISA=cap),
-                         capture_output=True, text=True, cwd=os.path.dirname(__file__))
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() in (cap, "generic")
+def _runs(name):
+    """Whether this CPU (and build) runs the kernels of ISA `name`."""
+    return ISA_NAMES.index(name) <= ISA_NAMES.index(cpu_isa())
+
+
+@pytest.mark.parametrize("name", ISA_NAMES)
+def test_vector_activations_accuracy_per_isa(name):
+    """The fused kernels' vector sigmoid and tanh of each ISA's table, in this process;
+    an ISA the CPU lacks is refused by name."""
+    if not _runs(name):
+        with pytest.raises(ValueError, match=f"isa '{name}' is not available on this CPU"):
+            _activations_f32(ACTIVATION_GRID, True, isa=name)
+        return
+    sig, th = _activations_f32(ACTIVATION_GRID, True, isa=name)
+    _check_activations(sig, th, ACTIVATION_GRID)
+    z = _activations_f32(np.zeros(3, np.float32), True, isa=name)
+    assert (z[0] == 0.5).all() and (z[1] == 0).all()
+    n = _activations_f32(np.full(3, np.nan, np.float32), True, isa=name)
+    assert np.isnan(n[0]).all() and np.isnan(n[1]).all()
+
+
+def test_isa_tables_differ():
+    """Each ISA's table is its own code: on a CPU with more than the baseline, the
+    vector exp of AVX2 / AVX-512 rounds differently from the generic one somewhere."""
+    names = [name for name in ISA_NAMES if _runs(name)]
+    outs = {name: _activations_f32(ACTIVATION_GRID, True, isa=name)[0] for name in names}
+    for name in names[1:]:
+        assert not np.array_equal(outs[name], outs["generic"]), name
+
+
+def test_isa_argument_checked():
+    with pytest.raises(ValueError, match="isa must be one of generic, avx2, avx512, got 'sse9'"):
+        _activations_f32(np.zeros(3, np.float32), True, isa="sse9")
+    with pytest.raises(ValueError, match="isa must be one of"):
+        fastrnn.Plan("avx1024")
+    for name in ISA_NAMES:
+        if not _runs(name):
+            with pytest.raises(ValueError, match="not available on this CPU"):
+                fastrnn.Plan(name)
+
+
+def test_isa_environment_checked(monkeypatch):
+    m, _ = make_model("GRU", 3, 8)
+    monkeypatch.setenv("FASTRNN_ISA", "avx3")
+    with pytest.raises(ValueError, match="FASTRNN_ISA must be one of auto, generic, avx2, "
+                                         "avx512, got 'avx3'"):
+        isa()
+    with pytest.raises(ValueError, match="FASTRNN_ISA"):   # read when weights are packed
+        m.load_state_dict(m.state_dict())
 
 
 def test_isa_is_reported():
     assert isa() in ("avx512", "avx2", "generic")
 
 
+def _isa_outputs(isa_name=None):
+    """Outputs of every family, batch 1 and batch 3 through the fused kernel (even where
+    BLAS is the default), streams included, on `isa_name` (default: what the environment
+    gives a model)."""
+    x = np.random.default_rng(0).standard_normal((60, 3, 5)).astype(np.float32)
+    outs, isas = [], set()
+    for mode in ['LSTM', 'GRU', 'RNN_TANH', 'RNN_RELU']:
+        for hidden, wd in ((37, None), (64, None), (40, 'float16'), (40, 'bfloat16')):
+            m, _ = make_model(mode, 5, hidden, num_layers=2, scale=hidden ** -0.5,
+                              weight_dtype=wd)
+            with_plan(m, fused_max_batch=64, **({"isa": isa_name} if isa_name else {}))
+            s = m.stream()
+            s3 = m.stream(batch=3)
+            outs += [m(x)[0].ravel(), m(x[:, :1])[0].ravel(), s.step(x[0, 0]),
+                     s3.step(x[0]).ravel()]
+            isas.add(m.kernel.isa)
+    return np.concatenate(outs), isas
+
+
 @pytest.mark.parametrize("cap", ["generic", "avx2"])
-def test_isa_cap_by_environment(cap):
-    """FASTRNN_ISA caps the instruction set; every family, batch 1 (fused kernel) and
-    batch 3 (feature-major cell loops), gives the results of the default build (up to
-    summation order: torch-scale weights keep the dynamics from amplifying it)."""
-    code = (
-        "import numpy as np, sys; sys.path.insert(0, %r)\n"
-        "from fastrnn._kernels._stack import isa\n"
-        "from helpers import make_model, with_plan\n"
-        "x = np.random.default_rng(0).standard_normal((60, 3, 5)).astype(np.float32)\n"
-        "outs = []\n"
-        "for mode in ['LSTM', 'GRU', 'RNN_TANH', 'RNN_RELU']:\n"
-        "    for hidden, wd in ((37, None), (64, None), (40, 'float16'), (40, 'bfloat16')):\n"
-        "        m, _ = make_model(mode, 5, hidden, num_layers=2, scale=hidden ** -0.5,\n"
-        "                          weight_dtype=wd)\n"
-        "        with_plan(m, fused_max_batch=64)  # fused even where BLAS is the default\n"
-        "        s = m.stream()\n"
-        "        s3 = m.stream(batch=3)\n"
-        "        outs += [m(x)[0].ravel(), m(x[:, :1])[0].ravel(), s.step(x[0, 0]),\n"
-        "                 s3.step(x[0]).ravel()]\n"
-        "np.save(sys.argv[1], np.concatenate(outs)); print(isa())\n"
-    ) % os.path.dirname(__file__)
+def test_isa_cap_by_environment(cap, monkeypatch):
+    """FASTRNN_ISA caps the instruction set of the models packed while it is set (in
+    this process, next to models on other ISAs); every family gives the results of the
+    default ISA (up to summation order: torch-scale weights keep the dynamics from
+    amplifying it)."""
     outs = {}
     for isa_env in (cap, "auto"):
-        env = dict(os.environ, FASTRNN_ISA=isa_env)
-        path = os.path.join(os.environ.get("TMPDIR", "/tmp"),
-                            f"fastrnn_isa_{os.getpid()}_{isa_env}.npy")
-        res = subprocess.run([sys.executable, "-c", code, path], env=env, capture_output=True,
-                             text=True, check=True, cwd=os.path.dirname(__file__))
-        outs[isa_env] = (res.stdout.strip(), np.load(path))
-        os.unlink(path)
-    if cap == "generic" or outs["auto"][0] != "generic":
-        assert outs[cap][0] == cap
-    # summation orders differ between builds; a real fault would be off by O(0.1)
-    np.testing.assert_allclose(outs[cap][1], outs["auto"][1], rtol=1e-4, atol=5e-5)
+        monkeypatch.setenv("FASTRNN_ISA", isa_env)
+        outs[isa_env] = _isa_outputs()
+    want = cap if _runs(cap) else cpu_isa()
+    assert outs[cap][1] == {want}
+    assert outs["auto"][1] == {cpu_isa()}
+    # summation orders differ between ISAs; a real fault would be off by O(0.1)
+    np.testing.assert_allclose(outs[cap][0], outs["auto"][0], rtol=1e-4, atol=5e-5)
+
 
 
 def test_forward_releases_the_gil():
@@ -219,30 +249,34 @@ def test_denormals_flushed_inside_and_restored_after():
 
 
 @pytest.mark.parametrize("cap", ["generic", "avx2", "auto"])
-def test_float16_subnormal_weights_widen_exactly(cap):
+def test_float16_subnormal_weights_widen_exactly(cap, monkeypatch):
     """float16 storage keeps weights below 2^-14 (half subnormals) exactly, on every
     instruction set, although the kernels run with denormals-are-zero: the widening
     must not pass through a float32 denormal. The fused kernel is forced (the
     baseline build leaves even batch 1 to BLAS by default)."""
-    code = (
-        "import numpy as np, fastrnn\n"
-        "m = fastrnn.RNN(1, 16, nonlinearity='relu', bias=False, weight_dtype='float16')\n"
-        "tiny = 2.0 ** -20   # a half subnormal, exactly\n"
-        "m.load_state_dict({'weight_ih_l0': np.full((16, 1), tiny),\n"
-        "                   'weight_hh_l0': np.eye(16) * 3 * tiny})\n"
-        "s = m.stream()\n"
-        "a = s.step(np.array([1e4], np.float32)).copy()\n"
-        "b = s.step(np.array([0.0], np.float32))\n"
-        "print(repr((float(a.min()), float(a.max()), float(b.min()), float(b.max()))))\n"
-    )
-    env = dict(os.environ, FASTRNN_FUSED_MAX_BATCH="64")
-    env.pop("FASTRNN_ISA", None)
-    if cap != "auto":
-        env["FASTRNN_ISA"] = cap
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True, cwd=os.path.dirname(__file__)).stdout
-    a_min, a_max, b_min, b_max = eval(out)
+    monkeypatch.setenv("FASTRNN_ISA", cap)
+    m = fastrnn.RNN(1, 16, nonlinearity='relu', bias=False, weight_dtype='float16')
+    tiny = 2.0 ** -20   # a half subnormal, exactly
+    m.load_state_dict({'weight_ih_l0': np.full((16, 1), tiny),
+                       'weight_hh_l0': np.eye(16) * 3 * tiny})
+    with_plan(m, fused_max_batch=64)
+    s = m.stream()
+    a = s.step(np.array([1e4], np.float32)).copy()
+    b = s.step(np.array([0.0], np.float32))
+    assert m.kernel.isa == (cap if cap != "auto" and _runs(cap) else cpu_isa())
+    a_min, a_max, b_min, b_max = a.min(), a.max(), b.min(), b.max()
     want_a = np.float32(np.float32(2.0 ** -20) * np.float32(1e4))
     assert a_min == a_max == want_a
     want_b = np.float32(np.float32(3 * 2.0 ** -20) * want_a)
     assert b_min == b_max and abs(b_min - want_b) <= 1e-6 * want_b
+
+
+@pytest.mark.parametrize("name", [n for n in ISA_NAMES if _runs(n)])
+def test_plan_isa_picks_the_table_in_process(name):
+    """A plan names the ISA whose kernels a model runs: models on different ISAs live
+    side by side in one process, each giving the default ISA's results up to summation
+    order."""
+    outs, isas = _isa_outputs(name)
+    assert isas == {name}
+    want, _ = _isa_outputs(cpu_isa())
+    np.testing.assert_allclose(outs, want, rtol=1e-4, atol=5e-5)

@@ -5,6 +5,50 @@ from cython cimport floating
 from libc.math cimport exp, tanh
 
 
+cdef extern from "fr_kernels.h" nogil:
+    enum: FR_U
+    enum: FR_MAXB
+    enum: FR_GENERIC, FR_AVX2, FR_AVX512
+    ctypedef struct fr_kernels:
+        # one ISA's kernels (fr_kernels.h documents each entry)
+        int isa
+        const char* name
+        void (*lstm_rows_f32)(int m, int H, const float* gates, int ldg, const float* bias,
+                              float* c, float* h) noexcept nogil
+        void (*gru_rows_f32)(int m, int H, const float* gi, int ldg, const float* gh,
+                             const float* bias, const float* b_hn, float* h) noexcept nogil
+        void (*rnn_rows_f32)(int m, int H, const float* gates, int ldg, const float* bias,
+                             int relu, float* h) noexcept nogil
+        void (*lstm_cols_f32)(int m, int H, const float* gates, int ldg, const float* bias,
+                              float* c, float* h, int lds) noexcept nogil
+        void (*gru_cols_f32)(int m, int H, const float* gi, int ldg, const float* gh,
+                             const float* bias, const float* b_hn, float* h,
+                             int lds) noexcept nogil
+        void (*rnn_cols_f32)(int m, int H, const float* gates, int ldg, const float* bias,
+                             int relu, float* h, int lds) noexcept nogil
+        void (*panel_project_f32)(int wt, int G, int K, int npan, int p0, int p1,
+                                  const void* w, const float* x, int ldx, int n,
+                                  float* out) noexcept nogil
+        void (*lstm_step1_f32)(int p0, int p1, int rev, int m, int wt, int H, int n_in, int K,
+                               const void* wx, const float* x, const void* w,
+                               const float* bias, const float* gin, const float* h, float* c,
+                               float* h_out) noexcept nogil
+        void (*gru_step1_f32)(int p0, int p1, int rev, int m, int wt, int H, int n_in,
+                              const void* wx, const float* x, const void* w,
+                              const float* bias, const float* b_hn, const float* gin,
+                              const float* h, float* h_out) noexcept nogil
+        void (*rnn_step1_f32)(int p0, int p1, int rev, int m, int wt, int H, int n_in,
+                              const void* wx, const float* x, const void* w,
+                              const float* bias, const float* gin, int relu, const float* h,
+                              float* h_out) noexcept nogil
+        void (*vactivations_f32)(int n, const float* x, float* sig, float* th) noexcept nogil
+    int fr_cpu_isa()
+    const fr_kernels* fr_kernels_for(int isa)
+    void fr_activations_f32(int n, const float* x, float* sig, float* th)
+    unsigned int fr_ftz_enter()
+    void fr_ftz_leave(unsigned int old)
+
+
 cdef struct CellParams:
     # Pointers into arrays owned (and kept alive) by the Python layer, typed by the
     # model's dtype; void* because Cython structs cannot hold fused types.
@@ -18,61 +62,31 @@ cdef struct CellParams:
     int proj_size         # width of h: hidden_size unless an LSTM projects
     int gate_rows         # 4, 3 or 1 times hidden_size
     bint relu             # RNN only
-    # The fused batch-1 kernel's copies (float32 only; NULL: use the BLAS step):
-    const void* w_hh_panels   # W_hh in panels of FR_U units (cell_math_impl.h)
+    # The fused kernel's copies (float32 only; NULL: use the BLAS step):
+    const void* w_hh_panels   # W_hh in panels of FR_U units (src/cell_math_impl.h)
     const void* w_ih_panels   # W_ih the same way, for streamed single steps
     int panel_dtype           # storage of both: FR_W_F32, FR_W_F16 or FR_W_BF16
     const void* bias_panels   # bias in panel order, zero-padded
     const void* b_hn_panels   # GRU's b_hn in panel order
-
-
-cdef extern from "cell_math.h" nogil:
-    enum: FR_U
-    enum: FR_MAXB
-    int fr_select_isa()
-    void fr_lstm_rows_f32(int m, int H, const float* gates, int ldg, const float* bias,
-                          float* c, float* h)
-    void fr_gru_rows_f32(int m, int H, const float* gi, int ldg, const float* gh,
-                         const float* bias, const float* b_hn, float* h)
-    void fr_rnn_rows_f32(int m, int H, const float* gates, int ldg, const float* bias,
-                         int relu, float* h)
-    void fr_lstm_cols_f32(int m, int H, const float* gates, int ldg, const float* bias,
-                          float* c, float* h, int lds)
-    void fr_gru_cols_f32(int m, int H, const float* gi, int ldg, const float* gh,
-                         const float* bias, const float* b_hn, float* h, int lds)
-    void fr_rnn_cols_f32(int m, int H, const float* gates, int ldg, const float* bias,
-                         int relu, float* h, int lds)
-    void fr_activations_f32(int n, const float* x, float* sig, float* th)
-    void fr_panel_project_f32(int wt, int G, int K, int npan, int p0, int p1, const void* w,
-                              const float* x, int ldx, int n, float* out)
-    void fr_vactivations_f32(int n, const float* x, float* sig, float* th)
-    unsigned int fr_ftz_enter()
-    void fr_ftz_leave(unsigned int old)
-    void fr_lstm_step1_f32(int p0, int p1, int rev, int m, int wt, int H, int n_in, int K, const void* wx, const float* x,
-                           const void* w, const float* bias, const float* gin,
-                           const float* h, float* c, float* h_out)
-    void fr_gru_step1_f32(int p0, int p1, int rev, int m, int wt, int H, int n_in, const void* wx, const float* x,
-                          const void* w, const float* bias, const float* b_hn,
-                          const float* gin, const float* h, float* h_out)
-    void fr_rnn_step1_f32(int p0, int p1, int rev, int m, int wt, int H, int n_in, const void* wx, const float* x,
-                          const void* w, const float* bias, const float* gin, int relu,
-                          const float* h, float* h_out)
+    # The float32 kernels of the ISA this model runs on (never NULL): chosen when the
+    # model is packed, so every call goes through the table it carries.
+    const fr_kernels* fns
 
 
 # The fused cell updates of m running sequences, in either layout:
 #   batch-major (fm False): gate rows (m, ldg), states (m, H) with row stride lds;
 #   feature-major (fm True): gates (G, m) with row stride ldg, states (H, m) with
 #   row stride lds.
-# float32 goes to the vectorised C loops of cell_math.h, specialised per layout;
-# float64 runs one strided loop per family on libm, where exactness is the point.
+# float32 goes to the vectorised C loops of fns (src/cell_math_impl.h), specialised
+# per layout; float64 runs one strided loop per family on libm, where exactness is the point.
 
 cdef inline double sigmoid_f64(double x) noexcept nogil:
     return 1.0 / (1.0 + exp(-x))
 
 
-cdef inline void lstm_cells(bint fm, int m, int H, const floating* gates, int ldg,
-                            const floating* bias, floating* c, floating* h,
-                            int lds) noexcept nogil:
+cdef inline void lstm_cells(const fr_kernels* fns, bint fm, int m, int H,
+                            const floating* gates, int ldg, const floating* bias,
+                            floating* c, floating* h, int lds) noexcept nogil:
     """c advances in place, h = o * tanh(c); gates are pre-bias [i f g o]."""
     cdef Py_ssize_t gu = ldg if fm else 1, gb = 1 if fm else ldg
     cdef Py_ssize_t su = lds if fm else 1, sb = 1 if fm else lds
@@ -80,9 +94,9 @@ cdef inline void lstm_cells(bint fm, int m, int H, const floating* gates, int ld
     cdef double cj
     if floating is float:
         if fm:
-            fr_lstm_cols_f32(m, H, gates, ldg, bias, c, h, lds)
+            fns.lstm_cols_f32(m, H, gates, ldg, bias, c, h, lds)
         else:
-            fr_lstm_rows_f32(m, H, gates, ldg, bias, c, h)
+            fns.lstm_rows_f32(m, H, gates, ldg, bias, c, h)
     else:
         for b in range(m):
             for j in range(H):
@@ -94,9 +108,10 @@ cdef inline void lstm_cells(bint fm, int m, int H, const floating* gates, int ld
                                       * tanh(cj))
 
 
-cdef inline void gru_cells(bint fm, int m, int H, const floating* gi, int ldg,
-                           const floating* gh, const floating* bias, const floating* b_hn,
-                           floating* h, int lds) noexcept nogil:
+cdef inline void gru_cells(const fr_kernels* fns, bint fm, int m, int H,
+                           const floating* gi, int ldg, const floating* gh,
+                           const floating* bias, const floating* b_hn, floating* h,
+                           int lds) noexcept nogil:
     """gi = input gates [r z n] (pre-bias), gh = W_hh h (no bias, laid out like the
     states: (m, 3H) rows or (3H, m) with stride lds) -> h in place."""
     cdef Py_ssize_t gu = ldg if fm else 1, gb = 1 if fm else ldg
@@ -106,9 +121,9 @@ cdef inline void gru_cells(bint fm, int m, int H, const floating* gi, int ldg,
     cdef double r, z, n
     if floating is float:
         if fm:
-            fr_gru_cols_f32(m, H, gi, ldg, gh, bias, b_hn, h, lds)
+            fns.gru_cols_f32(m, H, gi, ldg, gh, bias, b_hn, h, lds)
         else:
-            fr_gru_rows_f32(m, H, gi, ldg, gh, bias, b_hn, h)
+            fns.gru_rows_f32(m, H, gi, ldg, gh, bias, b_hn, h)
     else:
         for b in range(m):
             for j in range(H):
@@ -121,18 +136,18 @@ cdef inline void gru_cells(bint fm, int m, int H, const floating* gi, int ldg,
                 h[j * su + b * sb] = (h[j * su + b * sb] - n) * z + n
 
 
-cdef inline void rnn_cells(bint fm, int m, int H, const floating* gates, int ldg,
-                           const floating* bias, bint relu, floating* h,
-                           int lds) noexcept nogil:
+cdef inline void rnn_cells(const fr_kernels* fns, bint fm, int m, int H,
+                           const floating* gates, int ldg, const floating* bias, bint relu,
+                           floating* h, int lds) noexcept nogil:
     cdef Py_ssize_t gu = ldg if fm else 1, gb = 1 if fm else ldg
     cdef Py_ssize_t su = lds if fm else 1, sb = 1 if fm else lds
     cdef int b, j
     cdef double a
     if floating is float:
         if fm:
-            fr_rnn_cols_f32(m, H, gates, ldg, bias, relu, h, lds)
+            fns.rnn_cols_f32(m, H, gates, ldg, bias, relu, h, lds)
         else:
-            fr_rnn_rows_f32(m, H, gates, ldg, bias, relu, h)
+            fns.rnn_rows_f32(m, H, gates, ldg, bias, relu, h)
     else:
         for b in range(m):
             for j in range(H):

@@ -10,8 +10,8 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 
 from fastrnn._kernels._blas cimport gemm, project, NoTrans, Trans
-from fastrnn._kernels._cell cimport (CellParams, FR_U, FR_MAXB, fr_select_isa, fr_activations_f32,
-                                     fr_vactivations_f32, fr_panel_project_f32, fr_ftz_enter,
+from fastrnn._kernels._cell cimport (CellParams, FR_U, FR_MAXB, fr_kernels, fr_cpu_isa,
+                                     fr_kernels_for, fr_activations_f32, fr_ftz_enter,
                                      fr_ftz_leave)
 from fastrnn._kernels.lstm cimport lstm_step, lstm_step1, lstm_project1
 from fastrnn._kernels.gru cimport gru_step, gru_step1
@@ -44,12 +44,40 @@ cpdef enum Family:
     RNN = 2
 
 
-# -- process-wide: the ISA the build can run, and the threads a call may use ---------
+# -- process-wide: the ISAs the build can run, and the threads a call may use --------
 
-def isa():
-    """The widest instruction set of the float32 kernels on this CPU: 'avx512', 'avx2'
-    or 'generic' (FASTRNN_ISA caps it)."""
-    return ("generic", "avx2", "avx512")[fr_select_isa()]
+ISA_NAMES = ("generic", "avx2", "avx512")   # index: FR_GENERIC, FR_AVX2, FR_AVX512
+
+
+def cpu_isa():
+    """The widest instruction set this CPU runs and this build has."""
+    return ISA_NAMES[fr_cpu_isa()]
+
+
+def _isa_index(name, what="isa"):
+    """FR_* index of an ISA name this CPU runs, or a ValueError naming what was asked."""
+    if name not in ISA_NAMES:
+        raise ValueError(f"{what} must be one of {', '.join(ISA_NAMES)}, got {name!r}")
+    if fr_kernels_for(ISA_NAMES.index(name)) == NULL:
+        raise ValueError(f"{what} {name!r} is not available on this CPU "
+                         f"(it runs up to {cpu_isa()!r})")
+    return ISA_NAMES.index(name)
+
+
+def default_isa():
+    """The instruction set a model packed now runs by default: the CPU's widest, capped
+    by FASTRNN_ISA (generic / avx2 / avx512; empty or 'auto': no cap)."""
+    import os
+    cap = os.environ.get("FASTRNN_ISA", "")
+    if cap in ("", "auto"):
+        return cpu_isa()
+    if cap not in ISA_NAMES:
+        raise ValueError(f"FASTRNN_ISA must be one of auto, {', '.join(ISA_NAMES)}, "
+                         f"got {cap!r}")
+    return ISA_NAMES[min(ISA_NAMES.index(cap), fr_cpu_isa())]
+
+
+isa = default_isa
 
 
 # Threads a small-batch step may use (1 or 2: the caller and one helper). A property
@@ -69,10 +97,12 @@ def get_kernel_threads():
     return _kernel_threads
 
 
-def _activations_f32(float[::1] x, bint vector=False):
+def _activations_f32(float[::1] x, bint vector=False, isa=None):
     """(sigmoid(x), tanh(x)) by the kernels' float32 math: the scalar form of the cell
-    loops, or (vector) the fused kernels' lanes on the selected ISA; for the accuracy
-    tests."""
+    loops, or (vector) the fused kernels' lanes on the given ISA ('generic', 'avx2',
+    'avx512'; default: the one models get); for the accuracy tests."""
+    cdef const fr_kernels* fns = fr_kernels_for(_isa_index(default_isa() if isa is None
+                                                           else isa))
     sig = np.empty(x.shape[0], np.float32)
     th = np.empty(x.shape[0], np.float32)
     cdef float[::1] s = sig
@@ -81,7 +111,7 @@ def _activations_f32(float[::1] x, bint vector=False):
     if x.shape[0]:
         if vector:  # as in a kernel call: flush-to-zero, denormals-are-zero
             mode = fr_ftz_enter()
-            fr_vactivations_f32(x.shape[0], &x[0], &s[0], &t[0])
+            fns.vactivations_f32(x.shape[0], &x[0], &s[0], &t[0])
             fr_ftz_leave(mode)
         else:
             fr_activations_f32(x.shape[0], &x[0], &s[0], &t[0])
@@ -199,6 +229,7 @@ cdef inline void fused_step(Family family, const CellParams* p, bint split, bint
 cdef struct Projection:
     # the fused path's hoisted input projection of a chunk, in panel order
     int wt, G, K, npan, ldx, n
+    const fr_kernels* fns
     const void* w
     const float* x
     float* out
@@ -208,8 +239,8 @@ cdef void project_half(void* arg, int part) noexcept nogil:
     """Panels [0, half) or [half, npan) of a Projection (two cores)."""
     cdef Projection* a = <Projection*>arg
     cdef int half = (a.npan + 1) // 2
-    fr_panel_project_f32(a.wt, a.G, a.K, a.npan, 0 if part == 0 else half,
-                         half if part == 0 else a.npan, a.w, a.x, a.ldx, a.n, a.out)
+    a.fns.panel_project_f32(a.wt, a.G, a.K, a.npan, 0 if part == 0 else half,
+                            half if part == 0 else a.npan, a.w, a.x, a.ldx, a.n, a.out)
 
 
 cdef inline void project_panels(const CellParams* p, bint split, const float* x, int ldx,
@@ -217,14 +248,15 @@ cdef inline void project_panels(const CellParams* p, bint split, const float* x,
     """out (n, panel_rows) = W_ih x for n rows of x, in panel order, from W_ih's panels
     (the helper core projects half of the panels when split)."""
     cdef Projection proj
+    proj.fns = p.fns
     proj.wt, proj.G, proj.K = p.panel_dtype, p.gate_rows // p.hidden_size, p.input_size
     proj.npan, proj.ldx, proj.n, proj.w, proj.x, proj.out = (
         num_panels(p), ldx, n, p.w_ih_panels, x, out)
     if split:
         fr_pool_run(project_half, &proj)
     else:
-        fr_panel_project_f32(proj.wt, proj.G, proj.K, proj.npan, 0, proj.npan, proj.w,
-                             proj.x, proj.ldx, proj.n, proj.out)
+        p.fns.panel_project_f32(proj.wt, proj.G, proj.K, proj.npan, 0, proj.npan, proj.w,
+                                proj.x, proj.ldx, proj.n, proj.out)
 
 
 # -- scans over time -----------------------------------------------------------------
@@ -620,6 +652,7 @@ cdef class Kernel:
     cdef readonly int family, num_layers, num_directions, input_size, hidden_size, h_size
     cdef readonly int gates
     cdef readonly bint is_double
+    cdef readonly str isa           # the plan's: whose table of C kernels it runs
     cdef readonly object dtype, plan
     cdef readonly tuple records
     cdef object _lock, _free
@@ -629,6 +662,8 @@ cdef class Kernel:
         model's Plan (plan.py)."""
         cdef int k
         cdef CellRecord rec
+        cdef const fr_kernels* fns = fr_kernels_for(_isa_index(plan.isa, "plan.isa"))
+        self.isa = fns.name.decode()
         self.records = tuple(records)
         if not self.records or len(self.records) % num_directions:
             raise ValueError(f"{len(self.records)} records for {num_directions} directions")
@@ -668,6 +703,7 @@ cdef class Kernel:
             self.params[k].panel_dtype = PANEL_DTYPES[rec.panel_dtype]
             self.params[k].bias_panels = _data(rec.bias_panels)
             self.params[k].b_hn_panels = _data(rec.b_hn_panels)
+            self.params[k].fns = fns
             fused = fused and rec.fused
         self.dispatch.fused_max_batch = min(plan.fused_max_batch, FR_MAXB) if fused else 0
         self.dispatch.fused_x_min_batch = plan.fused_x_min_batch

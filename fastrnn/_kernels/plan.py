@@ -89,9 +89,10 @@ class Plan:
     def __post_init__(self):
         if self.isa not in ISAS:
             raise ValueError(f"isa must be one of {ISAS}, got {self.isa!r}")
-        best = cpu_isa()
+        best = _stack().cpu_isa()
         if ISAS.index(self.isa) > ISAS.index(best):
-            raise ValueError(f"isa={self.isa!r} is not available on this CPU (best: {best!r})")
+            raise ValueError(f"isa={self.isa!r} is not available on this CPU (it runs up to "
+                             f"{best!r})")
         checks = (("fused_max_batch", 0, FUSED_BATCH_LIMIT), ("fused_x_min_batch", 1, None),
                   ("split_min_hidden", 0, None), ("chunk_elements", 1, None))
         for name, lo, hi in checks:
@@ -140,9 +141,13 @@ class Plan:
         return list(zip(edges[:-1], edges[1:]))
 
 
-def cpu_isa():
-    """The widest instruction set this CPU has and the build supports, capped by
-    FASTRNN_ISA ('generic', 'avx2')."""
-    from fastrnn._kernels import _stack
+def _stack():
+    from fastrnn._kernels import _stack   # the plan's module loads before the kernels'
 
-    return _stack.isa()
+    return _stack
+
+
+def cpu_isa():
+    """The instruction set models get by default: the widest this CPU has and the build
+    supports, capped by FASTRNN_ISA ('generic', 'avx2', 'avx512'; 'auto': no cap)."""
+    return _stack().default_isa()

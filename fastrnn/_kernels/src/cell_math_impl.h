@@ -1,7 +1,10 @@
-/* The fused cell updates, written once and compiled once per instruction set by
- * cell_math.h, which sets the parameters (FR_TARGET, FR_NAME, FR_ACC, FR_VBYTES, FR_NB,
- * and FR_CVTPH where the ISA converts halves itself) before each include. Plain loops over restrict pointers calling
- * branch-free inline activations, so that gcc vectorises them at the target's width.
+/* The float32 kernels, written once and compiled once per instruction set: each of
+ * isa_avx512.c, isa_avx2.c and isa_generic.c sets the parameters (FR_TARGET, FR_ISA,
+ * FR_ISA_NAME, FR_NAME, FR_ACC, FR_VBYTES, FR_NB, FR_MV_REGS, and FR_CVTPH, FR_VMAX,
+ * FR_VMIN, FR_VROUND, FR_VSCALEF, FR_VREDUCE, FR_VRCP where the ISA has the instruction)
+ * and includes this file, which ends with that ISA's table (fr_kernels.h). Everything
+ * else here is static. Plain loops over restrict pointers calling branch-free inline
+ * activations, so that gcc vectorises them at the target's width.
  */
 
 static FR_TARGET void FR_NAME(lstm_rows_f32)(
@@ -128,7 +131,7 @@ static FR_TARGET void FR_NAME(rnn_cols_f32)(
     }
 }
 
-/* ---- The fused batch-1 step ------------------------------------------------------
+/* ---- The fused step of up to FR_MAXB sequences -------------------------------------
  * W_hh packed once at load into panels of FR_U hidden units (layers.py, _panels):
  * panel p holds, for every k < K, the FR_U rows of each gate for units
  * [p*FR_U, p*FR_U + FR_U) -> w[p][k][gate][u], zero-padded past H. One panel's
@@ -166,7 +169,7 @@ static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(vsel)(FR_VI
 }
 
 /* fr_expf (cell_math.h), lane by lane: the same reduction, polynomial and clamps. Where
- * the ISA has them (cell_math.h), min / max clamp (operands ordered so that a NaN
+ * the ISA has them (isa_*.c), min / max clamp (operands ordered so that a NaN
  * passes through), one rounding instruction replaces the magic-number pair and
  * AVX-512's scalef applies 2^n: the same values in fewer instructions, which counts
  * at large batch, where the nonlinearities are a tenth of a step.
@@ -220,7 +223,7 @@ static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(vexp)(FR_VF
 #endif
 }
 
-/* 1 / d: AVX-512's reciprocal estimate and one Newton step (cell_math.h; several times
+/* 1 / d: AVX-512's reciprocal estimate and one Newton step (isa_avx512.c; several times
  * cheaper than a division), else a division. */
 static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(vrecip)(FR_VF d)
 {
@@ -440,18 +443,31 @@ FR_PANEL_MVS(3)
 #undef FR_MV_BF16
 #undef FR_MV_GPG
 
-#define FR_MV_BLOCK(NB, WHILE)                                                             \
-    for (; b + NB <= m && (WHILE); b += NB) {                                              \
-        const float *hb = h + (ptrdiff_t)b * ldh;                                          \
-        float *ab = acc + (ptrdiff_t)b * lda;                                              \
-        if (wt == FR_W_F16)                                                                \
-            FR_NAME(panel_mv_f16_##NB)(G, K, (const uint16_t *)w + at, hb, ldh, ab, lda);  \
-        else if (wt == FR_W_BF16)                                                          \
-            FR_NAME(panel_mv_bf16_##NB)(G, K, (const uint32_t *)((const uint16_t *)w + at), \
-                                        hb, ldh, ab, lda);                                 \
-        else                                                                               \
-            FR_NAME(panel_mv_f32_##NB)(G, K, (const float *)w + at, hb, ldh, ab, lda);     \
-    }
+/* NB columns of a panel's product (at: the panel's first element in w), by the body
+ * of the weights' storage type. */
+#define FR_PANEL_MV_NB(NB)                                                                 \
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##NB)(       \
+        int wt, int G, int K, const void *restrict w, ptrdiff_t at,                        \
+        const float *restrict h, int ldh, float *restrict acc, int lda)                    \
+{                                                                                          \
+    if (wt == FR_W_F16)                                                                    \
+        FR_NAME(panel_mv_f16_##NB)(G, K, (const uint16_t *)w + at, h, ldh, acc, lda);      \
+    else if (wt == FR_W_BF16)                                                              \
+        FR_NAME(panel_mv_bf16_##NB)(G, K, (const uint32_t *)((const uint16_t *)w + at),    \
+                                    h, ldh, acc, lda);                                     \
+    else                                                                                   \
+        FR_NAME(panel_mv_f32_##NB)(G, K, (const float *)w + at, h, ldh, acc, lda);         \
+}
+FR_PANEL_MV_NB(2)
+#if FR_NB >= 4
+FR_PANEL_MV_NB(4)
+#endif
+#if FR_NB >= 6
+FR_PANEL_MV_NB(6)
+FR_PANEL_MV_NB(5)
+FR_PANEL_MV_NB(3)
+#endif
+#undef FR_PANEL_MV_NB
 #endif
 
 /* Panel p's product for m columns (h rows of stride ldh) into acc (m rows of stride
@@ -467,24 +483,33 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
     /* sixes, then what is left (1 to 6, or 8 as 4 + 4: 5 + 3 ran 10% slower) in one
      * pass over the panel: 3 or 5 sequences read the weights once, not twice (2 + 1,
      * 4 + 1), which at hidden 200-300 had made batch 3 slower than ONNX Runtime */
-    FR_MV_BLOCK(6, m - b != 8)
-    FR_MV_BLOCK(4, m - b == 8)
-    FR_MV_BLOCK(5, 1)
+    for (; b + 6 <= m && m - b != 8; b += 6)
+        FR_NAME(panel_mv_6)(wt, G, K, w, at, h + (ptrdiff_t)b * ldh, ldh,
+                            acc + (ptrdiff_t)b * lda, lda);
+    for (; b + 4 <= m && m - b == 8; b += 4)
+        FR_NAME(panel_mv_4)(wt, G, K, w, at, h + (ptrdiff_t)b * ldh, ldh,
+                            acc + (ptrdiff_t)b * lda, lda);
+    for (; b + 5 <= m; b += 5)
+        FR_NAME(panel_mv_5)(wt, G, K, w, at, h + (ptrdiff_t)b * ldh, ldh,
+                            acc + (ptrdiff_t)b * lda, lda);
 #endif
 #if FR_NB >= 4
-    FR_MV_BLOCK(4, 1)
+    for (; b + 4 <= m; b += 4)
+        FR_NAME(panel_mv_4)(wt, G, K, w, at, h + (ptrdiff_t)b * ldh, ldh,
+                            acc + (ptrdiff_t)b * lda, lda);
 #endif
 #if FR_NB >= 6
-    FR_MV_BLOCK(3, 1)
+    for (; b + 3 <= m; b += 3)
+        FR_NAME(panel_mv_3)(wt, G, K, w, at, h + (ptrdiff_t)b * ldh, ldh,
+                            acc + (ptrdiff_t)b * lda, lda);
 #endif
-    FR_MV_BLOCK(2, 1)
+    for (; b + 2 <= m; b += 2)
+        FR_NAME(panel_mv_2)(wt, G, K, w, at, h + (ptrdiff_t)b * ldh, ldh,
+                            acc + (ptrdiff_t)b * lda, lda);
 #endif
     for (; b < m; ++b)
         FR_NAME(panel_matvec)(wt, G, K, p, w, h + (ptrdiff_t)b * ldh, acc + (ptrdiff_t)b * lda);
 }
-#ifdef FR_MV_BLOCK
-#undef FR_MV_BLOCK
-#endif
 
 /* The hoisted input projection of the fused path, from the packed W_ih panels: row c of
  * out, (n, npan*G*FR_U) in panel order, is W_ih x_c for panels [p0, p1), x's rows of
@@ -543,155 +568,176 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(store_units)
     else { for (int u = 0; u < n; ++u) dst[u] = src[u]; }
 }
 
-/* The products of the fused steps for panels [q0, q1) of a call over [p0, p1) (in
- * descending order when rev, see fr_lstm_step1_f32): W h into accs and, when wx is
- * given, W_ih x into xws, each panel's m columns after the previous panel's. With
- * half-precision weights (products bound by instructions, not by the cache) and one or
- * two sequences, a group of four panels goes before their cell updates, so that the
- * updates' long chains (exp, reciprocal, exp again) of different panels overlap one
- * another instead of each waiting out its own: 10-18% of a step at hidden 64. float32
- * products wait on the cache, and each panel's update hides behind the next one's
- * loads (grouping them lost 2-4% there). */
-#define FR_GROUP(wt, m) ((wt) != FR_W_F32 && (m) <= 2 ? 4 : 1)  /* accs holds a group */
-#define FR_PANEL(q) (rev ? p1 - 1 - ((q) - p0) : (q))
+/* Which cell a fused step computes: a compile-time constant in every call of the body
+ * below, so that gcc compiles one copy of the loops per family around its lane math. */
+enum { FR_CELL_LSTM = 0, FR_CELL_GRU = 1, FR_CELL_RNN = 2 };
+
+/* Rows per panel and unit: the gates of each family (LSTM i f g o, GRU r z n, RNN one). */
+static inline __attribute__((always_inline)) int FR_NAME(cell_gates)(int cell)
+{
+    return cell == FR_CELL_LSTM ? 4 : cell == FR_CELL_GRU ? 3 : 1;
+}
+
+/* Panels whose products go before their cell updates, at a time. With half-precision
+ * weights (products bound by instructions, not by the cache) and one or two sequences,
+ * a group of four panels goes before their cell updates, so that the updates' long
+ * chains (exp, reciprocal, exp again) of different panels overlap one another instead
+ * of each waiting out its own: 10-18% of a step at hidden 64. float32 products wait on
+ * the cache, and each panel's update hides behind the next one's loads (grouping them
+ * lost 2-4% there). The step's accs holds a group. */
+static inline __attribute__((always_inline)) int FR_NAME(group_panels)(int wt, int m)
+{
+    return wt != FR_W_F32 && m <= 2 ? 4 : 1;
+}
+
+/* The q-th panel of a call over [p0, p1): ascending, or descending when rev (see
+ * lstm_step1_f32 in fr_kernels.h). */
+static inline __attribute__((always_inline)) int FR_NAME(panel_at)(int p0, int p1, int rev, int q)
+{
+    return rev ? p1 - 1 - (q - p0) : q;
+}
+
+/* The products of the fused steps for panels [q0, q1) of a call over [p0, p1): W h into
+ * accs and, when wx is given, W_ih x into xws, each panel's m columns after the
+ * previous panel's. */
 static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(group_products)(
         int G, int p0, int p1, int rev, int q0, int q1, int m, int wt, int n_in, int K,
         const void *restrict wx, const float *restrict x, const void *restrict w,
         const float *restrict h, float *restrict accs, float *restrict xws)
 {
     for (int q = q0; q < q1; ++q) {
+        const int p = FR_NAME(panel_at)(p0, p1, rev, q);
         const ptrdiff_t at = (ptrdiff_t)(q - q0) * m * G * FR_U;
-        FR_NAME(panel_matvec_m)(wt, G, K, FR_PANEL(q), w, h, K, m, accs + at, G * FR_U);
+        FR_NAME(panel_matvec_m)(wt, G, K, p, w, h, K, m, accs + at, G * FR_U);
         if (wx != NULL)
-            FR_NAME(panel_matvec_m)(wt, G, n_in, FR_PANEL(q), wx, x, n_in, m, xws + at,
-                                    G * FR_U);
+            FR_NAME(panel_matvec_m)(wt, G, n_in, p, wx, x, n_in, m, xws + at, G * FR_U);
     }
 }
 
-/* Column b's W_ih x + bias for panel p, the (q - q0)-th of its group. */
-#define FR_XIN(G, q, b)                                                                    \
-    FR_NAME(panel_x)(G, wx != NULL ? xws + ((ptrdiff_t)((q) - q0) * m + (b)) * G * FR_U    \
-                                   : gin + ((ptrdiff_t)(b) * npan + p) * G * FR_U,         \
-                     bias + p * G * FR_U, xin)
+/* ---- The cell epilogues: one panel's lane math for one sequence ------------------
+ * xin: W_ih x + bias and acc: W h, both (G, FR_U) for the panel's units; the state
+ * pointers are at the panel's first unit, n (<= FR_U) of them valid. */
 
-static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(lstm_step1_body)(
-        int p0, int p1, int rev, int m, int wt, int H, int n_in, int K, const void *restrict wx,
-        const float *restrict x, const void *restrict w, const float *restrict bias,
-        const float *restrict gin, const float *restrict h, float *restrict c,
+/* LSTM: c advances in place, h_out = o * tanh(c). */
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(lstm_lanes)(
+        int n, const float *restrict xin, const float *restrict acc, float *restrict c,
         float *restrict h_out)
 {
-    const int npan = (H + FR_U - 1) / FR_U;
-    for (int q0 = p0; q0 < p1; q0 += FR_GROUP(wt, m)) {
-        const int q1 = q0 + FR_GROUP(wt, m) < p1 ? q0 + FR_GROUP(wt, m) : p1;
-        float accs[FR_MAXB * 4 * FR_U], xws[FR_MAXB * 4 * FR_U];
-        FR_NAME(group_products)(4, p0, p1, rev, q0, q1, m, wt, n_in, K, wx, x, w, h, accs, xws);
-        for (int q = q0; q < q1; ++q) {
-            const int p = FR_PANEL(q);
-            const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
-            float xin[4 * FR_U], cb[FR_U], hb[FR_U];
-            for (int b = 0; b < m; ++b) {
-                const float *acc = accs + ((ptrdiff_t)(q - q0) * m + b) * 4 * FR_U;
-                FR_XIN(4, q, b);
-                FR_NAME(load_units)(n, c + (ptrdiff_t)b * H + j0, cb);
-                for (int s = 0; s < FR_S; ++s) {
-                    const int u = s * FR_L;
-                    FR_VF i_ = FR_NAME(vsigmoid)(FR_LD(xin + u) + FR_LD(acc + u));
-                    FR_VF f_ = FR_NAME(vsigmoid)(FR_LD(xin + FR_U + u) + FR_LD(acc + FR_U + u));
-                    FR_VF g_ = FR_NAME(vtanh)(FR_LD(xin + 2 * FR_U + u) + FR_LD(acc + 2 * FR_U + u));
-                    FR_VF o_ = FR_NAME(vsigmoid)(FR_LD(xin + 3 * FR_U + u) + FR_LD(acc + 3 * FR_U + u));
-                    FR_VF c_ = f_ * FR_LD(cb + u) + i_ * g_;
-                    FR_ST(cb + u, c_);
-                    FR_ST(hb + u, o_ * FR_NAME(vtanh)(c_));
-                }
-                FR_NAME(store_units)(n, cb, c + (ptrdiff_t)b * H + j0);
-                FR_NAME(store_units)(n, hb, h_out + (ptrdiff_t)b * H + j0);
-            }
-        }
+    float cb[FR_U], hb[FR_U];
+    FR_NAME(load_units)(n, c, cb);
+    for (int s = 0; s < FR_S; ++s) {
+        const int u = s * FR_L;
+        FR_VF i_ = FR_NAME(vsigmoid)(FR_LD(xin + u) + FR_LD(acc + u));
+        FR_VF f_ = FR_NAME(vsigmoid)(FR_LD(xin + FR_U + u) + FR_LD(acc + FR_U + u));
+        FR_VF g_ = FR_NAME(vtanh)(FR_LD(xin + 2 * FR_U + u) + FR_LD(acc + 2 * FR_U + u));
+        FR_VF o_ = FR_NAME(vsigmoid)(FR_LD(xin + 3 * FR_U + u) + FR_LD(acc + 3 * FR_U + u));
+        FR_VF c_ = f_ * FR_LD(cb + u) + i_ * g_;
+        FR_ST(cb + u, c_);
+        FR_ST(hb + u, o_ * FR_NAME(vtanh)(c_));
     }
+    FR_NAME(store_units)(n, cb, c);
+    FR_NAME(store_units)(n, hb, h_out);
 }
 
-static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(gru_step1_body)(
-        int p0, int p1, int rev, int m, int wt, int H, int n_in, const void *restrict wx,
-        const float *restrict x, const void *restrict w, const float *restrict bias,
-        const float *restrict b_hn, const float *restrict gin, const float *restrict h,
+/* GRU: h -> h_out; b_hn (the panel's FR_U) sits inside r * (W_hn h + b_hn). */
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(gru_lanes)(
+        int n, const float *restrict xin, const float *restrict acc,
+        const float *restrict b_hn, const float *restrict h, float *restrict h_out)
+{
+    float hb[FR_U];
+    FR_NAME(load_units)(n, h, hb);
+    for (int s = 0; s < FR_S; ++s) {
+        const int u = s * FR_L;
+        FR_VF r = FR_NAME(vsigmoid)(FR_LD(xin + u) + FR_LD(acc + u));
+        FR_VF z = FR_NAME(vsigmoid)(FR_LD(xin + FR_U + u) + FR_LD(acc + FR_U + u));
+        FR_VF nn = FR_NAME(vtanh)(FR_LD(xin + 2 * FR_U + u) + r * (
+            FR_LD(acc + 2 * FR_U + u) + FR_LD(b_hn + u)));
+        /* torch's form, (h - n) * z + n */
+        FR_ST(hb + u, (FR_LD(hb + u) - nn) * z + nn);
+    }
+    FR_NAME(store_units)(n, hb, h_out);
+}
+
+/* RNN: h_out = tanh or relu of the sum. */
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(rnn_lanes)(
+        int n, const float *restrict xin, const float *restrict acc, int relu,
         float *restrict h_out)
 {
-    const int npan = (H + FR_U - 1) / FR_U;
-    for (int q0 = p0; q0 < p1; q0 += FR_GROUP(wt, m)) {
-        const int q1 = q0 + FR_GROUP(wt, m) < p1 ? q0 + FR_GROUP(wt, m) : p1;
-        float accs[FR_MAXB * 4 * FR_U], xws[FR_MAXB * 4 * FR_U];
-        FR_NAME(group_products)(3, p0, p1, rev, q0, q1, m, wt, n_in, H, wx, x, w, h, accs, xws);
-        for (int q = q0; q < q1; ++q) {
-            const int p = FR_PANEL(q);
-            const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
-            float xin[3 * FR_U], hb[FR_U];
-            for (int b = 0; b < m; ++b) {
-                const float *acc = accs + ((ptrdiff_t)(q - q0) * m + b) * 3 * FR_U;
-                FR_XIN(3, q, b);
-                FR_NAME(load_units)(n, h + (ptrdiff_t)b * H + j0, hb);
-                for (int s = 0; s < FR_S; ++s) {
-                    const int u = s * FR_L;
-                    FR_VF r = FR_NAME(vsigmoid)(FR_LD(xin + u) + FR_LD(acc + u));
-                    FR_VF z = FR_NAME(vsigmoid)(FR_LD(xin + FR_U + u) + FR_LD(acc + FR_U + u));
-                    FR_VF nn = FR_NAME(vtanh)(FR_LD(xin + 2 * FR_U + u) + r * (
-                        FR_LD(acc + 2 * FR_U + u) + FR_LD(b_hn + p * FR_U + u)));
-                    /* torch's form, (h - n) * z + n */
-                    FR_ST(hb + u, (FR_LD(hb + u) - nn) * z + nn);
-                }
-                FR_NAME(store_units)(n, hb, h_out + (ptrdiff_t)b * H + j0);
-            }
-        }
+    float hb[FR_U];
+    for (int s = 0; s < FR_S; ++s) {
+        const int u = s * FR_L;
+        FR_VF a = FR_LD(xin + u) + FR_LD(acc + u);
+        FR_ST(hb + u, relu ? FR_NAME(vsel)(a > 0.0f, a, (FR_VF){0}) : FR_NAME(vtanh)(a));
     }
+    FR_NAME(store_units)(n, hb, h_out);
 }
 
-static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(rnn_step1_body)(
-        int p0, int p1, int rev, int m, int wt, int H, int n_in, const void *restrict wx,
-        const float *restrict x, const void *restrict w, const float *restrict bias,
-        const float *restrict gin, int relu, const float *restrict h, float *restrict h_out)
+/* ---- The fused step, one loop for every family --------------------------------
+ * Walks the panels [p0, p1) in groups (group_panels), computes each group's products
+ * (group_products), then for each panel and sequence adds the input part and bias and
+ * hands the sums to the family's epilogue. cell is a constant at every call, so each
+ * family gets its own copy of this body (as do m = 1 and each storage type: see
+ * step1 below). h is (m, K) (K = H but for a projecting LSTM), c and h_out (m, H);
+ * the arguments a family does not use (K, b_hn, c, relu) are ignored. */
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(step1_body)(
+        int cell, int p0, int p1, int rev, int m, int wt, int H, int n_in, int K,
+        const void *restrict wx, const float *restrict x, const void *restrict w,
+        const float *restrict bias, const float *restrict b_hn, const float *restrict gin,
+        int relu, const float *restrict h, float *restrict c, float *restrict h_out)
 {
+    const int G = FR_NAME(cell_gates)(cell);
     const int npan = (H + FR_U - 1) / FR_U;
-    for (int q0 = p0; q0 < p1; q0 += FR_GROUP(wt, m)) {
-        const int q1 = q0 + FR_GROUP(wt, m) < p1 ? q0 + FR_GROUP(wt, m) : p1;
+    const int group = FR_NAME(group_panels)(wt, m);
+    for (int q0 = p0; q0 < p1; q0 += group) {
+        const int q1 = q0 + group < p1 ? q0 + group : p1;
         float accs[FR_MAXB * 4 * FR_U], xws[FR_MAXB * 4 * FR_U];
-        FR_NAME(group_products)(1, p0, p1, rev, q0, q1, m, wt, n_in, H, wx, x, w, h, accs, xws);
+        FR_NAME(group_products)(G, p0, p1, rev, q0, q1, m, wt, n_in, K, wx, x, w, h, accs, xws);
         for (int q = q0; q < q1; ++q) {
-            const int p = FR_PANEL(q);
+            const int p = FR_NAME(panel_at)(p0, p1, rev, q);
             const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
-            float xin[FR_U], hb[FR_U];
+            float xin[4 * FR_U];
             for (int b = 0; b < m; ++b) {
-                const float *acc = accs + ((ptrdiff_t)(q - q0) * m + b) * FR_U;
-                FR_XIN(1, q, b);
-                for (int s = 0; s < FR_S; ++s) {
-                    const int u = s * FR_L;
-                    FR_VF a = FR_LD(xin + u) + FR_LD(acc + u);
-                    FR_ST(hb + u, relu ? FR_NAME(vsel)(a > 0.0f, a, (FR_VF){0}) : FR_NAME(vtanh)(a));
-                }
-                FR_NAME(store_units)(n, hb, h_out + (ptrdiff_t)b * H + j0);
+                const ptrdiff_t col = (ptrdiff_t)(q - q0) * m + b;  /* in accs and xws */
+                const float *acc = accs + col * G * FR_U;
+                /* W_ih x: from the step's own product, or the hoisted projection */
+                const float *xw = wx != NULL ? xws + col * G * FR_U
+                                             : gin + ((ptrdiff_t)b * npan + p) * G * FR_U;
+                FR_NAME(panel_x)(G, xw, bias + p * G * FR_U, xin);
+                const ptrdiff_t at = (ptrdiff_t)b * H + j0;
+                if (cell == FR_CELL_LSTM)
+                    FR_NAME(lstm_lanes)(n, xin, acc, c + at, h_out + at);
+                else if (cell == FR_CELL_GRU)
+                    FR_NAME(gru_lanes)(n, xin, acc, b_hn + p * FR_U, h + at, h_out + at);
+                else
+                    FR_NAME(rnn_lanes)(n, xin, acc, relu, h_out + at);
             }
         }
     }
 }
-#undef FR_GROUP
-#undef FR_PANEL
-#undef FR_XIN
 
 /* The steps as called: one sequence (a served stream, a batch-1 sequence) gets a
  * copy of the body compiled for m = 1 and its weight storage, in which the compiler
  * drops the column loops and keeps the products in registers: 15-20% of a step at
  * hidden 64 (the general body must serve any m and storage from the same code). */
-#define FR_STEP1_DISPATCH(BODY)                                                            \
-    do {                                                                                   \
-        if (m == 1 && wt == FR_W_F32) BODY(1, FR_W_F32);                                   \
-        else if (m == 1 && wt == FR_W_BF16) BODY(1, FR_W_BF16);                            \
-        else if (m == 1) BODY(1, FR_W_F16);                                                \
-        else BODY(m, wt);                                                                  \
-    } while (0)
-#define FR_LSTM_BODY(m_, wt_)                                                              \
-    FR_NAME(lstm_step1_body)(p0, p1, rev, m_, wt_, H, n_in, K, wx, x, w, bias, gin, h, c, h_out)
-#define FR_GRU_BODY(m_, wt_)                                                               \
-    FR_NAME(gru_step1_body)(p0, p1, rev, m_, wt_, H, n_in, wx, x, w, bias, b_hn, gin, h, h_out)
-#define FR_RNN_BODY(m_, wt_)                                                               \
-    FR_NAME(rnn_step1_body)(p0, p1, rev, m_, wt_, H, n_in, wx, x, w, bias, gin, relu, h, h_out)
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(step1)(
+        int cell, int p0, int p1, int rev, int m, int wt, int H, int n_in, int K,
+        const void *restrict wx, const float *restrict x, const void *restrict w,
+        const float *restrict bias, const float *restrict b_hn, const float *restrict gin,
+        int relu, const float *restrict h, float *restrict c, float *restrict h_out)
+{
+    if (m == 1 && wt == FR_W_F32)
+        FR_NAME(step1_body)(cell, p0, p1, rev, 1, FR_W_F32, H, n_in, K, wx, x, w, bias, b_hn,
+                            gin, relu, h, c, h_out);
+    else if (m == 1 && wt == FR_W_BF16)
+        FR_NAME(step1_body)(cell, p0, p1, rev, 1, FR_W_BF16, H, n_in, K, wx, x, w, bias, b_hn,
+                            gin, relu, h, c, h_out);
+    else if (m == 1)
+        FR_NAME(step1_body)(cell, p0, p1, rev, 1, FR_W_F16, H, n_in, K, wx, x, w, bias, b_hn,
+                            gin, relu, h, c, h_out);
+    else
+        FR_NAME(step1_body)(cell, p0, p1, rev, m, wt, H, n_in, K, wx, x, w, bias, b_hn,
+                            gin, relu, h, c, h_out);
+}
 
 static FR_TARGET void FR_NAME(lstm_step1_f32)(
         int p0, int p1, int rev, int m, int wt, int H, int n_in, int K, const void *restrict wx,
@@ -699,7 +745,8 @@ static FR_TARGET void FR_NAME(lstm_step1_f32)(
         const float *restrict gin, const float *restrict h, float *restrict c,
         float *restrict h_out)
 {
-    FR_STEP1_DISPATCH(FR_LSTM_BODY);
+    FR_NAME(step1)(FR_CELL_LSTM, p0, p1, rev, m, wt, H, n_in, K, wx, x, w, bias, NULL, gin, 0,
+                   h, c, h_out);
 }
 
 static FR_TARGET void FR_NAME(gru_step1_f32)(
@@ -708,7 +755,8 @@ static FR_TARGET void FR_NAME(gru_step1_f32)(
         const float *restrict b_hn, const float *restrict gin, const float *restrict h,
         float *restrict h_out)
 {
-    FR_STEP1_DISPATCH(FR_GRU_BODY);
+    FR_NAME(step1)(FR_CELL_GRU, p0, p1, rev, m, wt, H, n_in, H, wx, x, w, bias, b_hn, gin, 0,
+                   h, NULL, h_out);
 }
 
 static FR_TARGET void FR_NAME(rnn_step1_f32)(
@@ -716,15 +764,31 @@ static FR_TARGET void FR_NAME(rnn_step1_f32)(
         const float *restrict x, const void *restrict w, const float *restrict bias,
         const float *restrict gin, int relu, const float *restrict h, float *restrict h_out)
 {
-    FR_STEP1_DISPATCH(FR_RNN_BODY);
+    FR_NAME(step1)(FR_CELL_RNN, p0, p1, rev, m, wt, H, n_in, H, wx, x, w, bias, NULL, gin, relu,
+                   h, NULL, h_out);
 }
-#undef FR_STEP1_DISPATCH
-#undef FR_LSTM_BODY
-#undef FR_GRU_BODY
-#undef FR_RNN_BODY
 
-/* This header is included once per instruction set; its parameters end here. */
+/* This ISA's table (fr_kernels.h), the unit's one external symbol. */
+FR_HIDDEN const fr_kernels FR_NAME(kernels) = {
+    .isa = FR_ISA,
+    .name = FR_ISA_NAME,
+    .lstm_rows_f32 = FR_NAME(lstm_rows_f32),
+    .gru_rows_f32 = FR_NAME(gru_rows_f32),
+    .rnn_rows_f32 = FR_NAME(rnn_rows_f32),
+    .lstm_cols_f32 = FR_NAME(lstm_cols_f32),
+    .gru_cols_f32 = FR_NAME(gru_cols_f32),
+    .rnn_cols_f32 = FR_NAME(rnn_cols_f32),
+    .panel_project_f32 = FR_NAME(panel_project),
+    .lstm_step1_f32 = FR_NAME(lstm_step1_f32),
+    .gru_step1_f32 = FR_NAME(gru_step1_f32),
+    .rnn_step1_f32 = FR_NAME(rnn_step1_f32),
+    .vactivations_f32 = FR_NAME(vactivations_f32),
+};
+
+/* The unit's parameters end here. */
 #undef FR_TARGET
+#undef FR_ISA
+#undef FR_ISA_NAME
 #undef FR_NAME
 #undef FR_ACC
 #undef FR_VBYTES

@@ -1,0 +1,20 @@
+/* The float32 kernels for AVX2 with FMA and F16C: the template cell_math_impl.h
+ * instantiated once, as the table fr_kernels_avx2. dispatch.c hands it out only where
+ * the CPU has these features. */
+#include "cell_math.h"
+
+#if defined(__x86_64__)
+#define FR_TARGET __attribute__((target("avx2,fma,f16c")))
+#define FR_ISA FR_AVX2
+#define FR_ISA_NAME "avx2"
+#define FR_CVTPH(p) ((FR_VF)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p))))
+#define FR_NAME(name) fr_##name##_avx2
+#define FR_VMAX(a, b) ((FR_VF)_mm256_max_ps((__m256)(a), (__m256)(b)))
+#define FR_VMIN(a, b) ((FR_VF)_mm256_min_ps((__m256)(a), (__m256)(b)))
+#define FR_VROUND(a) ((FR_VF)_mm256_round_ps((__m256)(a), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+#define FR_ACC 8   /* accumulators, of 16 ymm registers */
+#define FR_VBYTES 32
+#define FR_NB 6
+#define FR_MV_REGS 15
+#include "cell_math_impl.h"
+#endif

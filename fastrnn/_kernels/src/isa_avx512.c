@@ -1,0 +1,28 @@
+/* The float32 kernels for AVX-512 (F, VL, DQ, BW, with AVX2, FMA and F16C): the
+ * template cell_math_impl.h instantiated once, as the table fr_kernels_avx512.
+ * dispatch.c hands it out only where the CPU has these features. */
+#include "cell_math.h"
+
+#if defined(__x86_64__)
+/* AVX-512 at full width: on cores with 512-bit units (Zen 4/5, Sapphire Rapids) the
+ * cell update runs at twice the AVX2 rate; gcc otherwise prefers 256-bit vectors. */
+#define FR_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma,f16c,prefer-vector-width=512")))
+#define FR_ISA FR_AVX512
+#define FR_ISA_NAME "avx512"
+#define FR_CVTPH(p) ((FR_VF)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p))))
+#define FR_NAME(name) fr_##name##_avx512
+#define FR_VMAX(a, b) ((FR_VF)_mm512_max_ps((__m512)(a), (__m512)(b)))
+#define FR_VMIN(a, b) ((FR_VF)_mm512_min_ps((__m512)(a), (__m512)(b)))
+#define FR_VROUND(a) ((FR_VF)_mm512_roundscale_ps((__m512)(a), _MM_FROUND_TO_NEAREST_INT))
+#define FR_VSCALEF(a, n) ((FR_VF)_mm512_scalef_ps((__m512)(a), (__m512)(n)))
+/* a - floor(a) (imm 0x09: no fraction bits kept, round down, no precision exception) */
+#define FR_VREDUCE(a) ((FR_VF)_mm512_reduce_ps((__m512)(a), 0x09))
+/* rcp14 and one Newton step: within 2 ulp of 1/d, exact for powers of two (AVX2's
+ * 12-bit rcpps is not, even after the step: tanh(0) would be 3e-8, so AVX2 divides) */
+#define FR_VRCP(a) ((FR_VF)_mm512_rcp14_ps((__m512)(a)))
+#define FR_ACC 8   /* accumulators, of 32 zmm registers */
+#define FR_VBYTES 64
+#define FR_NB 6    /* columns per pass of the small-batch product */
+#define FR_MV_REGS 31 /* registers for its accumulators and weights */
+#include "cell_math_impl.h"
+#endif
