@@ -14,13 +14,13 @@ _FREE = {"batch_first": False, "dropout": 0.0, "dtype": None, "nonlinearity": "t
 
 def _tensors(source):
     if isinstance(source, (str, bytes, os.PathLike)):
-        return fio.flatten(fio.load_checkpoint(source)), os.fspath(source)
+        return fio.flatten(fio.load_checkpoint(source)), os.fspath(source), True
     if hasattr(source, "read"):
-        return fio.flatten(fio.load_checkpoint(source)), getattr(source, "name", "the file")
+        return fio.flatten(fio.load_checkpoint(source)), getattr(source, "name", "the file"), True
     if hasattr(source, "items"):
         flat = fio.flatten({k: to_numpy(v, f"[{k!r}]") if hasattr(v, "detach") else v
                             for k, v in source.items()})
-        return flat, "the mapping"
+        return flat, "the mapping", False
     raise TypeError(
         f"load takes a checkpoint path or a state-dict mapping, got {type(source).__name__}")
 
@@ -39,8 +39,13 @@ def load(path_or_state_dict, prefix=None, **overrides):
     bfloat16 keep that storage by default, losing nothing). `prefix` picks one
     module where several are present, e.g. prefix="encoder.rnn".
     """
-    tensors, where = _tensors(path_or_state_dict)
-    found = fio.find_recurrent(tensors)
+    tensors, where, from_file = _tensors(path_or_state_dict)
+    try:
+        found = fio.find_recurrent(tensors)
+    except fio.CheckpointError as exc:
+        if not from_file:
+            raise
+        raise fio.CheckpointError(f"{where}: {exc}") from None
     if prefix is not None:
         want = prefix if prefix == "" or prefix.endswith(".") else prefix + "."
         if want not in found:
@@ -52,7 +57,7 @@ def load(path_or_state_dict, prefix=None, **overrides):
         config = next(iter(found.values()))
     elif not found:
         names = list(tensors)[:20]
-        raise ValueError(
+        raise (fio.CheckpointError if from_file else ValueError)(
             f"no LSTM / GRU / RNN weights (weight_ih_l0, weight_hh_l0, ...) in {where}; its "
             f"tensors are {names}{' ...' if len(tensors) > 20 else ''}")
     else:
@@ -78,4 +83,9 @@ def load(path_or_state_dict, prefix=None, **overrides):
         # stream per step
         kwargs["weight_dtype"] = config.storage
     model = _CLASSES[config.mode](config.input_size, config.hidden_size, **kwargs)
-    return model.load_state_dict(config.state_dict)
+    if not from_file:
+        return model.load_state_dict(config.state_dict)
+    try:
+        return model.load_state_dict(config.state_dict)
+    except (TypeError, ValueError) as exc:  # the weights, not the caller: the file's fault
+        raise fio.CheckpointError(f"{where}: {exc}") from None
