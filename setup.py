@@ -10,6 +10,9 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 DEBUG = os.environ.get("FASTRNN_DEBUG", "0") not in ("", "0")
+# FASTRNN_SANITIZE=1: AddressSanitizer + UndefinedBehaviorSanitizer (.ci/sanitize.sh)
+SANITIZE = (["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1", "-g"]
+            if os.environ.get("FASTRNN_SANITIZE", "0") not in ("", "0") else [])
 
 directives = {
     "language_level": 3,
@@ -40,7 +43,8 @@ extensions = [
         # steps (a batch-1 step at hidden 64 ran 15% slower); Cython's code does not
         # rely on it, nor does ours.
         extra_compile_args=(["-O0", "-g"] if DEBUG else ["-O3"])
-        + ["-fno-trapping-math", "-fno-math-errno", "-fno-wrapv", "-Wno-psabi"],
+        + ["-fno-trapping-math", "-fno-math-errno", "-fno-wrapv", "-Wno-psabi"] + SANITIZE,
+        extra_link_args=SANITIZE,
     )
     for name in KERNELS
 ]

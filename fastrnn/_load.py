@@ -61,7 +61,7 @@ def load(path_or_state_dict, prefix=None, **overrides):
             f"no LSTM / GRU / RNN weights (weight_ih_l0, weight_hh_l0, ...) in {where}; its "
             f"tensors are {names}{' ...' if len(tensors) > 20 else ''}")
     else:
-        raise ValueError(
+        raise (fio.CheckpointError if from_file else ValueError)(
             f"{where} holds {len(found)} recurrent modules; pick one with prefix=: "
             + ", ".join(f"{p.rstrip('.')!r} ({c.describe()})" for p, c in found.items()))
     unknown = set(overrides) - set(_FREE)

@@ -370,3 +370,17 @@ def test_cli_inspect_reports_checkpoint_errors(capsys, tmp_path):
     path = _huge_memo_checkpoint(tmp_path / "memo.pt")
     assert cli.main(["inspect", str(path)]) == 1
     assert "memo index" in capsys.readouterr().err
+
+
+def test_expanded_tensors_share_one_allowance(torch, tmp_path, monkeypatch):
+    """Stride-0 tensors may address more than their storages hold only up to
+    MAX_EXPANSION elements for the whole file, not per tensor."""
+    from fastrnn.io import _unpickle
+    monkeypatch.setattr(_unpickle, "MAX_EXPANSION", 1000)
+    one = torch.zeros(1).expand(600)
+    torch.save({"a": one}, tmp_path / "one.pt")
+    assert load_checkpoint(tmp_path / "one.pt")["a"].shape == (600,)
+    torch.save({"a": one, "b": torch.ones(1).expand(600)}, tmp_path / "two.pt")
+    with pytest.raises(CheckpointError, match=r"beyond the 401 more elements .* \(1000\)"):
+        load_checkpoint(tmp_path / "two.pt")
+    assert load_checkpoint(tmp_path / "one.pt")["a"].shape == (600,)  # a fresh allowance

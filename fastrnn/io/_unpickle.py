@@ -5,6 +5,7 @@ each to a local stand-in written here (never to torch's or Python's real object)
 nothing else resolves at all. Tensors are rebuilt from validated storages into numpy
 arrays as the pickle is read; nothing from the file is ever called.
 """
+import contextvars
 import io
 import pickle
 import pickletools
@@ -32,8 +33,11 @@ TORCH_DTYPES = {
     "cfloat": "complex64", "complex128": "complex128", "cdouble": "complex128",
 }
 # A tensor may address more elements than its storage holds (stride 0, as an expanded
-# tensor does) only up to this many: a header must not drive a huge allocation.
+# tensor does) only up to this many, and all of a file's tensors together only this
+# many more than their storages hold: a header must not drive a huge allocation.
 MAX_EXPANSION = 1 << 24
+# What is left of that allowance in the pickle being read (set by unpickle_at)
+_expansion_left = contextvars.ContextVar("fastrnn_expansion_left", default=MAX_EXPANSION)
 
 ITEMSIZE = {name: (2 if name == BFLOAT16 else np.dtype(name).itemsize)
             for name in set(STORAGE_DTYPES.values())}
@@ -126,10 +130,15 @@ def rebuild_tensor(storage, storage_offset, size, stride, dtype=None, conj=False
     numel = 1
     for s in size:
         numel *= s
-    if numel > flat.size and numel > MAX_EXPANSION:
-        raise CheckpointError(
-            f"a tensor of size {size} (stride {stride}) would expand the {flat.size} elements "
-            f"of storage {storage.key!r} into {numel}: refusing that allocation")
+    if numel > flat.size:
+        left = _expansion_left.get()
+        if numel - flat.size > left:
+            raise CheckpointError(
+                f"a tensor of size {size} (stride {stride}) would expand the {flat.size} "
+                f"elements of storage {storage.key!r} into {numel}, beyond the {left} more "
+                f"elements than their storages a file's tensors may hold together "
+                f"({MAX_EXPANSION}): refusing that allocation")
+        _expansion_left.set(left - (numel - flat.size))
     if numel:
         last = offset + sum((n - 1) * st for n, st in zip(size, stride))
         if last >= flat.size:
@@ -428,6 +437,7 @@ def unpickle_at(data, load_storage, where, byteorder="<", start=0):
     end = start + prescan(data, where, start)
     record = data[start:end] if start or end != len(data) or not isinstance(data, bytes) \
         else data
+    budget = _expansion_left.set(MAX_EXPANSION)
     try:
         obj = RestrictedUnpickler(io.BytesIO(record), load_storage, where, byteorder).load()
     except CheckpointError:
@@ -438,4 +448,6 @@ def unpickle_at(data, load_storage, where, byteorder="<", start=0):
         raise CheckpointError(f"{where}: the pickle asks for more memory than it can hold") from None
     except Exception as exc:  # UnpicklingError, EOFError, KeyError (memo), TypeError ...
         raise CheckpointError(f"{where}: corrupt pickle ({type(exc).__name__}: {exc})") from None
+    finally:
+        _expansion_left.reset(budget)
     return obj, end

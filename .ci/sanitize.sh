@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The sanitizer gate: build the kernels with AddressSanitizer + UndefinedBehaviorSanitizer
+# (FASTRNN_SANITIZE=1, -O1 -g) in a copy of this checkout, then run the test suite on
+# them twice, with the widest ISA the CPU has and with FASTRNN_ISA=generic. Any report
+# fails the run, also one from a subprocess a test starts (every report is logged to
+# files under $WORK/logs, which must stay empty).
+#
+#   .ci/sanitize.sh                 # a fresh build in a temporary directory
+#   FASTRNN_SANITIZE_DIR=/tmp/san .ci/sanitize.sh   # reuse (and rebuild only what changed)
+#   .ci/sanitize.sh tests/test_kernels.py           # only these tests (pytest arguments)
+#
+# Uses the `python` on PATH (numpy, scipy, Cython, pytest and the test extras installed);
+# the checkout's own in-place build is left alone.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+WORK="${FASTRNN_SANITIZE_DIR:-$(mktemp -d)}"
+mkdir -p "$WORK/src"
+rm -rf "$WORK/logs" && mkdir -p "$WORK/logs"
+
+# tracked and untracked (not ignored) files: what the checkout holds now, edits included
+(cd "$ROOT" && git ls-files -co --exclude-standard -z) | (cd "$ROOT" && tar --null -T - -cf -) \
+    | tar -xf - -C "$WORK/src"
+cd "$WORK/src"
+echo "sanitize: building in $WORK/src" >&2
+FASTRNN_SANITIZE=1 python setup.py build_ext --inplace -q >"$WORK/build.log" 2>&1 \
+    || { cat "$WORK/build.log"; exit 1; }
+
+# The ASan runtime must come first in the process (python itself is not instrumented).
+export LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
+export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=1:log_path=$WORK/logs/asan"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$WORK/logs/ubsan"
+export PYTHONPATH="$WORK/src"
+export PYTHONFAULTHANDLER=1
+
+# Left out under the sanitizer (they run in the ordinary job): the bench CLI sweeps
+# (minutes of timing loops at -O1, no kernel path the other tests miss) and the
+# hypothesis fuzz of the reader (pure Python; tests/fuzz runs the readers in CI).
+DESELECT=(--deselect tests/test_cli.py::test_bench_quick_writes_json
+          --deselect tests/test_cli.py::test_bench_entry_point_streaming
+          --deselect tests/test_io.py::test_fuzzed_checkpoints_raise_only_checkpoint_errors)
+ARGS=("$@")
+[ ${#ARGS[@]} -eq 0 ] && ARGS=(tests "${DESELECT[@]}")
+
+status=0
+for isa in default generic; do
+    echo "sanitize: test suite, ISA $isa" >&2
+    if [ "$isa" = generic ]; then export FASTRNN_ISA=generic; else unset FASTRNN_ISA; fi
+    python -m pytest -q -p no:cacheprovider "${ARGS[@]}" || status=1
+done
+
+reports=$(find "$WORK/logs" -type f | sort)
+if [ -n "$reports" ]; then
+    for f in $reports; do echo "==== $f"; cat "$f"; done
+    echo "sanitize: FAILED: sanitizer report(s) above" >&2
+    exit 1
+fi
+if [ $status -ne 0 ]; then
+    echo "sanitize: FAILED: the test suite failed under the sanitizer" >&2
+    exit 1
+fi
+echo "sanitize: passed (no report, ISA default and generic)" >&2
