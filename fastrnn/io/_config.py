@@ -106,8 +106,9 @@ def _configure(prefix, sd, cell):
             raise CheckpointError(f"{where}: {key} is missing (found {list(sd)})")
     layers = sorted({int(_LAYER_KEY.match(k)["layer"]) for k in sd})
     num_layers = layers[-1] + 1
-    if layers != list(range(num_layers)):
-        raise CheckpointError(f"{where}: layers {layers} are not 0..{num_layers - 1}")
+    if num_layers != len(layers):  # not range(num_layers), which a layer 2**32 would fill
+        raise CheckpointError(f"{where}: layers {layers[:8]}{' ...' if len(layers) > 8 else ''} "
+                              f"are not 0..{num_layers - 1}")
     for key, value in sd.items():
         if value.dtype.kind != "f":
             raise CheckpointError(
