@@ -28,17 +28,21 @@ FASTRNN_SANITIZE=1 python setup.py build_ext --inplace -q >"$WORK/build.log" 2>&
 
 # The ASan runtime must come first in the process (python itself is not instrumented).
 export LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
-export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=1:log_path=$WORK/logs/asan"
+# allocator_may_return_null: a refused huge allocation is a MemoryError, as without ASan
+export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=1:allocator_may_return_null=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:suppressions=$ROOT/.ci/ubsan.supp"
 export PYTHONPATH="$WORK/src"
 export PYTHONFAULTHANDLER=1
 
-# Left out under the sanitizer (they run in the ordinary job): the bench CLI sweeps
-# (minutes of timing loops at -O1, no kernel path the other tests miss) and the
-# hypothesis fuzz of the reader (pure Python; tests/fuzz runs the readers in CI).
+# Left out under the sanitizer (they run in the ordinary job): two bench CLI sweeps
+# (timing loops, no kernel path the other tests miss), the hypothesis fuzz of the reader
+# (pure Python; tests/fuzz still runs, its models through the sanitized kernels) and the
+# scalar activations' accuracy bound, which holds for the -O3 build (-O1 rounds tanh to
+# 2.9e-7 where the bound is 2.5e-7).
 DESELECT=(--deselect tests/test_cli.py::test_bench_quick_writes_json
           --deselect tests/test_cli.py::test_bench_entry_point_streaming
-          --deselect tests/test_io.py::test_fuzzed_checkpoints_raise_only_checkpoint_errors)
+          --deselect tests/test_io.py::test_fuzzed_checkpoints_raise_only_checkpoint_errors
+          --deselect tests/test_kernels.py::test_float32_activations_accuracy)
 ARGS=("$@")
 [ ${#ARGS[@]} -eq 0 ] && ARGS=(tests "${DESELECT[@]}")
 
