@@ -50,8 +50,9 @@ status=0
 for isa in default generic; do
     echo "sanitize: test suite, ISA $isa" >&2
     if [ "$isa" = generic ]; then export FASTRNN_ISA=generic; else unset FASTRNN_ISA; fi
-    python -m pytest -q -p no:cacheprovider "${ARGS[@]}" 2>&1 | tee "$WORK/logs/pytest-$isa.log" \
-        || status=1
+    # --capture=sys: a report written to fd 2 reaches the output, not a lost capture file
+    python -m pytest -q -p no:cacheprovider --capture=sys "${ARGS[@]}" 2>&1 \
+        | tee "$WORK/logs/pytest-$isa.log" || status=1
 done
 
 if grep -l -E "runtime error:|ERROR: AddressSanitizer|SUMMARY: (Address|UndefinedBehavior)Sanitizer" \
