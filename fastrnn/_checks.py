@@ -74,15 +74,34 @@ def check_finite(arr, name):
         raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf)")
 
 
+def check_real(value, name, minimum=None):
+    """A finite real number (not a bool) >= minimum, as a float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                    np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    as_float = float(value)
+    if not np.isfinite(as_float) or (minimum is not None and as_float < minimum):
+        bound = f" >= {minimum} and" if minimum is not None else ""
+        raise ValueError(f"{name} must be{bound} finite, got {value!r}")
+    return as_float
+
+
 def check_lengths(lengths, batch, steps):
-    """Sequence lengths -> int64 array of shape (batch,), each in [1, steps]."""
+    """Sequence lengths -> int64 array of shape (batch,), each in [1, steps]. The range
+    is checked in the given dtype, before the cast, so that 2**63 is reported as given."""
+    if isinstance(lengths, (list, tuple)) and lengths and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in lengths):
+        # Python ints as they are: numpy would make [1, 2**63] a float64 array
+        if len(lengths) == batch:
+            if min(lengths) < 1 or max(lengths) > steps:
+                raise ValueError(
+                    f"lengths must lie in [1, {steps}] (the sequence length of x), "
+                    f"got values from {min(lengths)} to {max(lengths)}")
+            lengths = np.array(lengths, np.int64)
     arr = to_numpy(lengths, "lengths")
     if arr.dtype.kind not in "iu":
-        if arr.dtype.kind == "f" and arr.size and np.all(arr == np.round(arr)):
-            arr = arr.astype(np.int64)
-        else:
+        if not (arr.dtype.kind == "f" and arr.size and np.all(arr == np.round(arr))):
             raise TypeError(f"lengths must hold integers, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64)
     if arr.shape != (batch,):
         raise ValueError(
             f"lengths has the wrong shape: expected ({batch},) (one per sequence), "
@@ -93,7 +112,7 @@ def check_lengths(lengths, batch, steps):
             f"lengths must lie in [1, {steps}] (the sequence length of x), "
             f"got values from {arr.min()} to {arr.max()}"
         )
-    return arr
+    return arr.astype(np.int64)
 
 
 def check_out(out, shape, dtype, name):

@@ -16,14 +16,16 @@ _FREE = {"batch_first": False, "dropout": 0.0, "dtype": None, "nonlinearity": "t
 
 
 def _tensors(source):
+    """(flat {name: array}, where it came from, from a file?)."""
     if isinstance(source, (str, bytes, os.PathLike)):
-        return fio.flatten(fio.load_checkpoint(source)), os.fspath(source)
+        return fio.flatten(fio.load_checkpoint(source)), os.fspath(source), True
     if hasattr(source, "read"):
-        return fio.flatten(fio.load_checkpoint(source)), getattr(source, "name", "the file")
+        return (fio.flatten(fio.load_checkpoint(source)), getattr(source, "name", "the file"),
+                True)
     if hasattr(source, "items"):
         flat = fio.flatten({k: to_numpy(v, f"[{k!r}]") if hasattr(v, "detach") else v
                             for k, v in source.items()})
-        return flat, "the mapping"
+        return flat, "the mapping", False
     raise TypeError(
         f"load takes a checkpoint path or a state-dict mapping, got {type(source).__name__}")
 
@@ -64,7 +66,10 @@ def rename_tensors(tensors, rename):
     return out
 
 
-def _pick(found, prefix, where, tensors):
+def _pick(found, prefix, where, tensors, from_file=False):
+    """The configuration of the recurrent module to load; a file that holds none, or
+    several without a prefix to choose, is a CheckpointError (a mapping's a ValueError)."""
+    content_error = fio.CheckpointError if from_file else ValueError
     if prefix is not None:
         want = prefix if prefix == "" or prefix.endswith(".") else prefix + "."
         if want in found:
@@ -83,10 +88,10 @@ def _pick(found, prefix, where, tensors):
         return next(iter(found.values()))
     if not found:
         names = list(tensors)[:20]
-        raise ValueError(
+        raise content_error(
             f"no LSTM / GRU / RNN weights (weight_ih_l0, weight_hh_l0, ...) in {where}; its "
             f"tensors are {names}{' ...' if len(tensors) > 20 else ''}")
-    raise ValueError(
+    raise content_error(
         f"{where} holds {len(found)} recurrent modules; pick one with prefix=: "
         + ", ".join(f"{p.rstrip('.')!r} ({c.describe()})" for p, c in found.items()))
 
@@ -116,13 +121,21 @@ def load(path_or_state_dict, prefix=None, rename=None, node=None, **overrides):
         return _load_onnx(path_or_state_dict, node, overrides)
     if node is not None:
         raise TypeError("node= picks a node of an ONNX graph; this source is not one")
-    tensors, where = _tensors(path_or_state_dict)
+    tensors, where, from_file = _tensors(path_or_state_dict)
     tensors = rename_tensors(tensors, rename)
-    config = _pick(fio.find_recurrent(tensors), prefix, where, tensors)
-    return _build(config, {}, overrides)
+    try:
+        found = fio.find_recurrent(tensors)
+    except fio.CheckpointError as exc:
+        if not from_file:
+            raise
+        raise fio.CheckpointError(f"{where}: {exc}") from None
+    config = _pick(found, prefix, where, tensors, from_file)
+    return _build(config, {}, overrides, where=where if from_file else None)
 
 
-def _build(config, graph_kwargs, overrides, classes=MODELS):
+def _build(config, graph_kwargs, overrides, classes=MODELS, where=None):
+    """The model of `config`; where: the file the weights came from, whose weights'
+    problems are then CheckpointErrors (None: the caller's own mapping)."""
     unknown = set(overrides) - set(_FREE)
     if unknown:
         raise TypeError(
@@ -147,7 +160,12 @@ def _build(config, graph_kwargs, overrides, classes=MODELS):
         # stream per step
         kwargs["weight_dtype"] = config.storage
     model = classes[config.mode](config.input_size, config.hidden_size, **kwargs)
-    return model.load_state_dict(config.state_dict)
+    if where is None:
+        return model.load_state_dict(config.state_dict)
+    try:
+        return model.load_state_dict(config.state_dict)
+    except (TypeError, ValueError) as exc:  # the weights, not the caller: the file's fault
+        raise fio.CheckpointError(f"{where}: {exc}") from None
 
 
 class _TimeReversed:
@@ -212,7 +230,7 @@ def _load_onnx(path, node, overrides):
     graph = fio.read_onnx(path, node)
     config = fio.find_recurrent(graph.state_dict)[""]
     model = _build(config, graph.kwargs, overrides,
-                   _REVERSED if graph.reverse else MODELS)
+                   _REVERSED if graph.reverse else MODELS, where=os.fspath(path))
     # the graph's initial_h / initial_c (torch-shaped), None when it has none: callers
     # pass hx=model.default_state until the layers take a default state of their own
     model.default_state = graph.initial_state

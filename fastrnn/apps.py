@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from fastrnn import io as fio
+from fastrnn import _checks, io as fio
 from fastrnn._load import load as _load_rnn
 from fastrnn._load import rename_tensors
 from fastrnn.blocks import Embedding, Linear, _ids, one_hot
@@ -116,9 +116,10 @@ class SequenceClassifier:
     def __call__(self, tokens, lengths=None):
         """logits (B, classes) for pool="last", (B, T, classes) for pool="all" (zero
         past each sequence's length)."""
-        tokens = np.asarray(tokens)
-        if tokens.ndim != 2:
-            raise ValueError(f"tokens must be (batch, time) ids, got shape {tokens.shape}")
+        tokens = _ids(tokens, self.input.vocab_size, "tokens")
+        if tokens.ndim != 2 or 0 in tokens.shape:
+            raise ValueError(f"tokens must be (batch, time) ids with batch >= 1 and time >= 1, "
+                             f"got shape {tokens.shape}")
         x = self.input(tokens)
         out, _ = self.rnn(_time_major(self.rnn, x), lengths=lengths)
         out = _batch_major(self.rnn, out)                      # (B, T, F)
@@ -173,20 +174,35 @@ class LanguageModel:
 
     def encode(self, text):
         if self.vocab is None:
-            return _ids(text, self.input.vocab_size, "prompt")
-        unknown = sorted({ch for ch in text if ch not in self._index})
+            ids = _ids(text, self.input.vocab_size, "prompt")
+            if ids.ndim != 1:
+                raise ValueError(
+                    f"prompt must be a 1-D sequence of token ids, got shape {ids.shape}")
+            return ids
+        if not isinstance(text, (str, list, tuple)):
+            raise TypeError(f"prompt must be a string (or a list of vocabulary tokens), got "
+                            f"{type(text).__name__} {text!r}")
+        try:
+            unknown = sorted({ch for ch in text if ch not in self._index}, key=repr)
+        except TypeError:  # an unhashable token: a nested list
+            unknown = ["an unhashable token"]
         if unknown:
             raise ValueError(f"the prompt has token(s) outside the vocabulary: {unknown}")
         return np.array([self._index[ch] for ch in text], np.intp)
 
     def decode(self, ids):
+        ids = _ids(ids, self.input.vocab_size, "ids")
+        if ids.ndim != 1:
+            raise ValueError(f"ids must be a 1-D sequence of token ids, got shape {ids.shape}")
         if self.vocab is None:
             return [int(i) for i in ids]
-        return "".join(self.vocab[int(i)] for i in ids)
+        return "".join(self.vocab[i] for i in ids)
 
     def logits(self, tokens):
         """Next-token logits after every position of one sequence: (T, vocab)."""
         ids = self.encode(tokens) if isinstance(tokens, str) else _ids(tokens, self.input.vocab_size)
+        if ids.ndim != 1 or ids.size == 0:
+            raise ValueError(f"tokens must be a non-empty 1-D sequence, got shape {ids.shape}")
         out, _ = self.rnn(self.input(ids[None])[0])
         return self.head(out)
 
@@ -201,17 +217,14 @@ class LanguageModel:
         else a list of ids), and the (n, vocab) logits each token was drawn from with
         return_logits=True.
         """
+        n = _checks.check_positive_int(n, "n", minimum=0)
+        temperature = _checks.check_real(temperature, "temperature", minimum=0)
+        if top_k is not None:
+            top_k = _checks.check_positive_int(top_k, "top_k")
+        rng = _rng(seed)
         ids = self.encode(prompt)
         if len(ids) == 0:
             raise ValueError("the prompt is empty: generation starts from at least one token")
-        n = int(n)
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0: greedy), got {temperature}")
-        if top_k is not None and (int(top_k) < 1):
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
-        rng = np.random.default_rng(seed)
         out, state = self.rnn(self.input(ids))
         stream = self.rnn.stream(batch=1, hx=_batched_state(state))
         # the per-token loop, with every buffer made once: an input row per token, the
@@ -233,6 +246,18 @@ class LanguageModel:
                 logits += b
         text = self.decode(tokens)
         return (text, np.array(seen).reshape(n, -1)) if return_logits else text
+
+
+def _rng(seed):
+    """numpy's generator for `seed`: None, an int >= 0, a SeedSequence or a Generator."""
+    if isinstance(seed, (bool, np.bool_, float, np.floating)):
+        raise TypeError(f"seed must be None, an int >= 0 or a numpy Generator, got "
+                        f"{type(seed).__name__} {seed!r}")
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"seed must be None, an int >= 0 or a numpy Generator, got "
+                        f"{type(seed).__name__} {seed!r} ({exc})") from None
 
 
 def _batched_state(state):
@@ -276,7 +301,7 @@ class Seq2Seq:
         self.src = _TokenInput(src_embedding, None, encoder.input_size)
         self.tgt = _TokenInput(tgt_embedding, None, decoder.input_size)
         for name, tok in (("sos", sos), ("eos", eos)):
-            if not 0 <= int(tok) < self.tgt.vocab_size:
+            if not 0 <= _checks.check_positive_int(tok, name, minimum=0) < self.tgt.vocab_size:
                 raise ValueError(f"{name}={tok} is outside the target vocabulary "
                                  f"[0, {self.tgt.vocab_size})")
         self.sos, self.eos = int(sos), int(eos)
@@ -294,9 +319,11 @@ class Seq2Seq:
         """src (B, S) padded ids (lengths: each source's length). Returns one list of
         ids per source, up to (not including) eos; with return_logits, also the
         (steps, B, vocab) logits of every decoding step."""
-        src = np.asarray(src)
-        if src.ndim != 2:
-            raise ValueError(f"src must be (batch, time) ids, got shape {src.shape}")
+        max_len = _checks.check_positive_int(max_len, "max_len")
+        src = _ids(src, self.src.vocab_size, "src")
+        if src.ndim != 2 or 0 in src.shape:
+            raise ValueError(f"src must be (batch, time) ids with batch >= 1 and time >= 1, "
+                             f"got shape {src.shape}")
         batch = src.shape[0]
         _, state = self.encoder(_time_major(self.encoder, self.src(src)), lengths=lengths)
         stream = self.decoder.stream(batch=batch, hx=state)
@@ -305,7 +332,7 @@ class Seq2Seq:
         results = [[] for _ in range(batch)]
         y = np.empty((batch, self.decoder.output_size), self.decoder.dtype)
         seen = []
-        for _ in range(int(max_len)):
+        for _ in range(max_len):
             stream.step(self.tgt(tokens), out=y)
             logits = self.head(y)
             seen.append(logits)

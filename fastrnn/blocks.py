@@ -1,6 +1,5 @@
 """The layers around a recurrence: embedding, linear head, softmax, one-hot. Torch's
 names (`weight`, `bias`) and shapes, numpy in and out."""
-import operator
 from collections import OrderedDict
 
 import numpy as np
@@ -13,7 +12,7 @@ __all__ = ["Embedding", "Linear", "softmax", "log_softmax", "one_hot"]
 def _ids(tokens, vocab_size, name="tokens"):
     """Integer ids in [0, vocab_size) as an intp array."""
     arr = _checks.to_numpy(tokens, name)
-    if arr.dtype.kind not in "iu":
+    if arr.dtype.kind not in "iu" and not (arr.size == 0 and arr.dtype.kind == "f"):  # [] is float
         raise TypeError(f"{name} must hold integer token ids, got dtype {arr.dtype}")
     if arr.size and (arr.min() < 0 or arr.max() >= vocab_size):
         raise ValueError(
@@ -117,7 +116,7 @@ def log_softmax(x, axis=-1):
 def one_hot(tokens, num_classes, dtype="float32"):
     """ids (any shape) -> (..., num_classes) one-hot vectors, for character models fed
     one-hot input instead of an embedding."""
-    num_classes = operator.index(num_classes)
+    num_classes = _checks.check_positive_int(num_classes, "num_classes")
     ids = _ids(tokens, num_classes)
     out = np.zeros(ids.shape + (num_classes,), _checks.check_dtype(dtype))
     np.put_along_axis(out, ids[..., None], 1, axis=-1)

@@ -79,7 +79,7 @@ def _bench(args, parser):
             if getattr(args, name) is None:
                 setattr(args, name, value)
     if args.repeat < 1:
-        parser.error("--repeat must be >= 1")
+        parser.error(f"--repeat must be >= 1, got {args.repeat}")
     models = {}
     if args.model:
         cases, models = _model_cases(args, parser)
@@ -307,11 +307,11 @@ def _generate(args, parser):
     from fastrnn import apps
 
     if args.n < 0:
-        parser.error("-n must be >= 0")
-    if args.temperature < 0:
-        parser.error("--temperature must be >= 0")
+        parser.error(f"-n must be >= 0, got {args.n}")
+    if not args.temperature >= 0 or args.temperature == float("inf"):  # NaN fails >= too
+        parser.error(f"--temperature must be >= 0 and finite, got {args.temperature}")
     if args.top_k is not None and args.top_k < 1:
-        parser.error("--top-k must be >= 1")
+        parser.error(f"--top-k must be >= 1, got {args.top_k}")
     if args.model:
         if not args.vocab:
             parser.error("--model needs --vocab (the tokens, in the order of the model's ids)")
@@ -321,6 +321,9 @@ def _generate(args, parser):
         except (OSError, ValueError) as exc:
             parser.error(f"--vocab {args.vocab}: {exc}")
         meta = {"vocab": meta} if isinstance(meta, list) else meta
+        if not isinstance(meta, dict) or not isinstance(meta.get("vocab"), list):
+            parser.error(f"--vocab {args.vocab}: expected a JSON list of tokens or an object "
+                         f"with a 'vocab' list, got {str(meta)[:60]}")
         try:
             lm = apps.LanguageModel.from_checkpoint(
                 args.model, vocab=meta["vocab"], rnn=meta.get("rnn", "rnn."),

@@ -75,7 +75,7 @@ def test_generation_errors(charlm):
         lm.generate("café", 5)
     with pytest.raises(ValueError, match="temperature must be >= 0"):
         lm.generate("a", 5, temperature=-1)
-    with pytest.raises(ValueError, match="top_k must be >= 1"):
+    with pytest.raises(ValueError, match="top_k must be an int >= 1"):
         lm.generate("a", 5, top_k=0)
     assert lm.generate("a", 0) == ""
 

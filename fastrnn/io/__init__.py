@@ -1,13 +1,10 @@
 """Checkpoint readers: a file -> numpy arrays and plain containers, and state-dict
 names -> a layer configuration. Imports nothing else of fastrnn, and never torch."""
-import io
 import mmap
 import os
-from collections import OrderedDict
 
-import numpy as np
 
-from fastrnn.io import _numpy_pickle, _safetensors, _torch_formats
+from fastrnn.io import _npy, _numpy_pickle, _safetensors, _torch_formats
 from fastrnn.io._config import RecurrentConfig, find_recurrent, flatten
 from fastrnn.io._zip import Archive
 from fastrnn.io.errors import CheckpointError
@@ -103,7 +100,7 @@ def _read(path, mm):
     if kind == "torch-zip":
         return _torch_formats.read_zip(path, mm, archive)
     if kind == "npz":
-        return _read_npz(path, mm)
+        return _npy.read_npz(path, mm, archive)
     if kind == "safetensors":
         return _safetensors.read(path, mm)
     if kind == "torch-legacy":
@@ -111,33 +108,13 @@ def _read(path, mm):
     if kind == "pickle":
         return _numpy_pickle.read(path, mm)
     if kind == "npy":
-        return _read_npy(path, mm)
+        return _npy.read_npy(path, mm)
     if kind == "onnx":
         from fastrnn.io import _onnx
         return _onnx.initializers(path, mm)
     raise CheckpointError(
         f"{path}: not a checkpoint fastrnn reads (torch.save zip or legacy, TorchScript, "
         f"safetensors, .npz, a pickle of numpy arrays, ONNX): it starts with {head[:8]!r}")
-
-
-def _source(path, buffer):
-    """What np.load reads: the file itself, or the bytes a file object gave."""
-    return io.BytesIO(buffer) if isinstance(buffer, bytes) else path
-
-
-def _read_npz(path, buffer):
-    try:
-        with np.load(_source(path, buffer), allow_pickle=False) as f:
-            return OrderedDict((k, f[k]) for k in f.files)
-    except Exception as exc:  # zipfile / format errors, pickled object arrays
-        raise CheckpointError(f"{path}: unreadable .npz ({type(exc).__name__}: {exc})") from None
-
-
-def _read_npy(path, buffer):
-    try:
-        return np.load(_source(path, buffer), allow_pickle=False)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: unreadable .npy ({type(exc).__name__}: {exc})") from None
 
 
 def is_onnx(path):

@@ -106,19 +106,34 @@ def _configure(prefix, sd, cell):
             raise CheckpointError(f"{where}: {key} is missing (found {list(sd)})")
     layers = sorted({int(_LAYER_KEY.match(k)["layer"]) for k in sd})
     num_layers = layers[-1] + 1
-    if layers != list(range(num_layers)):
-        raise CheckpointError(f"{where}: layers {layers} are not 0..{num_layers - 1}")
+    if num_layers != len(layers):  # not range(num_layers), which a layer 2**32 would fill
+        raise CheckpointError(f"{where}: layers {layers[:8]}{' ...' if len(layers) > 8 else ''} "
+                              f"are not 0..{num_layers - 1}")
+    for key, value in sd.items():
+        if value.dtype.kind != "f":
+            raise CheckpointError(
+                f"{where}: {prefix}{key} holds {value.dtype} values; recurrent weights are "
+                "floating point (float16, bfloat16, float32 or float64)")
     w_ih, w_hh = sd["weight_ih_l0"], sd["weight_hh_l0"]
     if w_ih.ndim != 2 or w_hh.ndim != 2:
         raise CheckpointError(f"{where}: weight_ih_l0 and weight_hh_l0 must be 2-D, got "
                               f"{w_ih.shape} and {w_hh.shape}")
     rows = w_ih.shape[0]
     if "weight_hr_l0" in sd:
+        if sd["weight_hr_l0"].ndim != 2:
+            raise CheckpointError(
+                f"{where}: {prefix}weight_hr_l0 must be 2-D, got {sd['weight_hr_l0'].shape}")
         proj_size, hidden = sd["weight_hr_l0"].shape
+        if not 0 < proj_size < hidden:
+            raise CheckpointError(
+                f"{where}: {prefix}weight_hr_l0 of shape {(proj_size, hidden)} projects to "
+                f"{proj_size}, which must lie in [1, hidden size {hidden})")
     else:
         proj_size, hidden = 0, w_hh.shape[1]
     if hidden <= 0 or rows % hidden:
         raise CheckpointError(f"{where}: {rows} gate rows for hidden size {hidden}")
+    if w_ih.shape[1] == 0:
+        raise CheckpointError(f"{where}: {prefix}weight_ih_l0 has shape {w_ih.shape}: no inputs")
     mode = {4: "LSTM", 3: "GRU", 1: "RNN"}.get(rows // hidden)
     if mode is None:
         raise CheckpointError(

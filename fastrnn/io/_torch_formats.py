@@ -1,6 +1,7 @@
 """torch.save's two formats: the zip archive (torch >= 1.6, and torch.jit.save's archives
 of the same layout) and the legacy stream."""
-import io
+
+import numpy as np
 
 from fastrnn.io import _torchscript, _unpickle
 from fastrnn.io._zip import Archive
@@ -48,19 +49,18 @@ def read_zip(path, buffer, archive=None):
 def read_legacy(path, buffer):
     """The pre-1.6 stream: magic, protocol, sys_info, the main pickle, its storage
     keys, then each storage as an 8-byte element count and its bytes."""
-    f = _Reader(buffer)
     where = f"{path} (legacy torch format)"
-    magic = _unpickle.unpickle(f, _unpickle.no_storages, where)
+    magic, pos = _unpickle.unpickle_at(buffer, _unpickle.no_storages, where)
     if magic != LEGACY_MAGIC:
         raise CheckpointError(f"{path}: not a torch checkpoint (bad magic number)")
-    protocol = _unpickle.unpickle(f, _unpickle.no_storages, where)
+    protocol, pos = _unpickle.unpickle_at(buffer, _unpickle.no_storages, where, start=pos)
     if protocol != LEGACY_PROTOCOL:
         raise CheckpointError(f"{path}: unsupported legacy protocol version {protocol!r}")
-    sys_info = _unpickle.unpickle(f, _unpickle.no_storages, where)
+    sys_info, pos = _unpickle.unpickle_at(buffer, _unpickle.no_storages, where, start=pos)
     if not isinstance(sys_info, dict):
         raise CheckpointError(f"{path}: malformed legacy header")
     order = "<" if sys_info.get("little_endian", True) else ">"
-    main_start = f.tell()
+    main_start = pos
     # First pass: which storages the main pickle names, with their dtypes and sizes.
     wanted = {}
 
@@ -68,14 +68,11 @@ def read_legacy(path, buffer):
         wanted[key] = (dtype, nbytes)
         return None
 
-    _unpickle.unpickle(f, gather, where, order)
-    main_end = f.tell()
-    keys = _unpickle.unpickle(f, _unpickle.no_storages, where)
+    _, main_end = _unpickle.unpickle_at(buffer, gather, where, order, start=main_start)
+    keys, pos = _unpickle.unpickle_at(buffer, _unpickle.no_storages, where, start=main_end)
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise CheckpointError(f"{path}: malformed legacy storage list")
     located = {}
-    pos = f.tell()
-    import numpy as np
     for key in keys:
         if key not in wanted:
             raise CheckpointError(f"{path}: legacy storage {key!r} is listed but never used")
@@ -99,29 +96,4 @@ def read_legacy(path, buffer):
     def load_storage(key, dtype, nbytes):
         return _check_size(path, key, located[key], nbytes)
 
-    return _unpickle.unpickle(io.BytesIO(bytes(buffer[main_start:main_end])), load_storage,
-                              where, order)
-
-
-class _Reader:
-    """read / readline / tell over a buffer (mmap or bytes) without copying it."""
-
-    def __init__(self, buffer):
-        self._buf = buffer
-        self._pos = 0
-
-    def read(self, n=-1):
-        end = len(self._buf) if n is None or n < 0 else min(len(self._buf), self._pos + n)
-        data = bytes(self._buf[self._pos:end])
-        self._pos = end
-        return data
-
-    def readline(self):
-        end = self._pos
-        buf = self._buf
-        while end < len(buf) and buf[end:end + 1] != b"\n":
-            end += 1
-        return self.read(end + 1 - self._pos)
-
-    def tell(self):
-        return self._pos
+    return _unpickle.unpickle_at(buffer, load_storage, where, order, start=main_start)[0]

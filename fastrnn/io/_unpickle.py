@@ -5,8 +5,10 @@ each to a local stand-in written here (never to torch's or Python's real object)
 nothing else resolves at all. Tensors are rebuilt from validated storages into numpy
 arrays as the pickle is read; nothing from the file is ever called.
 """
+import contextvars
 import io
 import pickle
+import pickletools
 from collections import OrderedDict
 
 import numpy as np
@@ -31,8 +33,11 @@ TORCH_DTYPES = {
     "cfloat": "complex64", "complex128": "complex128", "cdouble": "complex128",
 }
 # A tensor may address more elements than its storage holds (stride 0, as an expanded
-# tensor does) only up to this many: a header must not drive a huge allocation.
+# tensor does) only up to this many, and all of a file's tensors together only this
+# many more than their storages hold: a header must not drive a huge allocation.
 MAX_EXPANSION = 1 << 24
+# What is left of that allowance in the pickle being read (set by unpickle_at)
+_expansion_left = contextvars.ContextVar("fastrnn_expansion_left", default=MAX_EXPANSION)
 
 ITEMSIZE = {name: (2 if name == BFLOAT16 else np.dtype(name).itemsize)
             for name in set(STORAGE_DTYPES.values())}
@@ -125,10 +130,15 @@ def rebuild_tensor(storage, storage_offset, size, stride, dtype=None, conj=False
     numel = 1
     for s in size:
         numel *= s
-    if numel > flat.size and numel > MAX_EXPANSION:
-        raise CheckpointError(
-            f"a tensor of size {size} (stride {stride}) would expand the {flat.size} elements "
-            f"of storage {storage.key!r} into {numel}: refusing that allocation")
+    if numel > flat.size:
+        left = _expansion_left.get()
+        if numel - flat.size > left:
+            raise CheckpointError(
+                f"a tensor of size {size} (stride {stride}) would expand the {flat.size} "
+                f"elements of storage {storage.key!r} into {numel}, beyond the {left} more "
+                f"elements than their storages a file's tensors may hold together "
+                f"({MAX_EXPANSION}): refusing that allocation")
+        _expansion_left.set(left - (numel - flat.size))
     if numel:
         last = offset + sum((n - 1) * st for n, st in zip(size, stride))
         if last >= flat.size:
@@ -326,14 +336,119 @@ def no_storages(key, dtype, nbytes):
     raise CheckpointError(f"a storage ({key!r}) where none belongs")
 
 
-def unpickle(file, load_storage, where, byteorder="<", resolve=None):
-    """Load one pickle from `file` (bytes or a file-like object positioned at it).
-    Every failure, whatever the malformed pickle provokes, is a CheckpointError.
-    `resolve(module, name)` may give a stand-in for a global outside ALLOWED (or None)."""
-    if isinstance(file, (bytes, bytearray, memoryview)):
-        file = io.BytesIO(file)
+# How deep MARKs may nest: a state dict nests a few levels (dict, tuple of a tensor's
+# arguments, its size tuple); the unpickler keeps a mark stack it grows without bound.
+MAX_MARKS = 256
+# Opcodes no torch.save of tensors and plain containers writes: instances built by
+# calling a class (INST, OBJ, NEWOBJ*), the extension registry, text persistent ids and
+# protocol 5's out-of-band buffers.
+REFUSED_OPCODES = frozenset({"INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "EXT1", "EXT2", "EXT4",
+                             "PERSID", "NEXT_BUFFER", "READONLY_BUFFER"})
+_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT"})
+_GETS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+_POPS_MARK = frozenset(op.name for op in pickletools.opcodes
+                       if pickletools.markobject in op.stack_before)
+
+
+class _Window:
+    """read / readline / tell over buffer[start:] (an mmap or bytes), copying only
+    what is read: what pickletools.genops needs to walk a pickle in place."""
+
+    def __init__(self, buffer, start=0):
+        self._buf, self._start, self._pos = buffer, start, start
+
+    def read(self, n=-1):
+        end = len(self._buf) if n is None or n < 0 else min(len(self._buf), self._pos + n)
+        data = bytes(self._buf[self._pos:end])
+        self._pos = max(self._pos, end)
+        return data
+
+    def readline(self):
+        end = self._buf.find(b"\n", self._pos)
+        return self.read((len(self._buf) if end < 0 else end + 1) - self._pos)
+
+    def tell(self):
+        return self._pos - self._start
+
+
+def prescan(buffer, where, start=0, refused=REFUSED_OPCODES):
+    """Walk the opcodes of the pickle at buffer[start:] without building anything and
+    return its length (through its STOP), or raise CheckpointError if unpickling it
+    could take memory the file does not account for.
+
+    Python's unpickler grows its memo table to the largest index a PUT names (a 3 KB
+    file storing at index 2**28 took 4 GB) and its mark stack to the nesting; string
+    and bytes lengths are read before the bytes. Here every memo index must be below
+    the number of opcodes (a pickler numbers its memo entries 0, 1, 2, ...), every
+    length must lie inside the record (genops reads at most what is there), MARKs nest
+    at most MAX_MARKS deep, frames end inside the record, and opcodes that only build
+    arbitrary objects are refused.
+    """
+    size = len(buffer) - start
+    ops = marks = 0
+    highest = -1
     try:
-        return RestrictedUnpickler(file, load_storage, where, byteorder, resolve).load()
+        for op, arg, pos in pickletools.genops(_Window(buffer, start)):
+            ops += 1
+            name = op.name
+            if name in refused:
+                raise CheckpointError(
+                    f"{where}: the pickle uses {name} at byte {pos}, which builds arbitrary "
+                    "objects: a weights checkpoint holds tensors and plain containers only")
+            if name in _PUTS or name in _GETS:
+                if not isinstance(arg, int) or arg < 0 or arg > size:
+                    raise CheckpointError(
+                        f"{where}: the pickle's {name} at byte {pos} names memo index {arg}, "
+                        f"beyond anything a {size}-byte pickle can store")
+                highest = max(highest, arg)
+            elif name == "MARK":
+                marks += 1
+                if marks > MAX_MARKS:
+                    raise CheckpointError(
+                        f"{where}: the pickle nests more than {MAX_MARKS} marks deep (byte {pos})")
+            elif name in _POPS_MARK:
+                marks -= 1
+            elif name == "FRAME" and pos + 9 + arg > size:
+                raise CheckpointError(
+                    f"{where}: the pickle's frame at byte {pos} claims {arg} bytes, past the end "
+                    f"of its {size}-byte record")
+            elif name == "STOP":
+                if highest >= ops:
+                    raise CheckpointError(
+                        f"{where}: the pickle names memo index {highest} but has only {ops} "
+                        "opcodes")
+                return pos + 1
+    except CheckpointError:
+        raise
+    except Exception as exc:  # genops' ValueError: unknown opcode, a length past the end
+        raise CheckpointError(f"{where}: corrupt pickle ({type(exc).__name__}: {exc})") from None
+    raise CheckpointError(f"{where}: the pickle ends without a STOP (truncated?)")
+
+
+def unpickle(data, load_storage, where, byteorder="<", resolve=None):
+    """Load the pickle that `data` (bytes, or a file-like object positioned at it)
+    holds, after prescan() has bounded what it may ask for. Every failure, whatever
+    the malformed pickle provokes, is a CheckpointError. `resolve(module, name)` may
+    give a stand-in for a global outside ALLOWED (or None)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        data = data.read()
+    return unpickle_at(bytes(data), load_storage, where, byteorder, resolve=resolve)[0]
+
+
+def unpickle_at(data, load_storage, where, byteorder="<", start=0, resolve=None):
+    """Load the pickle at data[start:] (bytes or an mmap), after prescan(); returns
+    (the object, the offset just past its STOP), for streams of several pickles."""
+    # TorchScript archives build their modules with NEWOBJ: a reader that resolves such
+    # classes to its own inert stand-ins (resolve) allows it, since find_class still
+    # decides what NEWOBJ may instantiate
+    refused = REFUSED_OPCODES - {"NEWOBJ"} if resolve is not None else REFUSED_OPCODES
+    end = start + prescan(data, where, start, refused)
+    record = data[start:end] if start or end != len(data) or not isinstance(data, bytes) \
+        else data
+    budget = _expansion_left.set(MAX_EXPANSION)
+    try:
+        obj = RestrictedUnpickler(io.BytesIO(record), load_storage, where, byteorder,
+                                  resolve).load()
     except CheckpointError:
         raise
     except RecursionError:
@@ -342,3 +457,6 @@ def unpickle(file, load_storage, where, byteorder="<", resolve=None):
         raise CheckpointError(f"{where}: the pickle asks for more memory than it can hold") from None
     except Exception as exc:  # UnpicklingError, EOFError, KeyError (memo), TypeError ...
         raise CheckpointError(f"{where}: corrupt pickle ({type(exc).__name__}: {exc})") from None
+    finally:
+        _expansion_left.reset(budget)
+    return obj, end
