@@ -38,12 +38,6 @@ FUSED_BATCH_LIMIT = FR_MAXB
 PANEL_DTYPES = {"float32": 0, "float16": 1, "bfloat16": 2}
 
 
-cpdef enum Family:
-    LSTM = 0
-    GRU = 1
-    RNN = 2
-
-
 # -- process-wide: the ISAs the build can run, and the threads a call may use --------
 
 ISA_NAMES = ("generic", "avx2", "avx512")   # index: FR_GENERIC, FR_AVX2, FR_AVX512
@@ -130,13 +124,6 @@ def empty_aligned(shape, dtype, int align=64):
 
 
 # -- the plan as the nogil code reads it ---------------------------------------------
-
-cdef struct Dispatch:
-    int fused_max_batch     # 0 when the model runs no fused kernel at all
-    int fused_x_min_batch
-    int split_min_hidden
-    int threads             # 1, or 2 when this call may split across two cores
-
 
 cdef inline bint split_pays(const Dispatch* d, int hidden, int B) noexcept nogil:
     """Splitting each step's panels across two cores pays from split_min_hidden units
@@ -268,15 +255,6 @@ cdef inline void project_panels(const CellParams* p, bint split, const float* x,
 # directions write their halves, out offset by d * P), row(b) = og.index[b] or b.
 # batch_sizes[t] sequences run at step t, always a prefix of the batch (NULL: all B).
 # The input projection of `chunk` steps at a time is done before their steps.
-
-cdef struct OutRows:
-    # where a layer's outputs go: the caller's order and layout for the last layer
-    # (time- or batch-major, sequences where the caller had them: no copies after the
-    # call), time-major in sorted order between layers
-    Py_ssize_t step            # elements from one time step to the next
-    Py_ssize_t row             # elements from one sequence to the next
-    const int* index           # sequence b's row (NULL: b)
-
 
 cdef inline Py_ssize_t out_row(const OutRows* og, int b) noexcept nogil:
     return (og.index[b] if og.index != NULL else b) * og.row
@@ -460,16 +438,6 @@ cdef void scan(Family family, const CellParams* p, const Dispatch* d, int T, int
 
 # -- layers and the stack ------------------------------------------------------------
 
-cdef struct Buffers:
-    # one call's workspace (Kernel.workspace); a bidirectional layer whose directions
-    # run side by side gives direction 1 the second half of each
-    void* gates
-    void* scratch
-    void* state_t
-    Py_ssize_t gates_stride, scratch_stride, state_stride   # elements per direction
-    int chunk
-
-
 cdef struct Directions:
     # one bidirectional layer, its two directions on two cores (floats only)
     Family family
@@ -577,9 +545,6 @@ cdef class CellRecord:
     models; None otherwise): w_hh_panels and w_ih_panels in panel_dtype storage,
     bias_panels and b_hn_panels, all cache-line aligned.
     """
-    cdef readonly cnp.ndarray w_ih, w_hh, bias, b_hn, w_hr
-    cdef readonly cnp.ndarray w_hh_panels, w_ih_panels, bias_panels, b_hn_panels
-    cdef readonly str panel_dtype
 
     def __init__(self, cnp.ndarray w_ih, cnp.ndarray w_hh, cnp.ndarray bias,
                  cnp.ndarray b_hn=None, cnp.ndarray w_hr=None, *,
@@ -616,9 +581,6 @@ cdef class Workspace:
     chunk of steps (per direction: a bidirectional layer's directions may run side by
     side), the cell scratch, transposed / second-buffer states, and the buffers between
     layers. One call uses a workspace at a time."""
-    cdef readonly int steps, batch, chunk
-    cdef readonly cnp.ndarray gates, scratch, state_t, buf_a, buf_b
-    cdef Buffers buffers     # the pointers, as the drivers take them
 
     def __init__(self, int steps, int batch, int chunk, cnp.ndarray gates,
                  cnp.ndarray scratch, cnp.ndarray state_t, cnp.ndarray buf_a,
@@ -633,6 +595,7 @@ cdef class Workspace:
         self.buffers.scratch_stride = cnp.PyArray_SIZE(scratch) // d
         self.buffers.state_stride = cnp.PyArray_SIZE(state_t) // d
         self.buffers.chunk = chunk
+        self.buffers.buf_a, self.buffers.buf_b = _data(buf_a), _data(buf_b)
 
 
 # How many call shapes keep a free workspace; beyond that the least recently used goes.
@@ -647,15 +610,6 @@ cdef class Kernel:
     its own workspace (kept per call shape for the next call: `run`) and bringing its
     own states.
     """
-    cdef CellParams* params
-    cdef Dispatch dispatch
-    cdef readonly int family, num_layers, num_directions, input_size, hidden_size, h_size
-    cdef readonly int gates
-    cdef readonly bint is_double
-    cdef readonly str isa           # the plan's: whose table of C kernels it runs
-    cdef readonly object dtype, plan
-    cdef readonly tuple records
-    cdef object _lock, _free
 
     def __cinit__(self, int family, records, int num_directions, plan, bint relu=False):
         """records: one CellRecord per (layer, direction), layer-major; plan: the
@@ -794,47 +748,59 @@ cdef class Kernel:
         finally:
             self.give_workspace(ws)
 
-    cdef bint _want_split(self, int T, int B):
-        """Whether this call should take the helper core."""
+    cdef int threads_for(self, int T, int B):
+        """2 when this call should take the helper core and has it (the caller then
+        releases it: fr_pool_release), else 1."""
         cdef const CellParams* p = &self.params[0]
+        cdef bint want
         if _kernel_threads < 2 or self.is_double or not runs_fused(p, &self.dispatch, B):
-            return False
+            return 1
         if self.num_directions == 2 and self.hidden_size < self.dispatch.split_min_hidden:
             # whole directions side by side (run_layer): one meeting per layer
-            return <long long>T * B * self.hidden_size * self.hidden_size >= 65536
-        return split_pays(&self.dispatch, self.hidden_size, B)
+            want = <long long>T * B * self.hidden_size * self.hidden_size >= 65536
+        else:
+            want = split_pays(&self.dispatch, self.hidden_size, B)
+        return 2 if want and fr_pool_acquire() else 1
 
-    cdef void execute(self, int T, int B, const int* bs, void* px, void* pout, void* ph,
-                      void* pc, Workspace ws, int parity, const OutRows* og=NULL) except *:
-        """run_stack in the kernel's dtype, without the GIL, with flush-to-zero, on two
-        cores when a split is wanted and the helper is free. parity: where the
-        alternating panel order stands (a stream's step count; 0 for a sequence). og:
-        where the outputs go (NULL: out is (T, B, D*P) in the batch's order)."""
+    cdef void run_nogil(self, int T, int B, const int* bs, const void* px, void* pout,
+                        void* ph, void* pc, Workspace ws, int parity, const OutRows* og,
+                        int threads) noexcept nogil:
+        """run_stack in the kernel's dtype, for callers that hold no GIL and have set
+        flush-to-zero (fr_ftz_enter) themselves: a compiled loop of many calls. og: where
+        the outputs go (NULL: out is (T, B, D*P) in the batch's order); threads: from
+        threads_for."""
+        cdef Dispatch d = self.dispatch
         cdef OutRows dense
+        cdef void* pa = ws.buffers.buf_a
+        cdef void* pb = ws.buffers.buf_b
+        d.threads = threads
         if og == NULL:
             dense.row = self.num_directions * self.h_size
             dense.step = B * dense.row
             dense.index = NULL
             og = &dense
+        if self.is_double:
+            run_stack(<Family>self.family, self.params, &d, self.num_layers,
+                      self.num_directions, T, B, bs, <const double*>px, <double*>pout, og,
+                      <double*>ph, <double*>pc, &ws.buffers, <double*>pa, <double*>pb,
+                      parity)
+        else:
+            run_stack(<Family>self.family, self.params, &d, self.num_layers,
+                      self.num_directions, T, B, bs, <const float*>px, <float*>pout, og,
+                      <float*>ph, <float*>pc, &ws.buffers, <float*>pa, <float*>pb, parity)
+
+    cdef void execute(self, int T, int B, const int* bs, void* px, void* pout, void* ph,
+                      void* pc, Workspace ws, int parity, const OutRows* og=NULL) except *:
+        """run_nogil without the GIL, with flush-to-zero, on two cores when a split is
+        wanted and the helper is free. parity: where the alternating panel order stands
+        (a stream's step count; 0 for a sequence)."""
         cdef unsigned int mxcsr
-        cdef Family family = <Family>self.family
-        cdef Dispatch d = self.dispatch
-        cdef const Buffers* buffers = &ws.buffers
-        cdef void* pa = _data(ws.buf_a)
-        cdef void* pb = _data(ws.buf_b)
-        d.threads = 2 if self._want_split(T, B) and fr_pool_acquire() else 1
+        cdef int threads = self.threads_for(T, B)
         with nogil:
             mxcsr = fr_ftz_enter()
-            if self.is_double:
-                run_stack(family, self.params, &d, self.num_layers, self.num_directions, T,
-                          B, bs, <const double*>px, <double*>pout, og, <double*>ph,
-                          <double*>pc, buffers, <double*>pa, <double*>pb, parity)
-            else:
-                run_stack(family, self.params, &d, self.num_layers, self.num_directions, T,
-                          B, bs, <const float*>px, <float*>pout, og, <float*>ph,
-                          <float*>pc, buffers, <float*>pa, <float*>pb, parity)
+            self.run_nogil(T, B, bs, px, pout, ph, pc, ws, parity, og, threads)
             fr_ftz_leave(mxcsr)
-            if d.threads == 2:
+            if threads == 2:
                 fr_pool_release()
 
 
