@@ -1,5 +1,6 @@
-"""The `fastrnn` command: bench, inspect, generate, score."""
+"""The `fastrnn` command: bench, inspect, generate, score, tune, info."""
 import argparse
+import os
 import sys
 
 
@@ -416,7 +417,6 @@ def _score(args, parser):
     if args.scheduler:
         client = Client(args.scheduler)
     else:
-        import os
         cluster = LocalCluster(n_workers=args.workers or os.cpu_count() or 1,
                                threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
@@ -442,6 +442,86 @@ def _score(args, parser):
     return 0
 
 
+def _tune_parser(sub):
+    from fastrnn._tune import DEFAULT_BUDGET
+
+    p = sub.add_parser(
+        "tune", help="measure the kernel thresholds on this machine and save them as a profile",
+        description="Measure, on this machine, where the fused kernels stop beating BLAS, "
+                    "from which batch they read W_ih's panels at every step, and from which "
+                    "hidden size a batch-1 step pays to split across two cores; write the "
+                    "result as a profile that models then use (see `fastrnn info`). Each "
+                    "measurement interleaves the two alternatives; a phase that runs out of "
+                    "budget keeps the default where it did not measure. Run it on an idle "
+                    "machine: other load makes the result conservative.")
+    p.add_argument("--budget", type=float, default=DEFAULT_BUDGET, metavar="SECONDS",
+                   help=f"time to spend measuring (default {DEFAULT_BUDGET:.0f})")
+    p.add_argument("--output", "-o", metavar="PATH",
+                   help="where to write the profile (default: FASTRNN_PROFILE, else the "
+                        "user cache directory)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the profile that would be written, write nothing")
+    p.set_defaults(func=_tune)
+    return p
+
+
+def _tune(args, parser):
+    import json
+
+    from fastrnn import _tune
+    from fastrnn._kernels import profile
+
+    if not args.budget > 0 or args.budget > 86400:
+        parser.error(f"--budget must be seconds in (0, 86400], got {args.budget}")
+    path = args.output or profile.default_path()
+    if path is None and not args.dry_run:
+        parser.error("FASTRNN_PROFILE=off: give --output PATH (or --dry-run)")
+    if path is not None and os.path.isdir(path):
+        parser.error(f"--output must be a file path, got the directory {path}")
+    print(f"fastrnn tune: measuring for about {args.budget:.0f} s ...", file=sys.stderr)
+    data = _tune.tune(args.budget, progress=True)
+    plan, defaults = data["plan"], data["defaults"]
+    print(f"fastrnn tune: {data['cpu']}, {data['isa']}, {data['elapsed_s']:.0f} s, "
+          f"{len(data['measurements'])} measurements", file=sys.stderr)
+    for name, value in plan.items():
+        note = data["notes"].get(name)
+        print(f"  {name} = {value} (default {defaults[name]})" + (f": {note}" if note else ""),
+              file=sys.stderr)
+    if args.dry_run:
+        print(json.dumps(data, indent=1))
+        return 0
+    try:
+        profile.write(path, data)
+    except OSError as exc:
+        print(f"fastrnn tune: cannot write {path}: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    return 0
+
+
+def _info_parser(sub):
+    p = sub.add_parser(
+        "info", help="show the ISA, BLAS, threads and kernel plan in force, and the profile",
+        description="Print fastrnn's version, the CPU and the instruction set in force "
+                    "(and the best available), the BLAS library and its threads, fastrnn's "
+                    "threads, the default kernel plan and where it came from (defaults, a "
+                    "profile written by `fastrnn tune`, the environment), and the profile's "
+                    "path and state. Same as fastrnn.show_config().")
+    p.add_argument("--json", action="store_true", help="print it as JSON")
+    p.set_defaults(func=_info)
+    return p
+
+
+def _info(args, parser):
+    import json
+
+    from fastrnn import _info
+
+    cfg = _info.config()
+    print(json.dumps(cfg, indent=1) if args.json else _info.render(cfg))
+    return 0
+
+
 def fastrnn_threads():
     import fastrnn
     return fastrnn.get_num_threads()
@@ -452,7 +532,8 @@ def main(argv=None):
         prog="fastrnn", description="Fast CPU inference for PyTorch-trained LSTM / GRU / RNN models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers = {"bench": _bench_parser(sub), "inspect": _inspect_parser(sub),
-                  "generate": _generate_parser(sub), "score": _score_parser(sub)}
+                  "generate": _generate_parser(sub), "score": _score_parser(sub),
+                  "tune": _tune_parser(sub), "info": _info_parser(sub)}
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
