@@ -49,8 +49,8 @@ def cores():
         return os.cpu_count() or 1
 
 
-def measure_pair(call_a, call_b, rounds, time_left):
-    """Per-call seconds of `rounds` interleaved samples of each, or None when the
+def measure_pair(point, call_a, call_b, rounds, time_left):
+    """`point` (phase, family, hidden, batch) measured: per-call seconds of `rounds` interleaved samples of each, or None when the
     measurement would take longer than `time_left` seconds."""
     perf = time.perf_counter
     once = []
@@ -142,14 +142,14 @@ class Tuner:
         x = np.random.default_rng(0).standard_normal((SEQ_LEN, batch, hidden)).astype(
             np.float32)
         a, b = (self._model(family, hidden, p) for p in plans)
-        samples = self.measure(lambda: a(x), lambda: b(x), self.rounds,
+        point = {"phase": phase, "family": family, "hidden": hidden, "batch": batch}
+        samples = self.measure(point, lambda: a(x), lambda: b(x), self.rounds,
                                deadline - time.perf_counter())
         if samples is None:
             return None
         ta, tb = samples
         ratios = [x / y for x, y in zip(ta, tb)]
-        record = {"phase": phase, "family": family, "hidden": hidden, "batch": batch,
-                  "seq_len": SEQ_LEN, "a": names[0], "b": names[1],
+        record = {**point, "seq_len": SEQ_LEN, "a": names[0], "b": names[1],
                   "a_us_per_step": statistics.median(ta) / SEQ_LEN * 1e6,
                   "b_us_per_step": statistics.median(tb) / SEQ_LEN * 1e6,
                   "ratio": statistics.median(ratios), "ratios": ratios}

@@ -166,35 +166,28 @@ _cache_lock = threading.Lock()
 
 
 def _read(path):
-    """(parsed JSON or None, error message or None), cached on the file's identity so
-    that models made one after another read the file once."""
+    """(parsed JSON or None, error message or None); the parse is cached on the file's
+    bytes, so that models made one after another parse it once."""
     try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None, None
+        if not os.path.isfile(path):
+            return (None, None) if not os.path.exists(path) else (None, "is not a regular file")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
     except OSError as exc:
         return None, f"cannot be read ({exc.strerror or exc})"
-    key = (path, st.st_mtime_ns, st.st_size, st.st_ino)
+    if len(raw) > MAX_BYTES:
+        return None, f"is larger than a profile's {MAX_BYTES} bytes"
     with _cache_lock:
-        if key in _cache:
-            return _cache[key]
-    if not os.path.isfile(path):
-        result = None, "is not a regular file"
-    elif st.st_size > MAX_BYTES:
-        result = None, f"is {st.st_size} bytes, more than a profile's {MAX_BYTES}"
-    else:
-        try:
-            with open(path, "rb") as f:
-                text = f.read(MAX_BYTES + 1).decode("utf-8")
-            result = json.loads(text), None
-        except OSError as exc:
-            result = None, f"cannot be read ({exc.strerror or exc})"
-        except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
-            result = None, f"is not valid JSON ({exc})"
+        if (path, raw) in _cache:
+            return _cache[path, raw]
+    try:
+        result = json.loads(raw.decode("utf-8")), None
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        result = None, f"is not valid JSON ({exc})"
     with _cache_lock:
-        if len(_cache) > 16:
+        if len(_cache) > 8:
             _cache.clear()
-        _cache[key] = result
+        _cache[path, raw] = result
     return result
 
 
