@@ -61,6 +61,10 @@ def _bench_parser(sub):
     p.add_argument("--repeat", type=int, help="timed rounds per engine (default 7)")
     p.add_argument("--quick", action="store_true",
                    help="a fast smoke run: 3 rounds, hidden 64, batch 1, T=20 unless given")
+    p.add_argument("--isolate", action="store_true",
+                   help="run each engine in its own process per case and round, so that no "
+                        "engine's idle threads spin on the cores another is measured on "
+                        "(slower: a process start per measurement)")
     p.add_argument("--json", metavar="PATH", help="write every measurement and the environment")
     p.add_argument("--plot", metavar="PATH", help="write a PNG of µs/step against hidden size")
     p.set_defaults(func=_bench)
@@ -71,7 +75,7 @@ def _bench(args, parser):
     from fastrnn import benchmark
     from fastrnn.benchmark import report
 
-    if max(args.threads) > 1:
+    if max(args.threads) > 1 and not args.isolate:  # alone, engines keep their defaults
         benchmark.quiet_spinning()
 
     fill = [benchmark.QUICK_GRID] if args.quick else []
@@ -82,6 +86,8 @@ def _bench(args, parser):
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
     models = {}
+    if args.model and args.isolate:
+        parser.error("--isolate runs the benchmark's own seeded models, not --model")
     if args.model:
         cases, models = _model_cases(args, parser)
     else:
@@ -112,8 +118,14 @@ def _bench(args, parser):
               f"torch {env['torch'] or '-'}, onnxruntime {env['onnxruntime'] or '-'}; "
               f"BLAS {'; '.join(env['blas'])}", flush=True)
         progress = _progress(len(cases))
-        recs = benchmark.run(cases, args.peers, threads=threads, rounds=args.repeat,
-                             progress=progress, models=models)
+        if args.isolate:
+            from fastrnn.benchmark import isolated
+
+            recs = isolated.run(cases, args.peers, threads=threads, rounds=args.repeat,
+                                progress=progress)
+        else:
+            recs = benchmark.run(cases, args.peers, threads=threads, rounds=args.repeat,
+                                 progress=progress, models=models)
         progress.close()
         records += recs
     print(report.table(records))
