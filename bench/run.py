@@ -7,18 +7,24 @@
     python bench/run.py split       # one core against two (batch 1, 4; bidirectional)
     python bench/run.py padding     # a padded batch against the same sequences unpadded
     python bench/run.py all
+    python bench/run.py core --threads 2 --isolate   # each engine in its own processes
 
 Each suite writes bench/results/<suite>-<threads>t.json (every record and the
 environment) and .md (the table as it appears in README). Run it with OPENBLAS_CORETYPE
 and OPENBLAS_L2_SIZE unset if your machine sets them (they slow current OpenBLAS
 builds), e.g. `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/run.py all`.
+
+--isolate (core, streaming, half) runs every engine in a fresh process per case and
+round (fastrnn.benchmark.isolated): with two threads on two cores, an engine measured in
+the same process as another loses the second core to the other's idle spinning workers.
+It writes <suite>-<threads>t-isolated.json / .md.
 """
 import argparse
 import os
 import sys
 
 from fastrnn import benchmark
-from fastrnn.benchmark import report, roofline
+from fastrnn.benchmark import isolated, report, roofline
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -119,9 +125,15 @@ def _generate_suite(args, env):
 
 
 def _peer_suite(name, args, env):
-    records = benchmark.run(SUITES[name](), list(benchmark.PEERS), threads=args.threads,
-                            rounds=args.repeat,
-                            progress=lambda c: print(c.label(), file=sys.stderr))
+    def progress(case):
+        print(case.label(), file=sys.stderr)
+
+    if args.isolate:
+        records = isolated.run(SUITES[name](), list(benchmark.PEERS), threads=args.threads,
+                               rounds=args.repeat, samples=args.samples, progress=progress)
+    else:
+        records = benchmark.run(SUITES[name](), list(benchmark.PEERS), threads=args.threads,
+                                rounds=args.repeat, progress=progress)
     with benchmark.runner.thread_limits(args.threads):
         roofline.annotate(records, lambda r: benchmark.Case(
             **{k: r[k] for k in benchmark.Case.__dataclass_fields__}))
@@ -130,11 +142,16 @@ def _peer_suite(name, args, env):
               f"torch {env['torch']}, onnxruntime {env['onnxruntime']}, "
               f"BLAS {'; '.join(env['blas'])}; OPENBLAS_CORETYPE="
               f"{env['OPENBLAS_CORETYPE'] or 'unset'}\n\n"
-              f"`python bench/run.py {name} --threads {args.threads}`\n\n"
+              f"`python bench/run.py {name} --threads {args.threads}"
+              f"{' --isolate' if args.isolate else ''}`"
+              + (f": each engine in its own process, {args.repeat} rounds of "
+                 f"{args.samples} samples (median of each process's samples, median over "
+                 "rounds)" if args.isolate else "") + "\n\n"
               "floor: the least time a step can take here (weights over the measured "
               "cache read bandwidth at batch 1, FLOPs over the measured sgemm peak at "
               "large batch; fastrnn.benchmark.roofline)\n\n")
-    stem = _save(f"{name}-{args.threads}t", records, env, header + report.markdown(records))
+    stem = _save(f"{name}-{args.threads}t" + ("-isolated" if args.isolate else ""), records,
+                 env, header + report.markdown(records))
     if name == "core":
         try:
             report.plot(stem + ".png", records, env)
@@ -146,9 +163,19 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("suite", choices=list(SUITES) + ["generate", "split", "padding", "all"])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeat", type=int, default=9)
+    ap.add_argument("--repeat", type=int, default=9,
+                    help="timed rounds (with --isolate: processes per engine and case)")
+    ap.add_argument("--isolate", action="store_true",
+                    help="core, streaming, half: each engine in its own process per case "
+                         "and round")
+    ap.add_argument("--samples", type=int, default=3,
+                    help="with --isolate: timed samples in each process (default 3)")
     args = ap.parse_args(argv)
-    if args.threads > 1:
+    if args.repeat < 1 or args.samples < 1:
+        ap.error("--repeat and --samples must be >= 1")
+    if args.isolate and args.suite not in SUITES:
+        ap.error(f"--isolate applies to {', '.join(SUITES)}, not {args.suite}")
+    if args.threads > 1 and not args.isolate:  # alone, each engine keeps its defaults
         benchmark.quiet_spinning()
     names = (list(SUITES) + ["generate", "split", "padding"] if args.suite == "all"
              else [args.suite])

@@ -1,5 +1,6 @@
-"""The `fastrnn` command: bench, inspect, generate, score."""
+"""The `fastrnn` command: bench, inspect, generate, score, tune, info."""
 import argparse
+import os
 import sys
 
 
@@ -60,6 +61,10 @@ def _bench_parser(sub):
     p.add_argument("--repeat", type=int, help="timed rounds per engine (default 7)")
     p.add_argument("--quick", action="store_true",
                    help="a fast smoke run: 3 rounds, hidden 64, batch 1, T=20 unless given")
+    p.add_argument("--isolate", action="store_true",
+                   help="run each engine in its own process per case and round, so that no "
+                        "engine's idle threads spin on the cores another is measured on "
+                        "(slower: a process start per measurement)")
     p.add_argument("--json", metavar="PATH", help="write every measurement and the environment")
     p.add_argument("--plot", metavar="PATH", help="write a PNG of µs/step against hidden size")
     p.set_defaults(func=_bench)
@@ -70,7 +75,7 @@ def _bench(args, parser):
     from fastrnn import benchmark
     from fastrnn.benchmark import report
 
-    if max(args.threads) > 1:
+    if max(args.threads) > 1 and not args.isolate:  # alone, engines keep their defaults
         benchmark.quiet_spinning()
 
     fill = [benchmark.QUICK_GRID] if args.quick else []
@@ -81,6 +86,8 @@ def _bench(args, parser):
     if args.repeat < 1:
         parser.error(f"--repeat must be >= 1, got {args.repeat}")
     models = {}
+    if args.model and args.isolate:
+        parser.error("--isolate runs the benchmark's own seeded models, not --model")
     if args.model:
         cases, models = _model_cases(args, parser)
     else:
@@ -111,8 +118,14 @@ def _bench(args, parser):
               f"torch {env['torch'] or '-'}, onnxruntime {env['onnxruntime'] or '-'}; "
               f"BLAS {'; '.join(env['blas'])}", flush=True)
         progress = _progress(len(cases))
-        recs = benchmark.run(cases, args.peers, threads=threads, rounds=args.repeat,
-                             progress=progress, models=models)
+        if args.isolate:
+            from fastrnn.benchmark import isolated
+
+            recs = isolated.run(cases, args.peers, threads=threads, rounds=args.repeat,
+                                progress=progress)
+        else:
+            recs = benchmark.run(cases, args.peers, threads=threads, rounds=args.repeat,
+                                 progress=progress, models=models)
         progress.close()
         records += recs
     print(report.table(records))
@@ -419,7 +432,6 @@ def _score(args, parser):
     if args.scheduler:
         client = Client(args.scheduler)
     else:
-        import os
         cluster = LocalCluster(n_workers=args.workers or os.cpu_count() or 1,
                                threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
@@ -445,6 +457,86 @@ def _score(args, parser):
     return 0
 
 
+def _tune_parser(sub):
+    from fastrnn._tune import DEFAULT_BUDGET
+
+    p = sub.add_parser(
+        "tune", help="measure the kernel thresholds on this machine and save them as a profile",
+        description="Measure, on this machine, where the fused kernels stop beating BLAS, "
+                    "from which batch they read W_ih's panels at every step, and from which "
+                    "hidden size a batch-1 step pays to split across two cores; write the "
+                    "result as a profile that models then use (see `fastrnn info`). Each "
+                    "measurement interleaves the two alternatives; a phase that runs out of "
+                    "budget keeps the default where it did not measure. Run it on an idle "
+                    "machine: other load makes the result conservative.")
+    p.add_argument("--budget", type=float, default=DEFAULT_BUDGET, metavar="SECONDS",
+                   help=f"time to spend measuring (default {DEFAULT_BUDGET:.0f})")
+    p.add_argument("--output", "-o", metavar="PATH",
+                   help="where to write the profile (default: FASTRNN_PROFILE, else the "
+                        "user cache directory)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the profile that would be written, write nothing")
+    p.set_defaults(func=_tune)
+    return p
+
+
+def _tune(args, parser):
+    import json
+
+    from fastrnn import _tune
+    from fastrnn._kernels import profile
+
+    if not args.budget > 0 or args.budget > 86400:
+        parser.error(f"--budget must be seconds in (0, 86400], got {args.budget}")
+    path = args.output or profile.default_path()
+    if path is None and not args.dry_run:
+        parser.error("FASTRNN_PROFILE=off: give --output PATH (or --dry-run)")
+    if path is not None and os.path.isdir(path):
+        parser.error(f"--output must be a file path, got the directory {path}")
+    print(f"fastrnn tune: measuring for about {args.budget:.0f} s ...", file=sys.stderr)
+    data = _tune.tune(args.budget, progress=True)
+    plan, defaults = data["plan"], data["defaults"]
+    print(f"fastrnn tune: {data['cpu']}, {data['isa']}, {data['elapsed_s']:.0f} s, "
+          f"{len(data['measurements'])} measurements", file=sys.stderr)
+    for name, value in plan.items():
+        note = data["notes"].get(name)
+        print(f"  {name} = {value} (default {defaults[name]})" + (f": {note}" if note else ""),
+              file=sys.stderr)
+    if args.dry_run:
+        print(json.dumps(data, indent=1))
+        return 0
+    try:
+        profile.write(path, data)
+    except OSError as exc:
+        print(f"fastrnn tune: cannot write {path}: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    return 0
+
+
+def _info_parser(sub):
+    p = sub.add_parser(
+        "info", help="show the ISA, BLAS, threads and kernel plan in force, and the profile",
+        description="Print fastrnn's version, the CPU and the instruction set in force "
+                    "(and the best available), the BLAS library and its threads, fastrnn's "
+                    "threads, the default kernel plan and where it came from (defaults, a "
+                    "profile written by `fastrnn tune`, the environment), and the profile's "
+                    "path and state. Same as fastrnn.show_config().")
+    p.add_argument("--json", action="store_true", help="print it as JSON")
+    p.set_defaults(func=_info)
+    return p
+
+
+def _info(args, parser):
+    import json
+
+    from fastrnn import _info
+
+    cfg = _info.config()
+    print(json.dumps(cfg, indent=1) if args.json else _info.render(cfg))
+    return 0
+
+
 def fastrnn_threads():
     import fastrnn
     return fastrnn.get_num_threads()
@@ -455,7 +547,8 @@ def main(argv=None):
         prog="fastrnn", description="Fast CPU inference for PyTorch-trained LSTM / GRU / RNN models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers = {"bench": _bench_parser(sub), "inspect": _inspect_parser(sub),
-                  "generate": _generate_parser(sub), "score": _score_parser(sub)}
+                  "generate": _generate_parser(sub), "score": _score_parser(sub),
+                  "tune": _tune_parser(sub), "info": _info_parser(sub)}
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

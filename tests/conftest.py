@@ -3,6 +3,10 @@ import os
 import numpy as np
 import pytest
 
+# Tests see the per-ISA defaults, not a profile `fastrnn tune` left in the user's cache
+# (test_tune.py points FASTRNN_PROFILE at its own files); subprocesses inherit this.
+os.environ["FASTRNN_PROFILE"] = "off"
+
 
 def _torch():
     """torch, or a skip; FASTRNN_REQUIRE_TORCH=1 (set by .ci/run) turns the skip into a

@@ -2,9 +2,10 @@
 
 A `Plan` names the instruction set whose kernel table the model uses and the
 thresholds that choose between the fused kernels and BLAS. It is made when a model is
-packed, from the per-ISA defaults below and the FASTRNN_* environment variables (or
-given by the caller), and the kernel copies it into C fields: nothing consults a
-global switch on every call. How many threads a call may use is not part of the plan:
+packed, from the per-ISA defaults below, the profile `fastrnn tune` measured on this
+machine (profile.py) and the FASTRNN_* environment variables (or given by the
+caller), and the kernel copies it into C fields: nothing consults a global switch on
+every call. How many threads a call may use is not part of the plan:
 that is the process's resource (fastrnn.set_num_threads).
 """
 import os
@@ -105,11 +106,14 @@ class Plan:
     @classmethod
     def default(cls, isa=None):
         """The per-ISA defaults for `isa` (default: the best this CPU has, capped by
-        FASTRNN_ISA), then FASTRNN_FUSED_MAX_BATCH and FASTRNN_KERNEL=blas."""
+        FASTRNN_ISA), then the profile `fastrnn tune` measured for this CPU, ISA and
+        version (profile.py), then FASTRNN_FUSED_MAX_BATCH and FASTRNN_KERNEL=blas."""
         isa = cpu_isa() if isa is None else isa
         if isa not in ISAS:
             raise ValueError(f"isa must be one of {ISAS}, got {isa!r}")
-        plan = cls(isa, fused_max_batch=FUSED_MAX_BATCH[isa])
+        from fastrnn._kernels import profile
+
+        plan = profile.apply(cls(isa, fused_max_batch=FUSED_MAX_BATCH[isa]))
         changes = {}
         limit = _env_int("FASTRNN_FUSED_MAX_BATCH", 0, FUSED_BATCH_LIMIT)
         if limit is not None:
@@ -117,7 +121,9 @@ class Plan:
         if os.environ.get("FASTRNN_KERNEL", "fused") == "blas":
             changes["fused"] = False
         if changes:
-            plan = replace(plan, source="defaults and environment", **changes)
+            source = ("environment" if plan.source == "defaults"
+                      else f"{plan.source} and environment")
+            plan = replace(plan, source=source, **changes)
         return plan
 
     def replace(self, **changes):

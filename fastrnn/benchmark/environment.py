@@ -6,14 +6,9 @@ import platform
 
 
 def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    # the name a tuned profile is keyed by
+    from fastrnn._kernels.profile import cpu_model
+    return cpu_model()
 
 
 def _version(name):

@@ -50,9 +50,7 @@ def run_case(case, peers, threads, rounds, model=None):
     """Records for fastrnn and every requested peer on one case."""
     model = model if model is not None else build_model(case)
     x = _input(case)
-    steps = 1 if case.streaming else case.seq_len
-    base = dict(case.as_dict(), threads=threads)
-    records, engines, skipped = [], {}, {}
+    engines, skipped = {}, {}
     # fastrnn as a user would set it for the shape: small batches run its own split
     # steps, which OpenBLAS workers spinning after a multithreaded GEMM would slow
     fastrnn_blas = 1 if case.batch <= model.kernel.fused_max_batch else threads
@@ -68,8 +66,17 @@ def run_case(case, peers, threads, rounds, model=None):
         for name in list(engines)[1:]:
             errors[name] = float(np.max(np.abs(np.asarray(engines[name](), np.float64) - want)))
         samples = timing.interleaved(engines, rounds=rounds)
+    return records_of(case, threads, samples, errors, skipped)
+
+
+def records_of(case, threads, samples, errors, skipped, **extra):
+    """One record per engine: `samples` {engine: per-call seconds of each round} (fastrnn
+    first), `errors` {engine: max |engine - fastrnn|}, `skipped` {engine: why}."""
+    steps = 1 if case.streaming else case.seq_len
+    base = dict(case.as_dict(), threads=threads, **extra)
+    records = []
     fast = timing.summarize(samples["fastrnn"])["median_s"]
-    for name in engines:
+    for name in samples:
         stats = timing.summarize(samples[name])
         per_call = stats["median_s"]
         records.append(dict(

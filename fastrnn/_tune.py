@@ -1,0 +1,303 @@
+"""`fastrnn tune`: measure the Plan thresholds on this machine, in a bounded time.
+
+Three crossovers decide which kernel a call runs (plan.py); their defaults were
+measured on other CPUs. Each is measured here by timing the two alternatives on the
+same weights and input, interleaved (A B, B A, ... so that a shared machine's drift
+hits both), and comparing the median of the per-round ratios:
+
+- fused_max_batch: fused kernels against BLAS, 1 thread, LSTM and GRU at each hidden
+  size, batches ascending; the answer is the largest batch up to which the fused
+  kernels win or tie (within NOISE) everywhere, so a batch past a loss never runs fused.
+- fused_x_min_batch: fused batches taking W_ih x from the panels at every step against
+  one hoisted projection, batches descending from the largest fused one; the answer is
+  the smallest batch from which the panels win everywhere. A tie (within NOISE) keeps
+  what the default does at that batch: it moves only on evidence (a first run here
+  put it at 64 on a 1.002x tie at batch 48).
+- split_min_hidden: with two threads (BLAS at one), batch 1 split across the two cores
+  against not, hidden sizes descending; the answer is the smallest hidden size from
+  which splitting wins in every round (one lost round on a busy core means no).
+
+Each phase gets a share of the budget; a measurement that would overrun it is not
+started, and a phase cut short keeps the default where it did not measure.
+"""
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+FAMILIES = ("LSTM", "GRU")
+HIDDEN = (64, 256, 512)
+BATCHES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64)
+X_BATCHES = (4, 8, 12, 16, 24, 32, 48, 64)
+SPLIT_HIDDEN = (64, 96, 128, 192, 256, 384, 512)
+SEQ_LEN = 50
+ROUNDS = 7
+# A median ratio within 3% is a tie: the fused kernels keep a tied batch.
+NOISE = 0.03
+# Shares of the budget: the fused/BLAS grid is the largest.
+SHARES = {"fused_max_batch": 0.5, "fused_x_min_batch": 0.2, "split_min_hidden": 0.3}
+# Each timed sample lasts at least this long (many calls of a small case).
+MIN_SAMPLE = 0.01
+DEFAULT_BUDGET = 90.0
+
+
+def cores():
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def measure_pair(point, call_a, call_b, rounds, time_left):
+    """Per-call seconds of `rounds` interleaved samples of each alternative at `point`
+    (phase, family, hidden, batch: for the record), or None when the measurement would
+    take longer than `time_left` seconds."""
+    perf = time.perf_counter
+    once = []
+    for call in (call_a, call_b):
+        call()  # first call: packing, workspaces
+        t0 = perf()
+        call()
+        once.append(perf() - t0)
+    n = max(1, int(MIN_SAMPLE / max(max(once), 1e-7)))
+    if 2 * rounds * n * max(once) > time_left:
+        return None
+    samples = ([], [])
+    for r in range(rounds):
+        for k in ((0, 1) if r % 2 == 0 else (1, 0)):
+            call = (call_a, call_b)[k]
+            t0 = perf()
+            for _ in range(n):
+                call()
+            samples[k].append((perf() - t0) / n)
+    return samples
+
+
+class _Progress:
+    """A tqdm bar of the budget's seconds on a terminal's stderr, else silent."""
+
+    def __init__(self, budget, enabled):
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=round(budget), file=sys.stderr, unit="s", leave=False,
+                                bar_format="{desc} {bar} {n:.0f}/{total:.0f} s")
+            except ImportError:
+                pass
+        self.start = time.perf_counter()
+        self.shown = 0.0
+
+    def __call__(self, label):
+        if self.bar is not None:
+            elapsed = min(time.perf_counter() - self.start, self.bar.total)
+            self.bar.update(elapsed - self.shown)
+            self.shown = elapsed
+            self.bar.set_description_str(label)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Tuner:
+    """One tuning run. `measure` (measure_pair's signature) is what tests replace to
+    decide from made-up timings without measuring anything."""
+
+    def __init__(self, budget=DEFAULT_BUDGET, isa=None, measure=measure_pair, rounds=ROUNDS,
+                 progress=False, cpus=None):
+        from fastrnn._kernels.plan import FUSED_MAX_BATCH, Plan, cpu_isa
+
+        if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0:
+            raise ValueError(f"budget must be a number of seconds > 0, got {budget!r}")
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
+        self.isa = cpu_isa() if isa is None else isa
+        # the per-ISA defaults, neither a profile nor the environment
+        self.base = Plan(self.isa, fused_max_batch=FUSED_MAX_BATCH[self.isa], source="tune")
+        self.budget, self.measure, self.rounds = float(budget), measure, rounds
+        self.cpus = cores() if cpus is None else cpus
+        self.progress = _Progress(self.budget, progress)
+        self.measurements, self.notes = [], {}
+        self.start = None
+        self._models = {}
+
+    # -- measuring ---------------------------------------------------------------------
+
+    def _model(self, family, hidden, plan):
+        import fastrnn
+
+        key = (family, hidden, plan)
+        if key not in self._models:
+            model = getattr(fastrnn, family)(hidden, hidden)
+            model._init_weights(0)
+            model.plan = plan
+            self._models[key] = model
+        return self._models[key]
+
+    def _compare(self, phase, family, hidden, batch, plans, names, deadline):
+        """The record of one A-against-B measurement, or None when out of time."""
+        label = f"{phase}: {family} H={hidden} B={batch}"
+        self.progress(label)
+        x = np.random.default_rng(0).standard_normal((SEQ_LEN, batch, hidden)).astype(
+            np.float32)
+        a, b = (self._model(family, hidden, p) for p in plans)
+        point = {"phase": phase, "family": family, "hidden": hidden, "batch": batch}
+        samples = self.measure(point, lambda: a(x), lambda: b(x), self.rounds,
+                               deadline - time.perf_counter())
+        if samples is None:
+            return None
+        ta, tb = samples
+        ratios = [x / y for x, y in zip(ta, tb)]
+        record = {**point, "seq_len": SEQ_LEN, "a": names[0], "b": names[1],
+                  "a_us_per_step": statistics.median(ta) / SEQ_LEN * 1e6,
+                  "b_us_per_step": statistics.median(tb) / SEQ_LEN * 1e6,
+                  "ratio": statistics.median(ratios), "ratios": ratios}
+        self.measurements.append(record)
+        return record
+
+    def _deadline(self, share):
+        """The end of a phase: its share of the time left (later phases' shares in
+        self.rest), so that time an earlier phase did not use carries over."""
+        now = time.perf_counter()
+        left = max(0.0, self.start + self.budget - now)
+        return now + left * share / max(self.rest, share, 1e-9)
+
+    # -- the three phases --------------------------------------------------------------
+
+    def fused_max_batch(self, share):
+        """Batches ascending; stop at the first batch where BLAS wins anywhere."""
+        phase, default = "fused_max_batch", self.base.fused_max_batch
+        deadline = self._deadline(share)
+        plans = (self.base.replace(fused_max_batch=64), self.base.replace(fused_max_batch=0))
+        verified = 0
+        for batch in BATCHES:
+            for family in FAMILIES:
+                for hidden in HIDDEN:
+                    rec = self._compare(phase, family, hidden, batch, plans,
+                                        ("fused", "blas"), deadline)
+                    if rec is None:
+                        value = max(verified, default)
+                        self.notes[phase] = (
+                            f"budget ran out at batch {batch}: fused verified up to "
+                            f"{verified}, kept {value}")
+                        return value
+                    if rec["ratio"] > 1 + NOISE:
+                        self.notes[phase] = (
+                            f"BLAS faster at {family} H={hidden} B={batch} "
+                            f"({rec['ratio']:.2f}x fused's time)")
+                        return verified
+            verified = batch
+        return verified
+
+    def fused_x_min_batch(self, share, fused_max):
+        """Batches descending from the largest fused one; stop where the hoisted
+        projection wins anywhere."""
+        from fastrnn._kernels.plan import FUSED_BATCH_LIMIT
+
+        phase, default = "fused_x_min_batch", self.base.fused_x_min_batch
+        batches = [b for b in X_BATCHES if b <= fused_max]
+        if not batches:
+            self.notes[phase] = f"kept the default: no batch of {X_BATCHES[0]}+ runs fused"
+            return default
+        deadline = self._deadline(share)
+        plans = (self.base.replace(fused_max_batch=64, fused_x_min_batch=1),
+                 self.base.replace(fused_max_batch=64, fused_x_min_batch=1000))
+        smallest = None
+        for batch in reversed(batches):
+            for family in FAMILIES:
+                for hidden in HIDDEN:
+                    rec = self._compare(phase, family, hidden, batch, plans,
+                                        ("panels", "hoisted"), deadline)
+                    if rec is None:
+                        value = default if smallest is None else min(smallest, default)
+                        self.notes[phase] = (
+                            f"budget ran out at batch {batch}: panels verified from "
+                            f"{smallest or '-'}, kept {value}")
+                        return value
+                    # panels must win beyond noise where the default hoists, and
+                    # lose beyond it where the default reads panels
+                    if rec["ratio"] > (1 + NOISE if batch >= default else 1 - NOISE):
+                        self.notes[phase] = (
+                            f"hoisted projection faster at {family} H={hidden} B={batch} "
+                            f"({rec['ratio']:.2f}x panels' time)")
+                        return FUSED_BATCH_LIMIT + 1 if smallest is None else smallest
+            smallest = batch
+        return smallest
+
+    def split_min_hidden(self, share):
+        """Hidden sizes descending at batch 1, two threads; stop at the first size where
+        splitting loses a round."""
+        import fastrnn
+        from fastrnn._kernels.profile import NEVER
+
+        phase, default = "split_min_hidden", self.base.split_min_hidden
+        if self.cpus < 2:
+            self.notes[phase] = f"kept the default: this process has {self.cpus} core"
+            return default
+        deadline = self._deadline(share)
+        plans = (self.base.replace(split_min_hidden=0), self.base.replace(split_min_hidden=NEVER))
+        smallest = None
+        with fastrnn.num_threads(2, blas=1):
+            for hidden in reversed(SPLIT_HIDDEN):
+                for family in FAMILIES:
+                    rec = self._compare(phase, family, hidden, 1, plans, ("split", "one core"),
+                                        deadline)
+                    if rec is None:
+                        value = default if smallest is None else min(smallest, default)
+                        self.notes[phase] = (
+                            f"budget ran out at hidden {hidden}: split verified from "
+                            f"{smallest or '-'}, kept {value}")
+                        return value
+                    if max(rec["ratios"]) >= 1:
+                        self.notes[phase] = (
+                            f"one core as fast in a round at {family} H={hidden} (split/one "
+                            f"core {min(rec['ratios']):.2f}-{max(rec['ratios']):.2f}x)")
+                        return NEVER if smallest is None else smallest
+                smallest = hidden
+        return smallest
+
+    # -- the run -----------------------------------------------------------------------
+
+    def run(self):
+        """Measure and return the profile (a dict, as written to the file)."""
+        import datetime
+
+        import fastrnn
+        from fastrnn._kernels import profile
+
+        self.start = time.perf_counter()
+        shares = dict(SHARES)
+        if self.cpus < 2:
+            shares = {"fused_max_batch": 0.7, "fused_x_min_batch": 0.3, "split_min_hidden": 0}
+        self.rest = 1.0
+        try:
+            with fastrnn.num_threads(1, blas=1):
+                fused_max = self.fused_max_batch(shares["fused_max_batch"])
+                self.rest -= shares["fused_max_batch"]
+                fused_x = self.fused_x_min_batch(shares["fused_x_min_batch"], fused_max)
+                self.rest -= shares["fused_x_min_batch"]
+            split = self.split_min_hidden(shares["split_min_hidden"])
+        finally:
+            self.progress.close()
+        plan = {"fused_max_batch": fused_max, "fused_x_min_batch": fused_x,
+                "split_min_hidden": split}
+        defaults = {k: getattr(self.base, k) for k in plan}
+        return {
+            "format": profile.FORMAT, "schema": profile.SCHEMA,
+            "cpu": profile.cpu_model(), "isa": self.isa, "fastrnn": profile.fastrnn_version(),
+            "created": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "plan": plan, "defaults": defaults, "notes": self.notes,
+            "cores": self.cpus, "budget_s": self.budget,
+            "elapsed_s": round(time.perf_counter() - self.start, 2),
+            "seq_len": SEQ_LEN, "rounds": self.rounds, "noise": NOISE,
+            "measurements": self.measurements,
+        }
+
+
+def tune(budget=DEFAULT_BUDGET, progress=False, **kwargs):
+    """Measure this machine's thresholds; returns the profile (not written)."""
+    return Tuner(budget, progress=progress, **kwargs).run()

@@ -1,0 +1,350 @@
+"""Profiles (written, read, used by Plan.default(), ignored when stale or corrupt),
+`fastrnn tune` (its decisions from made-up timings, and a real run on a tiny budget),
+`fastrnn info` and fastrnn.show_config()."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import _tune
+from fastrnn._kernels import profile
+from fastrnn._kernels.plan import FUSED_MAX_BATCH, FUSED_X_MIN_BATCH, SPLIT_MIN_HIDDEN, cpu_isa
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ISA = cpu_isa()
+DEFAULTS = dict(fused_max_batch=FUSED_MAX_BATCH[ISA], fused_x_min_batch=FUSED_X_MIN_BATCH,
+                split_min_hidden=SPLIT_MIN_HIDDEN)
+TUNED = dict(fused_max_batch=5, fused_x_min_batch=3, split_min_hidden=100)
+
+
+def _profile(**changes):
+    data = {"format": profile.FORMAT, "schema": profile.SCHEMA, "cpu": profile.cpu_model(),
+            "isa": ISA, "fastrnn": fastrnn.__version__, "created": "2026-01-01T00:00:00",
+            "plan": dict(TUNED), "measurements": []}
+    data.update(changes)
+    return data
+
+
+@pytest.fixture
+def at(tmp_path, monkeypatch):
+    """A profile path that Plan.default() reads (FASTRNN_PROFILE), nothing in the way."""
+    path = tmp_path / "cache" / "profile.json"
+    monkeypatch.setenv("FASTRNN_PROFILE", str(path))
+    for name in ("FASTRNN_FUSED_MAX_BATCH", "FASTRNN_KERNEL", "FASTRNN_ISA"):
+        monkeypatch.delenv(name, raising=False)
+    return path
+
+
+def _plan_fields(plan):
+    return {k: getattr(plan, k) for k in DEFAULTS}
+
+
+def _no_warnings():
+    return warnings.catch_warnings(record=True)
+
+
+def test_profile_written_read_and_used(at):
+    profile.write(str(at), _profile())
+    assert json.loads(at.read_text())["plan"] == TUNED
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plan = fastrnn.Plan.default()
+    assert _plan_fields(plan) == TUNED
+    assert plan.source == f"profile {at}"
+    # a model packs with it, and computes what the default plan computes
+    model = fastrnn.GRU(6, 8)
+    model._init_weights(0)
+    assert model.plan == plan
+    x = np.random.default_rng(0).standard_normal((5, 4, 6)).astype(np.float32)
+    out = model(x)[0]
+    model.plan = fastrnn.Plan(ISA, **DEFAULTS)
+    np.testing.assert_allclose(out, model(x)[0], atol=2e-6)
+    found = profile.lookup(ISA)
+    assert (found.state, found.values, found.path) == ("used", TUNED, str(at))
+
+
+def test_profile_absent_is_silent(at):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plan = fastrnn.Plan.default()
+    assert _plan_fields(plan) == DEFAULTS and plan.source == "defaults"
+    assert profile.lookup(ISA).state == "absent"
+
+
+def test_default_location_and_off(tmp_path, monkeypatch):
+    monkeypatch.delenv("FASTRNN_PROFILE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("FASTRNN_FUSED_MAX_BATCH", raising=False)
+    path = profile.default_path()
+    assert path.startswith(str(tmp_path)) and path.endswith(os.path.join("fastrnn",
+                                                                         "profile.json"))
+    profile.write(path, _profile())
+    assert fastrnn.Plan.default().source == f"profile {path}"
+    monkeypatch.setenv("FASTRNN_PROFILE", "off")
+    assert profile.default_path() is None and profile.lookup(ISA).state == "off"
+    plan = fastrnn.Plan.default()
+    assert _plan_fields(plan) == DEFAULTS and plan.source == "defaults"
+
+
+def test_environment_overrides_profile(at, monkeypatch):
+    profile.write(str(at), _profile())
+    monkeypatch.setenv("FASTRNN_FUSED_MAX_BATCH", "7")
+    plan = fastrnn.Plan.default()
+    assert plan.fused_max_batch == 7
+    assert plan.fused_x_min_batch == TUNED["fused_x_min_batch"]
+    assert plan.source == f"profile {at} and environment"
+    monkeypatch.setenv("FASTRNN_PROFILE", "off")
+    assert fastrnn.Plan.default().source == "environment"
+
+
+@pytest.mark.parametrize("changes,reason", [
+    ({"cpu": "Some Other CPU 9000"}, "stale: measured with CPU 'Some Other CPU 9000'"),
+    ({"isa": "generic" if ISA != "generic" else "avx2"}, "stale: measured with ISA"),
+    ({"fastrnn": "0.0.1"}, "stale: measured with fastrnn version '0.0.1'"),
+])
+def test_stale_profile_ignored(at, changes, reason):
+    profile.write(str(at), _profile(**changes))
+    with pytest.warns(UserWarning, match="ignoring the profile") as rec:
+        plan = fastrnn.Plan.default()
+    message = str(rec[0].message)
+    assert str(at) in message and reason in message
+    assert _plan_fields(plan) == DEFAULTS and plan.source == "defaults"
+
+
+def test_profile_for_another_isa_than_the_plan(at):
+    """Plan.default(isa=...) for an ISA other than the profile's: not applied."""
+    profile.write(str(at), _profile())
+    other = "generic" if ISA != "generic" else None
+    if other is None:  # a generic-only CPU has no other ISA to ask for
+        return
+    with pytest.warns(UserWarning, match=f"stale: measured with ISA '{ISA}'"):
+        plan = fastrnn.Plan.default(isa=other)
+    assert plan.source == "defaults" and plan.fused_max_batch == FUSED_MAX_BATCH[other]
+
+
+CORRUPT = [
+    ("not json", b"{\"format\": ", "is not valid JSON"),
+    ("empty", b"", "is not valid JSON"),
+    ("not utf-8", b"\xff\xfe\x00{", "is not valid JSON"),
+    ("a list", b"[1, 2]", "expected a JSON object, got list"),
+    ("other format", dict(format="something-else"), "'format' must be 'fastrnn-profile'"),
+    ("newer schema", dict(schema=2), "'schema' must be 1, got 2"),
+    ("cpu not a string", dict(cpu=12), "'cpu' must be a string, got 12"),
+    ("no plan", dict(plan=None), "'plan' must be a non-empty object"),
+    ("empty plan", dict(plan={}), "'plan' must be a non-empty object"),
+    ("string value", dict(plan={"fused_max_batch": "8"}),
+     r"plan.fused_max_batch must be an int in \[0, 64\], got '8'"),
+    ("bool value", dict(plan={"fused_max_batch": True}), "got True"),
+    ("float value", dict(plan={"split_min_hidden": 256.0}), "got 256.0"),
+    ("over the limit", dict(plan={"fused_max_batch": 65}), "got 65"),
+    ("negative", dict(plan={"split_min_hidden": -1}), "got -1"),
+    ("zero x batch", dict(plan={"fused_x_min_batch": 0}), "got 0"),
+    ("unknown field", dict(plan={"fused_max_batch": 8, "isa": "avx512"}),
+     "unknown field 'isa'"),
+    ("measurements not a list", dict(measurements={"a": 1}), "'measurements' must be a list"),
+]
+
+
+@pytest.mark.parametrize("what,content,reason", CORRUPT, ids=[c[0] for c in CORRUPT])
+def test_corrupt_profile_ignored(at, what, content, reason):
+    at.parent.mkdir(parents=True)
+    at.write_bytes(content if isinstance(content, bytes)
+                   else json.dumps(_profile(**content)).encode())
+    with pytest.warns(UserWarning, match="ignoring the profile") as rec:
+        plan = fastrnn.Plan.default()
+    message = str(rec[0].message)
+    assert str(at) in message
+    assert any(__import__("re").search(reason, str(r.message)) for r in rec), message
+    assert _plan_fields(plan) == DEFAULTS and plan.source == "defaults"
+    # and a model still runs, on the defaults
+    model = fastrnn.LSTM(3, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert model(np.zeros((2, 1, 3), np.float32))[0].shape == (2, 1, 4)
+    # writing refuses what reading ignores
+    if not isinstance(content, bytes):
+        with pytest.raises(profile.ProfileError):
+            profile.write(str(at), _profile(**content))
+
+
+def test_unreadable_profiles_ignored(at):
+    at.mkdir(parents=True)  # a directory where the file should be
+    with pytest.warns(UserWarning, match="is not a regular file"):
+        assert fastrnn.Plan.default().source == "defaults"
+    at.rmdir()
+    at.write_bytes(b" " * (profile.MAX_BYTES + 1))
+    with pytest.warns(UserWarning, match="larger than a profile"):
+        assert fastrnn.Plan.default().source == "defaults"
+
+
+# -- the tuner's decisions, from made-up timings ---------------------------------------
+
+def _fake(ratio_of, rounds_seen=None, out_of_time_after=None):
+    """A measure_pair that times nothing: the A/B ratio of each round comes from
+    ratio_of(point), B always 1 ms."""
+    calls = []
+
+    def measure(point, call_a, call_b, rounds, time_left):
+        calls.append(point)
+        if out_of_time_after is not None and len(calls) > out_of_time_after:
+            return None
+        ratio = ratio_of(point)
+        ratios = ratio if isinstance(ratio, list) else [ratio] * rounds
+        return [1e-3 * r for r in ratios], [1e-3] * len(ratios)
+    measure.calls = calls
+    return measure
+
+
+def _decide(point):
+    if point["phase"] == "fused_max_batch":
+        # BLAS wins at GRU H=256 from batch 32; a tie (within noise) at 24
+        if point["family"] == "GRU" and point["hidden"] == 256:
+            return 1.2 if point["batch"] >= 32 else 1.02 if point["batch"] == 24 else 0.5
+        return 0.6
+    if point["phase"] == "fused_x_min_batch":
+        # a tie at 24 keeps the default's panels (batch >= 16); below 16 panels must win
+        # beyond noise: 0.95 at 12 does, 0.98 at 8 does not
+        return 1.02 if point["batch"] == 24 else 0.95 if point["batch"] >= 12 else 0.98
+    # split: wins every round from 192; one lost round at 128
+    if point["hidden"] >= 192:
+        return 0.6
+    return [0.5, 0.6, 1.01, 0.5, 0.5, 0.5, 0.5]
+
+
+def test_tuner_decisions():
+    measure = _fake(_decide)
+    data = _tune.Tuner(budget=60, measure=measure, cpus=2).run()
+    assert data["plan"] == {"fused_max_batch": 24, "fused_x_min_batch": 12,
+                            "split_min_hidden": 192}
+    profile.validate(data)
+    assert (data["cpu"], data["isa"], data["fastrnn"]) == (profile.cpu_model(), ISA,
+                                                           fastrnn.__version__)
+    # ascending batches stop at the first loss; x batches descend from the largest fused
+    fused = [p for p in measure.calls if p["phase"] == "fused_max_batch"]
+    assert max(p["batch"] for p in fused) == 32
+    xs = [p["batch"] for p in measure.calls if p["phase"] == "fused_x_min_batch"]
+    assert xs[0] == 24 and min(xs) == 8
+    assert "GRU H=256 B=32" in data["notes"]["fused_max_batch"]
+    recs = data["measurements"]
+    assert len(recs) == len(measure.calls)
+    assert all(r["ratio"] > 0 and r["a_us_per_step"] > 0 for r in recs)
+
+
+def test_tuner_never_and_one_core():
+    data = _tune.Tuner(budget=60, measure=_fake(lambda p: 1.5), cpus=1).run()
+    assert data["plan"]["fused_max_batch"] == 0
+    # no fused batch: x threshold and (one core) split keep their defaults, with a note
+    assert data["plan"]["fused_x_min_batch"] == FUSED_X_MIN_BATCH
+    assert data["plan"]["split_min_hidden"] == SPLIT_MIN_HIDDEN
+    assert "1 core" in data["notes"]["split_min_hidden"]
+    data = _tune.Tuner(budget=60, measure=_fake(
+        lambda p: 0.5 if p["phase"] == "fused_max_batch" else 1.5), cpus=2).run()
+    assert data["plan"]["fused_max_batch"] == 64
+    assert data["plan"]["fused_x_min_batch"] == 65  # panels never win: no fused batch
+    assert data["plan"]["split_min_hidden"] == profile.NEVER
+
+
+def test_tuner_out_of_budget_keeps_defaults():
+    data = _tune.Tuner(budget=60, measure=_fake(lambda p: 0.5, out_of_time_after=0),
+                       cpus=2).run()
+    assert data["plan"] == DEFAULTS
+    assert all("budget ran out" in data["notes"][k]
+               for k in ("fused_max_batch", "split_min_hidden"))
+
+
+def test_tuner_arguments():
+    with pytest.raises(ValueError, match="budget must be a number of seconds > 0, got 0"):
+        _tune.Tuner(budget=0)
+    with pytest.raises(ValueError, match="rounds must be an int >= 1, got 0"):
+        _tune.Tuner(rounds=0)
+
+
+# -- the commands ----------------------------------------------------------------------
+
+def _entry_point(tmp_path):
+    """The installed `fastrnn` script, or (in a source tree) the one pip would write
+    for pyproject's [project.scripts] fastrnn = "fastrnn.cli:main"."""
+    found = shutil.which("fastrnn")
+    if found:
+        return [found]
+    script = tmp_path / "fastrnn"
+    script.write_text("import sys\nfrom fastrnn.cli import main\nsys.exit(main())\n")
+    return [sys.executable, str(script)]
+
+
+def _run(cmd, env=None):
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=HERE, timeout=300,
+                          env=dict(os.environ, **(env or {})))
+
+
+@pytest.mark.parametrize("how", ["entry point", "python -m"])
+def test_info_command(at, tmp_path, how):
+    profile.write(str(at), _profile())
+    cmd = _entry_point(tmp_path) if how == "entry point" else [sys.executable, "-m", "fastrnn"]
+    res = _run(cmd + ["info"])
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert f"fastrnn {fastrnn.__version__}" in out
+    assert f"isa: {ISA} in force" in out and "blas: " in out and "threads: " in out
+    assert f"plan (Plan.default(), from profile {at})" in out
+    assert "fused_max_batch = 5" in out and f"profile: used: {at}" in out
+    res = _run(cmd + ["info", "--json"], env={"FASTRNN_PROFILE": "off"})
+    assert res.returncode == 0, res.stderr
+    cfg = json.loads(res.stdout)
+    assert cfg["plan"]["source"] == "defaults" and cfg["profile"]["state"] == "off"
+    assert cfg["cpu"]["isa"] == ISA and cfg["blas"]
+
+
+def test_info_reports_an_ignored_profile(at):
+    profile.write(str(at), _profile(fastrnn="0.0.1"))
+    res = _run([sys.executable, "-m", "fastrnn", "info"])
+    assert res.returncode == 0, res.stderr
+    assert f"profile: ignored: {at}: stale" in res.stdout
+    assert "from defaults" in res.stdout
+
+
+def test_show_config(at, capsys):
+    fastrnn.show_config()
+    out = capsys.readouterr().out
+    assert "fastrnn " in out and f"isa: {ISA}" in out and "profile: none at" in out
+    assert "split_min_hidden = " in out
+    cfg = fastrnn.show_config(mode="dicts")
+    assert cfg["plan"]["source"] == "defaults" and cfg["profile"]["path"] == str(at)
+    assert cfg["threads"]["fastrnn"] == fastrnn.get_num_threads()
+    with pytest.raises(ValueError, match="mode must be 'stdout' or 'dicts', got 'html'"):
+        fastrnn.show_config("html")
+
+
+def test_tune_command_tiny_budget(at, tmp_path):
+    """A real (tiny) run: it finishes, and what it writes is a valid profile that this
+    machine then uses."""
+    res = _run([sys.executable, "-m", "fastrnn", "tune", "--budget", "1.5"])
+    assert res.returncode == 0, res.stderr
+    assert f"wrote {at}" in res.stdout
+    data = json.loads(at.read_text())
+    values = profile.validate(data)
+    assert set(values) == set(DEFAULTS) and data["measurements"]
+    assert data["elapsed_s"] < 30
+    assert fastrnn.Plan.default().source == f"profile {at}"
+    # --dry-run prints it and writes nothing; --output writes elsewhere
+    other = tmp_path / "other.json"
+    res = _run([sys.executable, "-m", "fastrnn", "tune", "--budget", "0.5", "--dry-run",
+                "--output", str(other)])
+    assert res.returncode == 0, res.stderr
+    assert profile.validate(json.loads(res.stdout)) and not other.exists()
+
+
+@pytest.mark.parametrize("args,env,msg", [
+    (["--budget", "0"], {}, "--budget must be seconds in (0, 86400], got 0.0"),
+    (["--budget", "x"], {}, "invalid float value"),
+    ([], {"FASTRNN_PROFILE": "off"}, "FASTRNN_PROFILE=off: give --output PATH"),
+])
+def test_tune_command_errors(args, env, msg):
+    res = _run([sys.executable, "-m", "fastrnn", "tune"] + args, env=env)
+    assert res.returncode == 2 and msg in res.stderr, res.stderr
