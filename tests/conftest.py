@@ -6,6 +6,11 @@ import pytest
 # Tests see the per-ISA defaults, not a profile `fastrnn tune` left in the user's cache
 # (test_tune.py points FASTRNN_PROFILE at its own files); subprocesses inherit this.
 os.environ["FASTRNN_PROFILE"] = "off"
+# Subprocesses (`python -c`, `python -m fastrnn`) import the fastrnn this process imports,
+# not a source tree in their working directory: in a clean clone tested against the
+# installed package, the checkout's fastrnn/ has no compiled kernels. (Python >= 3.11;
+# PYTHONPATH, as a development checkout uses it, still applies.)
+os.environ["PYTHONSAFEPATH"] = "1"
 
 
 def _torch():
