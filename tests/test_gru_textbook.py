@@ -322,3 +322,29 @@ def test_spec_fields():
     assert families.GRU_TEXTBOOK.unfolded_bias is None
     assert families.GRU_TEXTBOOK.kernel_id not in {s.kernel_id for s in families.FAMILIES.values()}
     assert families.gru_form(False) is families.GRU_TEXTBOOK
+
+
+# -- the benchmark -----------------------------------------------------------------------
+
+def test_bench_gru_form_both(tmp_path):
+    """`fastrnn bench --gru-form both`: the textbook rows are timed against NumPy's
+    textbook step and onnxruntime's linear_before_reset=0 node, which agree with
+    fastrnn; torch, which has no such cell, is skipped with the reason."""
+    import json
+    import os
+    import subprocess
+    import sys
+    path = tmp_path / "b.json"
+    res = subprocess.run(
+        [sys.executable, "-m", "fastrnn", "bench", "--quick", "--mode", "gru", "--layers", "2",
+         "--bidirectional", "--gru-form", "both", "--repeat", "1", "--json", str(path)],
+        capture_output=True, text=True, timeout=600, cwd=os.path.dirname(__file__))
+    assert res.returncode == 0, res.stderr
+    assert "textbook" in res.stdout
+    recs = json.loads(path.read_text())["records"]
+    textbook = {r["engine"]: r for r in recs if r["gru_form"] == "textbook"}
+    assert set(textbook) == {"fastrnn", "numpy", "torch", "onnxruntime"}
+    assert "no textbook GRU" in textbook["torch"]["skipped"]
+    for name in ("numpy", "onnxruntime"):
+        assert textbook[name]["agrees"] and textbook[name]["max_abs_err"] < 1e-4
+    assert {r["engine"] for r in recs if r["gru_form"] == "torch"} == set(textbook)

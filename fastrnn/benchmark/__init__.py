@@ -19,5 +19,5 @@ from fastrnn.benchmark.environment import describe
 from fastrnn.benchmark import runner
 from fastrnn.benchmark.runner import run, run_case
 
-__all__ = ["quiet_spinning", "runner", "Case", "DEFAULT_GRID", "QUICK_GRID", "GRU_FORMS", "grid", "PEERS",
-           "describe", "run", "run_case"]
+__all__ = ["quiet_spinning", "runner", "Case", "DEFAULT_GRID", "QUICK_GRID", "GRU_FORMS",
+           "grid", "PEERS", "describe", "run", "run_case"]
