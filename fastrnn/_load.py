@@ -12,7 +12,7 @@ from fastrnn.layers import GRU, LSTM, MODELS, RNN
 
 # What the weights cannot say, and may be given: (name, default)
 _FREE = {"batch_first": False, "dropout": 0.0, "dtype": None, "nonlinearity": "tanh",
-         "weight_dtype": None}
+         "weight_dtype": None, "reset_after": None}
 
 
 def _tensors(source):
@@ -105,7 +105,9 @@ def load(path_or_state_dict, prefix=None, rename=None, node=None, **overrides):
     weights are found by their torch names at any depth, and the architecture is read
     from their names and shapes (LSTM / GRU / RNN, sizes, num_layers, bidirectional,
     proj_size, bias). What weights cannot tell comes from `overrides`: nonlinearity
-    ("tanh", the default, or "relu") for an RNN, batch_first (False), dtype (float32, or
+    ("tanh", the default, or "relu") for an RNN, reset_after (True, torch's form, the
+    default; False: the textbook GRU, which an ONNX linear_before_reset=0 node asks for
+    itself) for a GRU, batch_first (False), dtype (float32, or
     float64 for float64 weights), weight_dtype ("float16" or "bfloat16" to store the
     weights in half the memory; weights saved in float16 or bfloat16 keep that storage
     by default, losing nothing). `prefix` picks one module where several are present,
@@ -150,6 +152,14 @@ def _build(config, graph_kwargs, overrides, classes=MODELS, where=None):
                 and value not in (None, graph_kwargs["nonlinearity"]):
             raise ValueError(f"nonlinearity={value!r}: the ONNX node computes "
                              f"{graph_kwargs['nonlinearity']!r}")
+        if name == "reset_after" and value is not None and config.mode != "GRU":
+            raise ValueError(f"reset_after applies to a GRU; these weights are an {config.mode}")
+        if name == "reset_after" and "reset_after" in graph_kwargs \
+                and value not in (None, graph_kwargs["reset_after"]):
+            raise ValueError(
+                f"reset_after={value!r}: the ONNX node computes linear_before_reset="
+                f"{int(graph_kwargs['reset_after'])} (reset_after="
+                f"{graph_kwargs['reset_after']!r})")
         if value is not None:
             kwargs[name] = value
     if config.mode != "RNN":
@@ -229,7 +239,10 @@ _REVERSED = {"LSTM": ReversedLSTM, "GRU": ReversedGRU, "RNN": ReversedRNN}
 def _load_onnx(path, node, overrides):
     graph = fio.read_onnx(path, node)
     config = fio.find_recurrent(graph.state_dict)[""]
-    model = _build(config, graph.kwargs, overrides,
+    kwargs = dict(graph.kwargs)
+    if config.mode == "GRU":  # the node says which form: an override may not contradict it
+        kwargs.setdefault("reset_after", True)
+    model = _build(config, kwargs, overrides,
                    _REVERSED if graph.reverse else MODELS, where=os.fspath(path))
     # the graph's initial_h / initial_c (torch-shaped), None when it has none: callers
     # pass hx=model.default_state until the layers take a default state of their own

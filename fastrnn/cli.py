@@ -1,5 +1,6 @@
 """The `fastrnn` command: bench, inspect, generate, score, tune, info."""
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -52,6 +53,10 @@ def _bench_parser(sub):
                    default="float32",
                    help="fastrnn's weight storage (float32 models); peers run the same "
                         "rounded weights in float32")
+    p.add_argument("--gru-form", choices=["torch", "textbook", "both"], default="torch",
+                   help="which GRU to time: torch's (reset_after=True, the default), the "
+                        "textbook GRU (reset_after=False: peers NumPy and onnxruntime's "
+                        "linear_before_reset=0 node; torch has none), or both")
     p.add_argument("--peers", type=_choices(list(PEERS)), default=list(PEERS),
                    help="peers to compare with: numpy,torch,onnxruntime (default all)")
     p.add_argument("--model", metavar="PATH",
@@ -96,15 +101,16 @@ def _bench(args, parser):
         cases = benchmark.grid(args.mode, args.hidden, args.batch, args.seq_len,
                                input_sizes=args.input_size or [0], layers=args.layers,
                                bidirectional=[args.bidirectional], dtype=args.dtype,
-                               weight_dtype=args.weight_dtype)
+                               weight_dtype=args.weight_dtype,
+                               gru_forms=(benchmark.GRU_FORMS if args.gru_form == "both"
+                                          else (args.gru_form,)))
     if args.streaming:
         streamable = [c for c in cases if not c.bidirectional]
         if not streamable:
             parser.error("--streaming needs a unidirectional model")
         seen = []
         for c in streamable:
-            s = benchmark.Case(c.mode, c.input_size, c.hidden, c.layers, False, c.batch, 1,
-                               c.dtype, True, c.weight_dtype)
+            s = dataclasses.replace(c, bidirectional=False, seq_len=1, streaming=True)
             if s not in seen:
                 seen.append(s)
                 if c in models:
@@ -167,7 +173,9 @@ def _model_cases(args, parser):
     for b in args.batch:
         for t in args.seq_len:
             c = benchmark.Case(mode, model.input_size, model.hidden_size, model.num_layers,
-                               model.bidirectional, b, t, model.dtype.name)
+                               model.bidirectional, b, t, model.dtype.name,
+                               gru_form="textbook" if getattr(model, "reset_after", True)
+                               is False else "torch")
             cases.append(c)
             models[c] = model
     return cases, models

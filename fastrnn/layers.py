@@ -237,12 +237,15 @@ class _Parameters:
             cfg["nonlinearity"] = self.nonlinearity
         if self.weight_dtype != self.dtype.name:
             cfg["weight_dtype"] = self.weight_dtype
+        if self.family.reset_after is not None:
+            cfg["reset_after"] = self.family.reset_after
         return cfg
 
     def __repr__(self):
         cfg = self._config()
         defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                        bidirectional=False, proj_size=0, dtype="float32", nonlinearity="tanh")
+                        bidirectional=False, proj_size=0, dtype="float32", nonlinearity="tanh",
+                        reset_after=True)
         args = [str(cfg.pop("input_size")), str(cfg.pop("hidden_size"))]
         args += [f"{k}={v!r}" for k, v in cfg.items() if defaults.get(k) != v]
         return f"{type(self).__name__}({', '.join(args)})"
@@ -331,14 +334,28 @@ class LSTM(_RNNBase):
 
 
 class GRU(_RNNBase):
-    """Gated recurrent unit, torch.nn.GRU's arguments and results, numpy in and out."""
+    """Gated recurrent unit, torch.nn.GRU's arguments and results, numpy in and out.
+
+    reset_after=True is torch's (and cuDNN's, Keras's default) form,
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn)); reset_after=False the textbook GRU
+    of Cho et al. (2014), n = tanh(W_in x + b_in + W_hn (r * h) + b_hn), which ONNX
+    writes as linear_before_reset=0 (docs/gru-forms.md). The parameters have torch's
+    names and shapes in both forms.
+    """
 
     family = families.GRU
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype="float32", weight_dtype=None):
+                 dropout=0.0, bidirectional=False, dtype="float32", weight_dtype=None,
+                 reset_after=True):
+        self.family = families.gru_form(reset_after)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, 0, dtype, weight_dtype=weight_dtype)
+
+    @property
+    def reset_after(self):
+        """True: torch's GRU; False: the textbook GRU."""
+        return self.family.reset_after
 
 
 class RNN(_RNNBase):

@@ -29,6 +29,18 @@ def gru_cell(x, h, c, p):
     return (1.0 - z) * n + z * h, None
 
 
+def gru_textbook_cell(x, h, c, p):
+    """reset_after=False (Cho et al. 2014): b_hn outside r, W_hn applied to r * h."""
+    w_r, w_z, w_n = np.split(p["w_ih"], 3)
+    u_r, u_z, u_n = np.split(p["w_hh"], 3)
+    bi_r, bi_z, bi_n = np.split(p["b_ih"], 3)
+    bh_r, bh_z, bh_n = np.split(p["b_hh"], 3)
+    r = _sigmoid(w_r @ x + bi_r + u_r @ h + bh_r)
+    z = _sigmoid(w_z @ x + bi_z + u_z @ h + bh_z)
+    n = np.tanh(w_n @ x + bi_n + u_n @ (r * h) + bh_n)
+    return (1.0 - z) * n + z * h, None
+
+
 def rnn_cell(x, h, c, p, relu=False):
     a = p["w_ih"] @ x + p["b_ih"] + p["w_hh"] @ h + p["b_hh"]
     return (np.maximum(a, 0.0) if relu else np.tanh(a)), None
@@ -47,15 +59,16 @@ def _params(sd, layer, direction, gate_rows):
 
 
 def forward(mode, sd, x, num_layers, bidirectional, hidden_size, proj_size=0,
-            h0=None, c0=None, lengths=None, relu=False):
-    """x (T, B, I) time-major; h0 (L*D, B, P), c0 (L*D, B, H). Returns
+            h0=None, c0=None, lengths=None, relu=False, reset_after=True):
+    """x (T, B, I) time-major; h0 (L*D, B, P), c0 (L*D, B, H); reset_after=False: the
+    textbook GRU. Returns
     (out (T, B, D*P), h_n, c_n or None) in float64, torch's packed semantics."""
     x = np.asarray(x, np.float64)
     T, B, _ = x.shape
     D = 2 if bidirectional else 1
     P = proj_size or hidden_size
     gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[mode] * hidden_size
-    cell = {"LSTM": lstm_cell, "GRU": gru_cell,
+    cell = {"LSTM": lstm_cell, "GRU": gru_cell if reset_after else gru_textbook_cell,
             "RNN": lambda x, h, c, p: rnn_cell(x, h, c, p, relu)}[mode]
     lengths = np.full(B, T) if lengths is None else np.asarray(lengths)
     h0 = np.zeros((num_layers * D, B, P)) if h0 is None else np.asarray(h0, np.float64)

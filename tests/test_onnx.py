@@ -136,13 +136,11 @@ def test_relu_rnn(tmp_path):
     assert model.nonlinearity == "relu"
 
 
-# The textbook GRU's layer is another engineer's work: until fastrnn.GRU takes
-# reset_after=False, building it raises TypeError. Remove the mark when it lands.
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="fastrnn.GRU(reset_after=False) pending")
 @pytest.mark.parametrize("dirs", [1, 2])
 def test_gru_linear_before_reset_0(tmp_path, dirs):
     path, x = _node_file(tmp_path / "m.onnx", "GRU", dirs=dirs, linear_before_reset=0)
-    _compare(path, "GRU", x, dirs, 0)
+    model = _compare(path, "GRU", x, dirs, 0)
+    assert model.reset_after is False
 
 
 def test_linear_before_reset_0_asks_for_the_textbook_gru(tmp_path):

@@ -41,6 +41,10 @@ cdef extern from "fr_kernels.h" nogil:
                               const void* wx, const float* x, const void* w,
                               const float* bias, const float* gin, int relu, const float* h,
                               float* h_out) noexcept nogil
+        void (*grut_step1_f32)(int phase, int p0, int p1, int rev, int m, int wt, int H,
+                               int n_in, const void* wx, const float* x, const void* w,
+                               const float* bias, const float* gin, const float* h,
+                               float* scratch, float* h_out) noexcept nogil
         void (*vactivations_f32)(int n, const float* x, float* sig, float* th) noexcept nogil
     int fr_cpu_isa()
     const fr_kernels* fr_kernels_for(int isa)
@@ -153,3 +157,38 @@ cdef inline void rnn_cells(const fr_kernels* fns, bint fm, int m, int H,
             for j in range(H):
                 a = gates[j * gu + b * gb] + bias[j]
                 h[j * su + b * sb] = (a if a > 0 else 0) if relu else tanh(a)
+
+
+# The textbook GRU's cell loops (reset_after=False), both dtypes, in the layouts above;
+# gates hold W_ih x + W_h{r,z} h (r, z rows) and later W_ih x + W_hn (r * h) (n rows),
+# before the bias, which holds every recurrent bias. Plain loops: the textbook GRU's
+# BLAS path runs batches the fused kernel does not take, where the products dominate.
+
+cdef inline void gru_textbook_rz(bint fm, int m, int H, floating* gates, int ldg,
+                                 const floating* bias, const floating* h, floating* rh,
+                                 int lds) noexcept nogil:
+    """r and z: z replaces its gate row, r * h goes to rh (laid out like h)."""
+    cdef Py_ssize_t gu = ldg if fm else 1, gb = 1 if fm else ldg
+    cdef Py_ssize_t su = lds if fm else 1, sb = 1 if fm else lds
+    cdef int b, j
+    cdef floating r
+    for j in range(H):
+        for b in range(m):
+            r = <floating>(1.0 / (1.0 + exp(-(gates[j * gu + b * gb] + bias[j]))))
+            gates[(H + j) * gu + b * gb] = <floating>(
+                1.0 / (1.0 + exp(-(gates[(H + j) * gu + b * gb] + bias[H + j]))))
+            rh[j * su + b * sb] = r * h[j * su + b * sb]
+
+
+cdef inline void gru_textbook_n(bint fm, int m, int H, const floating* gates, int ldg,
+                                const floating* bias, floating* h, int lds) noexcept nogil:
+    """n and h in place, z from its gate row (gru_textbook_rz)."""
+    cdef Py_ssize_t gu = ldg if fm else 1, gb = 1 if fm else ldg
+    cdef Py_ssize_t su = lds if fm else 1, sb = 1 if fm else lds
+    cdef int b, j
+    cdef floating n
+    for j in range(H):
+        for b in range(m):
+            n = <floating>tanh(gates[(2 * H + j) * gu + b * gb] + bias[2 * H + j])
+            # torch's form of the update, (h - n) * z + n
+            h[j * su + b * sb] = (h[j * su + b * sb] - n) * gates[(H + j) * gu + b * gb] + n

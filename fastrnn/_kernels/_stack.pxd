@@ -9,6 +9,7 @@ cpdef enum Family:
     LSTM = 0
     GRU = 1
     RNN = 2
+    GRU_TEXTBOOK = 3    # reset_after=False: two products per step (gru.pxd)
 
 
 cdef struct Dispatch:

@@ -14,7 +14,7 @@ from fastrnn._kernels._cell cimport (CellParams, FR_U, FR_MAXB, fr_kernels, fr_c
                                      fr_kernels_for, fr_activations_f32, fr_ftz_enter,
                                      fr_ftz_leave)
 from fastrnn._kernels.lstm cimport lstm_step, lstm_step1, lstm_project1
-from fastrnn._kernels.gru cimport gru_step, gru_step1
+from fastrnn._kernels.gru cimport gru_step, gru_step1, gru_textbook_step, grut_step1
 from fastrnn._kernels.rnn cimport rnn_step, rnn_step1
 
 import threading
@@ -154,15 +154,27 @@ cdef inline void cell_step(Family family, const CellParams* p, bint fm, int m,
         lstm_step(p, fm, m, gates, ldg, h, c, ldb, scratch)
     elif family == GRU:
         gru_step(p, fm, m, gates, ldg, h, c, ldb, scratch)
+    elif family == GRU_TEXTBOOK:
+        gru_textbook_step(p, fm, m, gates, ldg, h, c, ldb, scratch)
     else:
         rnn_step(p, fm, m, gates, ldg, h, c, ldb, scratch)
 
 
-cdef inline void fused_cell(Family family, const CellParams* p, int p0, int p1, bint rev,
-                            int m, const float* gin, const float* x, const float* h,
-                            float* c, float* h_out, float* scratch) noexcept nogil:
-    """Panels [p0, p1) of one fused step of m sequences."""
-    if family == LSTM:
+cdef inline int step_phases(Family family) noexcept nogil:
+    """Passes over the panels per fused step: 2 for the textbook GRU, whose n panels
+    read r * h of every unit (grut_step1), else 1."""
+    return 2 if family == GRU_TEXTBOOK else 1
+
+
+cdef inline void fused_cell(Family family, const CellParams* p, int phase, int p0, int p1,
+                            bint rev, int m, const float* gin, const float* x,
+                            const float* h, float* c, float* h_out,
+                            float* scratch) noexcept nogil:
+    """Panels [p0, p1) of one fused step of m sequences (of its phase 1 or 2: see
+    step_phases)."""
+    if family == GRU_TEXTBOOK:
+        grut_step1(p, phase, p0, p1, rev, m, gin, x, h, h_out, scratch)
+    elif family == LSTM:
         lstm_step1(p, p0, p1, rev, m, gin, x, h, c, h_out, scratch)
     elif family == GRU:
         gru_step1(p, p0, p1, rev, m, gin, x, h, c, h_out, scratch)
@@ -183,32 +195,39 @@ cdef struct FusedStep:
     float* scratch
     int npan
     bint rev
+    int phase
 
 
 cdef void fused_step_half(void* arg, int part) noexcept nogil:
     cdef FusedStep* a = <FusedStep*>arg
     cdef int half = (a.npan + 1) // 2
     if part == 0:
-        fused_cell(a.family, a.p, 0, half, a.rev, a.m, a.gin, a.x, a.h, a.c, a.h_out,
-                   a.scratch)
+        fused_cell(a.family, a.p, a.phase, 0, half, a.rev, a.m, a.gin, a.x, a.h, a.c,
+                   a.h_out, a.scratch)
     else:
-        fused_cell(a.family, a.p, half, a.npan, a.rev, a.m, a.gin, a.x, a.h, a.c, a.h_out,
-                   a.scratch)
+        fused_cell(a.family, a.p, a.phase, half, a.npan, a.rev, a.m, a.gin, a.x, a.h, a.c,
+                   a.h_out, a.scratch)
 
 
 cdef inline void fused_step(Family family, const CellParams* p, bint split, bint rev,
                             int m, const float* gin, const float* x, const float* h,
                             float* c, float* h_out, float* scratch) noexcept nogil:
     """The whole fused step: all panels (on two cores when split; in descending order
-    when rev), then the LSTM's projection, which needs every panel's output."""
+    when rev), phase after phase (the two cores meet between them: each fr_pool_run
+    returns when both halves are done), then the LSTM's projection, which needs every
+    panel's output."""
     cdef FusedStep args
     cdef int npan = num_panels(p)
-    if split and npan > 1:
-        args.family, args.p, args.m, args.gin, args.x, args.h = family, p, m, gin, x, h
-        args.c, args.h_out, args.scratch, args.npan, args.rev = c, h_out, scratch, npan, rev
-        fr_pool_run(fused_step_half, &args)
-    else:
-        fused_cell(family, p, 0, npan, rev, m, gin, x, h, c, h_out, scratch)
+    cdef int phase
+    for phase in range(1, step_phases(family) + 1):
+        if split and npan > 1:
+            args.family, args.p, args.m, args.gin, args.x, args.h = family, p, m, gin, x, h
+            args.c, args.h_out, args.scratch, args.npan, args.rev = (c, h_out, scratch,
+                                                                     npan, rev)
+            args.phase = phase
+            fr_pool_run(fused_step_half, &args)
+        else:
+            fused_cell(family, p, phase, 0, npan, rev, m, gin, x, h, c, h_out, scratch)
     if family == LSTM:
         lstm_project1(p, m, scratch, h_out)
 

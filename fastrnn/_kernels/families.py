@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FamilySpec", "LSTM", "GRU", "RNN", "FAMILIES", "by_gates"]
+__all__ = ["FamilySpec", "LSTM", "GRU", "GRU_TEXTBOOK", "RNN", "FAMILIES", "by_gates"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,11 @@ class FamilySpec:
     unfolded_bias: tuple = None
     projects: bool = False  # proj_size allowed (LSTM)
     nonlinearities: tuple = ("tanh",)
+    # GRU forms (the `reset_after` keyword): True, torch's r * (W_hn h + b_hn); False,
+    # the textbook W_hn (r * h) (Cho et al. 2014), whose step has two dependent
+    # products and whose packed W_hh keeps the n rows in panels of their own
+    # (packing.py). None: the family has no such choice.
+    reset_after: bool = None
 
     def fold_biases(self, b_ih, b_hh, hidden_size):
         """(bias, b_hn): b_ih + b_hh where the equations allow, and the rows that stay
@@ -45,10 +50,21 @@ class FamilySpec:
 
 
 LSTM = FamilySpec("LSTM", 0, 4, ("i", "f", "g", "o"), has_cell=True, projects=True)
-GRU = FamilySpec("GRU", 1, 3, ("r", "z", "n"), has_cell=False, unfolded_bias=(2, 3))
+GRU = FamilySpec("GRU", 1, 3, ("r", "z", "n"), has_cell=False, unfolded_bias=(2, 3),
+                reset_after=True)
+# The textbook GRU: b_hn sits outside r, so every recurrent bias folds.
+GRU_TEXTBOOK = FamilySpec("GRU", 3, 3, ("r", "z", "n"), has_cell=False, reset_after=False)
 RNN = FamilySpec("RNN", 2, 1, ("h",), has_cell=False, nonlinearities=("tanh", "relu"))
 
-FAMILIES = {spec.name: spec for spec in (LSTM, GRU, RNN)}
+FAMILIES = {spec.name: spec for spec in (LSTM, GRU, RNN)}   # the default form of each
+
+
+def gru_form(reset_after):
+    """The GRU spec of a `reset_after` keyword (True: torch's form)."""
+    if not isinstance(reset_after, (bool, np.bool_)):
+        raise TypeError(f"reset_after must be True (torch's GRU) or False (the textbook "
+                        f"GRU), got {reset_after!r}")
+    return GRU if reset_after else GRU_TEXTBOOK
 
 
 def by_gates(gates):

@@ -65,6 +65,14 @@ typedef struct fr_kernels {
     void (*rnn_step1_f32)(int p0, int p1, int rev, int m, int wt, int H, int n_in,
                           const void *wx, const float *x, const void *w, const float *bias,
                           const float *gin, int relu, const float *h, float *h_out);
+    /* The textbook GRU's fused step (reset_after=False), phase 1 or 2 (of panels
+     * [p0, p1) each; every panel's phase 1 before any panel's phase 2), scratch
+     * (m, 2*npan*FR_U + H) carrying it from one to the other; w: W_hh's r, z panels,
+     * then its n panels (packing.py). */
+    void (*grut_step1_f32)(int phase, int p0, int p1, int rev, int m, int wt, int H,
+                           int n_in, const void *wx, const float *x, const void *w,
+                           const float *bias, const float *gin, const float *h,
+                           float *scratch, float *h_out);
     /* the fused kernels' vector sigmoid and tanh over an array, for the accuracy tests */
     void (*vactivations_f32)(int n, const float *x, float *sig, float *th);
 } fr_kernels;

@@ -14,7 +14,16 @@ whole slice of the cell update:
 Half-precision storage keeps the same order: float16 as is; bfloat16 pairs k in
 32-bit words, (npan, ceil(K/2), gates, 16, 2), K padded to even, so that a shift and a
 mask widen two weight vectors per load. Biases go to (npan, gates, 16). Every packed
-array starts on a cache line. The kernels' hoisted input projection writes its rows in
+array starts on a cache line.
+
+The textbook GRU (reset_after=False) multiplies W_hn by r * h, which exists only once
+every panel's r does: its fused step runs in two phases (grut_step1_f32), so its W_hh
+keeps the n rows in panels of their own, after the r, z rows' (textbook_panels):
+
+    [ r, z rows: (npan, K, 2, 16) ][ n rows: (npan, K, 1, 16) ]     (each in storage)
+
+and each phase streams whole panels of the rows it needs. Its W_ih and bias keep the
+three-gate layout above. The kernels' hoisted input projection writes its rows in
 the same panel order (Kernel.workspace sizes for it).
 """
 import numpy as np
@@ -22,7 +31,7 @@ import numpy as np
 from fastrnn._kernels._stack import PANEL_UNITS, CellRecord, Kernel, empty_aligned
 
 __all__ = ["WEIGHT_DTYPES", "round_weights", "panels", "store", "bias_panels", "aligned",
-           "pack"]
+           "textbook_panels", "pack"]
 
 WEIGHT_DTYPES = ("float32", "float16", "bfloat16")
 
@@ -68,6 +77,14 @@ def bias_panels(b, gates, hidden, units=PANEL_UNITS):
     return np.ascontiguousarray(panels(b[:, None], gates, hidden, units)[:, 0])
 
 
+def textbook_panels(w_hh, hidden, weight_dtype):
+    """The textbook GRU's W_hh (3*hidden, K) -> its r, z rows' panels then its n rows'
+    panels, flat, in weight_dtype storage (cell_math_impl.h, grut_body, reads them)."""
+    rz = store(panels(w_hh[:2 * hidden], 2, hidden), weight_dtype)
+    n = store(panels(w_hh[2 * hidden:], 1, hidden), weight_dtype)
+    return np.concatenate([rz.ravel(), n.ravel()])
+
+
 def aligned(a):
     """A C-contiguous, cache-line-aligned, read-only copy of `a`."""
     out = empty_aligned(a.shape, a.dtype)
@@ -100,9 +117,13 @@ def pack(spec, cells, num_directions, plan, weight_dtype="float32", relu=False):
         bias, b_hn = spec.fold_biases(b_ih, b_hh, hidden)
         fused = {}
         if plan.fused and w_ih.dtype == np.float32:
+            if spec.reset_after is False:
+                w_hh_panels = textbook_panels(w_hh, hidden, weight_dtype)
+            else:
+                w_hh_panels = store(panels(w_hh, spec.gates, hidden), weight_dtype)
             fused = dict(
                 panel_dtype=weight_dtype,
-                w_hh_panels=aligned(store(panels(w_hh, spec.gates, hidden), weight_dtype)),
+                w_hh_panels=aligned(w_hh_panels),
                 # streamed steps and large fused batches read W_ih x from these
                 w_ih_panels=aligned(store(panels(w_ih, spec.gates, hidden), weight_dtype)),
                 bias_panels=aligned(bias_panels(bias, spec.gates, hidden)),

@@ -17,6 +17,7 @@ class Case:
     dtype: str = "float32"
     streaming: bool = False     # one step call per time step, state carried
     weight_dtype: str = "float32"  # fastrnn's weight storage (peers get the same values)
+    gru_form: str = "torch"     # GRU only: "torch" (reset_after=True) or "textbook"
 
     @property
     def inputs(self):
@@ -72,19 +73,26 @@ class Case:
             parts.append(f"w:{self.weight_dtype}")
         if self.streaming:
             parts.append("step")
+        if self.mode == "GRU" and self.gru_form != "torch":
+            parts.append(self.gru_form)
         return " ".join(parts)
 
     def as_dict(self):
         return asdict(self)
 
 
+GRU_FORMS = ("torch", "textbook")
+
+
 def grid(modes, hiddens, batches, seq_lens, input_sizes=(0,), layers=(1,),
-         bidirectional=(False,), dtype="float32", streaming=False, weight_dtype="float32"):
-    """Every combination, in a stable order."""
+         bidirectional=(False,), dtype="float32", streaming=False, weight_dtype="float32",
+         gru_forms=("torch",)):
+    """Every combination, in a stable order; GRU cases once per form in gru_forms."""
     return [
-        Case(mode, inp, hid, lay, bi, b, t, dtype, streaming, weight_dtype)
+        Case(mode, inp, hid, lay, bi, b, t, dtype, streaming, weight_dtype, form)
         for mode, hid, b, t, inp, lay, bi in itertools.product(
             modes, hiddens, batches, seq_lens, input_sizes, layers, bidirectional)
+        for form in (gru_forms if mode == "GRU" else ("torch",))
     ]
 
 

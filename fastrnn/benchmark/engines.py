@@ -28,8 +28,10 @@ def build_model(case, seed=0):
     """A fastrnn model for the case with seeded, torch-initialised weights."""
     cls = {"LSTM": fastrnn.LSTM, "GRU": fastrnn.GRU, "RNN": fastrnn.RNN}[case.mode]
     weight_dtype = None if case.weight_dtype == case.dtype else case.weight_dtype
+    extra = {"reset_after": case.gru_form == "torch"} if case.mode == "GRU" else {}
     model = cls(case.inputs, case.hidden, num_layers=case.layers,
-                bidirectional=case.bidirectional, dtype=case.dtype, weight_dtype=weight_dtype)
+                bidirectional=case.bidirectional, dtype=case.dtype, weight_dtype=weight_dtype,
+                **extra)
     model._init_weights(seed)
     return model
 
@@ -71,7 +73,8 @@ class NumPyLoop(Engine):
             raise Unavailable("no streaming baseline in NumPy")
         self.x = x
         self.net = NumPyRNN(case.mode, model.state_dict(), case.layers, case.bidirectional,
-                            case.hidden, model.nonlinearity, np.dtype(case.dtype))
+                            case.hidden, model.nonlinearity, np.dtype(case.dtype),
+                            reset_after=_textbook(case) is False)
 
     def __call__(self):
         return self.net(self.x)
@@ -82,6 +85,8 @@ class Torch(Engine):
 
     def __init__(self, case, model, threads, x):
         super().__init__(case, model, threads)
+        if _textbook(case):
+            raise Unavailable("torch has no textbook GRU (reset_after=False)")
         torch = self.torch = _import("torch")
         torch.set_num_threads(threads)
         dtype = getattr(torch, case.dtype)
@@ -148,9 +153,17 @@ class OnnxRuntime(Engine):
         return out[0] if self.case.streaming else out
 
 
+def _textbook(case):
+    """Whether the case is a textbook GRU (reset_after=False)."""
+    return case.mode == "GRU" and case.gru_form == "textbook"
+
+
 def onnx_model(case, model, x):
     """The serialized ONNX model of `model`: exported by torch (dynamo=False) when torch
-    is installed, else written with the onnx helper."""
+    is installed, else written with the onnx helper (always for a textbook GRU, which
+    torch cannot express: a linear_before_reset=0 node)."""
+    if _textbook(case):
+        return _onnx_by_helper(case, model)
     try:
         torch = importlib.import_module("torch")
     except ImportError:
@@ -229,7 +242,7 @@ def _onnx_by_helper(case, model):
             ins += ["", f"h0_{layer}"] + ([f"c0_{layer}"] if case.mode == "LSTM" else [])
         attrs = dict(hidden_size=H, direction="bidirectional" if D == 2 else "forward")
         if case.mode == "GRU":
-            attrs["linear_before_reset"] = 1
+            attrs["linear_before_reset"] = 0 if _textbook(case) else 1
         if case.mode == "RNN":
             attrs["activations"] = ["Relu" if model.nonlinearity == "relu" else "Tanh"] * D
         nodes.append(helper.make_node(op, ins, [f"Y{layer}"], **attrs))

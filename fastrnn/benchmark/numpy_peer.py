@@ -1,6 +1,7 @@
 """The NumPy baseline: what a careful user writes without fastrnn. The input
 projection of all steps is hoisted into one matmul; each step does h @ W_hh.T and the
-gate math with NumPy's vectorised ufuncs."""
+gate math with NumPy's vectorised ufuncs. A textbook GRU (reset_after=False) takes two
+products per step, W_h{r,z} h and then W_hn (r * h)."""
 import numpy as np
 
 
@@ -10,8 +11,9 @@ def _sigmoid(x):
 
 class NumPyRNN:
     def __init__(self, mode, state_dict, num_layers, bidirectional, hidden_size,
-                 nonlinearity="tanh", dtype=np.float32):
+                 nonlinearity="tanh", dtype=np.float32, reset_after=True):
         self.mode = mode
+        self.reset_after = reset_after
         self.num_layers = num_layers
         self.directions = 2 if bidirectional else 1
         self.hidden_size = hidden_size
@@ -41,6 +43,12 @@ class NumPyRNN:
                     np.tanh(g[:, 2 * H:3 * H]), _sigmoid(g[:, 3 * H:])
                 c = f * c + i * gg
                 h = o * np.tanh(c)
+            elif self.mode == "GRU" and not self.reset_after:
+                # every bias is in g_in; w_hh_t is (H, 3H): r, z columns, then n's
+                rz = _sigmoid(g_in[t, :, :2 * H] + h @ w_hh_t[:, :2 * H])
+                r, z = rz[:, :H], rz[:, H:]
+                n = np.tanh(g_in[t, :, 2 * H:] + (r * h) @ w_hh_t[:, 2 * H:])
+                h = (h - n) * z + n
             elif self.mode == "GRU":
                 gh = h @ w_hh_t + b_hh
                 r = _sigmoid(g_in[t, :, :H] + gh[:, :H])
@@ -62,7 +70,7 @@ class NumPyRNN:
                 w_ih_t, w_hh_t, b_ih, b_hh = self.params[layer * self.directions + d]
                 T, B, _ = seq.shape
                 g_in = (seq.reshape(T * B, -1) @ w_ih_t).reshape(T, B, -1) + b_ih
-                if self.mode != "GRU":
+                if self.mode != "GRU" or not self.reset_after:
                     g_in += b_hh
                 halves.append(self._scan(g_in, w_hh_t, b_hh, reverse=d == 1))
             seq = halves[0] if len(halves) == 1 else np.concatenate(halves, axis=2)

@@ -15,7 +15,7 @@ def table(records):
             "fastrnn ×", "max |err|"]
     rows = []
     for r in records:
-        case = Case(**{k: r[k] for k in Case.__dataclass_fields__})
+        case = Case(**{k: r[k] for k in Case.__dataclass_fields__ if k in r})
         if "skipped" in r:
             rows.append([case.label(), str(r["threads"]), r["engine"], "skipped", "", "", "",
                          "", ""])
@@ -103,7 +103,7 @@ def markdown(records, peers=("numpy", "torch", "onnxruntime")):
     fastrnn's speedup over it."""
     by_case = {}
     for r in records:
-        case = Case(**{k: r[k] for k in Case.__dataclass_fields__})
+        case = Case(**{k: r[k] for k in Case.__dataclass_fields__ if k in r})
         by_case.setdefault((case, r["threads"]), {})[r["engine"]] = r
     roof = any("roofline_fraction" in r for r in records)
     head = ["case", "threads", "fastrnn µs/step"] + [f"{p} µs/step (fastrnn ×)" for p in peers]

@@ -598,19 +598,21 @@ static inline __attribute__((always_inline)) int FR_NAME(panel_at)(int p0, int p
 }
 
 /* The products of the fused steps for panels [q0, q1) of a call over [p0, p1): W h into
- * accs and, when wx is given, W_ih x into xws, each panel's m columns after the
- * previous panel's. */
+ * accs (G rows per unit) and, when wx is given, W_ih x into xws (Gx rows per unit: the
+ * textbook GRU's first product covers r and z of W_hh but all three gates of W_ih),
+ * each panel's m columns after the previous panel's. */
 static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(group_products)(
-        int G, int p0, int p1, int rev, int q0, int q1, int m, int wt, int n_in, int K,
-        const void *restrict wx, const float *restrict x, const void *restrict w,
+        int G, int Gx, int p0, int p1, int rev, int q0, int q1, int m, int wt, int n_in,
+        int K, const void *restrict wx, const float *restrict x, const void *restrict w,
         const float *restrict h, float *restrict accs, float *restrict xws)
 {
     for (int q = q0; q < q1; ++q) {
         const int p = FR_NAME(panel_at)(p0, p1, rev, q);
-        const ptrdiff_t at = (ptrdiff_t)(q - q0) * m * G * FR_U;
-        FR_NAME(panel_matvec_m)(wt, G, K, p, w, h, K, m, accs + at, G * FR_U);
+        FR_NAME(panel_matvec_m)(wt, G, K, p, w, h, K, m,
+                                accs + (ptrdiff_t)(q - q0) * m * G * FR_U, G * FR_U);
         if (wx != NULL)
-            FR_NAME(panel_matvec_m)(wt, G, n_in, p, wx, x, n_in, m, xws + at, G * FR_U);
+            FR_NAME(panel_matvec_m)(wt, Gx, n_in, p, wx, x, n_in, m,
+                                    xws + (ptrdiff_t)(q - q0) * m * Gx * FR_U, Gx * FR_U);
     }
 }
 
@@ -691,7 +693,8 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(step1_body)(
     for (int q0 = p0; q0 < p1; q0 += group) {
         const int q1 = q0 + group < p1 ? q0 + group : p1;
         float accs[FR_MAXB * 4 * FR_U], xws[FR_MAXB * 4 * FR_U];
-        FR_NAME(group_products)(G, p0, p1, rev, q0, q1, m, wt, n_in, K, wx, x, w, h, accs, xws);
+        FR_NAME(group_products)(G, G, p0, p1, rev, q0, q1, m, wt, n_in, K, wx, x, w, h, accs,
+                                xws);
         for (int q = q0; q < q1; ++q) {
             const int p = FR_NAME(panel_at)(p0, p1, rev, q);
             const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
@@ -768,6 +771,123 @@ static FR_TARGET void FR_NAME(rnn_step1_f32)(
                    h, NULL, h_out);
 }
 
+/* ---- The textbook GRU (reset_after=False): two phases per step -------------------
+ * n = tanh(W_in x + b_n + W_hn (r * h)): every n panel's product reads r * h of every
+ * unit, so a step runs in two phases over the panels, and a step split across two
+ * cores meets between them (_stack.pyx, fused_step):
+ *   phase 1: W_h{r,z} h per panel, r and z, r * h of the panel's units;
+ *   phase 2: W_hn (r * h) per panel, n and h_out.
+ * W_hh is packed (packing.py, textbook_panels) as the r, z rows' panels (npan, K, 2,
+ * FR_U) followed by the n rows' own (npan, K, 1, FR_U), so that the second product
+ * streams whole panels as the first does. W_ih and the bias keep the three-gate panels
+ * (the input part does not wait on r); every bias is folded. Between the phases,
+ * scratch holds z and W_in x + b_n, (m, npan*FR_U) each, then r * h, (m, H). */
+
+/* Phase 1 for one panel of one sequence: xin (3, FR_U) = W_ih x + bias, acc (2, FR_U)
+ * = W_h{r,z} h. */
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(grut_rz_lanes)(
+        int n, const float *restrict xin, const float *restrict acc, const float *restrict h,
+        float *restrict z_out, float *restrict xn_out, float *restrict rh_out)
+{
+    float hb[FR_U], rb[FR_U];
+    FR_NAME(load_units)(n, h, hb);
+    for (int s = 0; s < FR_S; ++s) {
+        const int u = s * FR_L;
+        FR_VF r = FR_NAME(vsigmoid)(FR_LD(xin + u) + FR_LD(acc + u));
+        FR_ST(z_out + u, FR_NAME(vsigmoid)(FR_LD(xin + FR_U + u) + FR_LD(acc + FR_U + u)));
+        FR_ST(xn_out + u, FR_LD(xin + 2 * FR_U + u));
+        FR_ST(rb + u, r * FR_LD(hb + u));
+    }
+    FR_NAME(store_units)(n, rb, rh_out);
+}
+
+/* Phase 2 for one panel of one sequence: acc (FR_U) = W_hn (r * h). */
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(grut_n_lanes)(
+        int n, const float *restrict xn, const float *restrict acc, const float *restrict z,
+        const float *restrict h, float *restrict h_out)
+{
+    float hb[FR_U];
+    FR_NAME(load_units)(n, h, hb);
+    for (int s = 0; s < FR_S; ++s) {
+        const int u = s * FR_L;
+        FR_VF nn = FR_NAME(vtanh)(FR_LD(xn + u) + FR_LD(acc + u));
+        /* torch's form of the update, (h - n) * z + n */
+        FR_ST(hb + u, (FR_LD(hb + u) - nn) * FR_LD(z + u) + nn);
+    }
+    FR_NAME(store_units)(n, hb, h_out);
+}
+
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(grut_body)(
+        int phase, int p0, int p1, int rev, int m, int wt, int H, int n_in,
+        const void *restrict wx, const float *restrict x, const void *restrict w,
+        const float *restrict bias, const float *restrict gin, const float *restrict h,
+        float *restrict scratch, float *restrict h_out)
+{
+    const int npan = (H + FR_U - 1) / FR_U, ld = npan * FR_U;
+    const int group = FR_NAME(group_panels)(wt, m);
+    float *restrict zs = scratch;
+    float *restrict xn = scratch + (ptrdiff_t)m * ld;
+    float *restrict rh = scratch + (ptrdiff_t)2 * m * ld;
+    /* the n rows' panels follow the r, z rows' (in storage elements of 2 or 4 bytes) */
+    const void *w_n = (const char *)w + (ptrdiff_t)npan * FR_NAME(panel_size)(wt, 2, H)
+                                        * (wt == FR_W_F32 ? 4 : 2);
+    for (int q0 = p0; q0 < p1; q0 += group) {
+        const int q1 = q0 + group < p1 ? q0 + group : p1;
+        float accs[FR_MAXB * 4 * FR_U], xws[FR_MAXB * 4 * FR_U];
+        if (phase == 1)
+            FR_NAME(group_products)(2, 3, p0, p1, rev, q0, q1, m, wt, n_in, H, wx, x, w, h,
+                                    accs, xws);
+        else
+            FR_NAME(group_products)(1, 1, p0, p1, rev, q0, q1, m, wt, 0, H, NULL, NULL, w_n,
+                                    rh, accs, NULL);
+        for (int q = q0; q < q1; ++q) {
+            const int p = FR_NAME(panel_at)(p0, p1, rev, q);
+            const int j0 = p * FR_U, n = H - j0 < FR_U ? H - j0 : FR_U;
+            float xin[3 * FR_U];
+            for (int b = 0; b < m; ++b) {
+                const ptrdiff_t col = (ptrdiff_t)(q - q0) * m + b;  /* in accs and xws */
+                const ptrdiff_t at = (ptrdiff_t)b * ld + j0, ah = (ptrdiff_t)b * H + j0;
+                if (phase == 1) {
+                    const float *xw = wx != NULL ? xws + col * 3 * FR_U
+                                                 : gin + ((ptrdiff_t)b * npan + p) * 3 * FR_U;
+                    FR_NAME(panel_x)(3, xw, bias + p * 3 * FR_U, xin);
+                    FR_NAME(grut_rz_lanes)(n, xin, accs + col * 2 * FR_U, h + ah, zs + at,
+                                           xn + at, rh + ah);
+                } else {
+                    FR_NAME(grut_n_lanes)(n, xn + at, accs + col * FR_U, zs + at, h + ah,
+                                          h_out + ah);
+                }
+            }
+        }
+    }
+}
+
+/* Phase 1 or 2 of a textbook GRU step over panels [p0, p1), m sequences: h (m, H) ->
+ * h_out (m, H), the input part from gin or wx with x as in gru_step1_f32 (phase 1
+ * only), scratch (m, 2*npan*FR_U + H) carrying the step from phase 1 to phase 2. One
+ * sequence gets its own copies of the body, as in step1. */
+static FR_TARGET void FR_NAME(grut_step1_f32)(
+        int phase, int p0, int p1, int rev, int m, int wt, int H, int n_in,
+        const void *restrict wx, const float *restrict x, const void *restrict w,
+        const float *restrict bias, const float *restrict gin, const float *restrict h,
+        float *restrict scratch, float *restrict h_out)
+{
+#define FR_GRUT(PHASE, M, WT) FR_NAME(grut_body)(PHASE, p0, p1, rev, M, WT, H, n_in, wx, x, \
+                                                 w, bias, gin, h, scratch, h_out)
+    if (phase == 1) {
+        if (m == 1 && wt == FR_W_F32) FR_GRUT(1, 1, FR_W_F32);
+        else if (m == 1 && wt == FR_W_BF16) FR_GRUT(1, 1, FR_W_BF16);
+        else if (m == 1) FR_GRUT(1, 1, FR_W_F16);
+        else FR_GRUT(1, m, wt);
+    } else {
+        if (m == 1 && wt == FR_W_F32) FR_GRUT(2, 1, FR_W_F32);
+        else if (m == 1 && wt == FR_W_BF16) FR_GRUT(2, 1, FR_W_BF16);
+        else if (m == 1) FR_GRUT(2, 1, FR_W_F16);
+        else FR_GRUT(2, m, wt);
+    }
+#undef FR_GRUT
+}
+
 /* This ISA's table (fr_kernels.h), the unit's one external symbol. */
 FR_HIDDEN const fr_kernels FR_NAME(kernels) = {
     .isa = FR_ISA,
@@ -782,6 +902,7 @@ FR_HIDDEN const fr_kernels FR_NAME(kernels) = {
     .lstm_step1_f32 = FR_NAME(lstm_step1_f32),
     .gru_step1_f32 = FR_NAME(gru_step1_f32),
     .rnn_step1_f32 = FR_NAME(rnn_step1_f32),
+    .grut_step1_f32 = FR_NAME(grut_step1_f32),
     .vactivations_f32 = FR_NAME(vactivations_f32),
 };
 
