@@ -14,7 +14,7 @@ from libc.string cimport memcpy, memmove, memset
 from cpython.pycapsule cimport PyCapsule_GetPointer
 
 from fastrnn._kernels._blas cimport matmul_bt
-from fastrnn._kernels._cell cimport fr_ftz_enter, fr_ftz_leave
+from fastrnn._kernels._cell cimport FR_MAXB, fr_ftz_enter, fr_ftz_leave
 from fastrnn._kernels._stack cimport Kernel, Workspace
 
 import numpy as np
@@ -236,6 +236,8 @@ cdef struct Loop:
     int* alive
     long long* ids           # (B, steps) out
     int* lengths             # (B,) out
+    void* gh                 # (L, FR_MAXB, P) and (L, FR_MAXB, H): one group's states
+    void* gc
     void* logits_out         # (steps, B, V) or NULL
     double* z
     double* tmp
@@ -277,6 +279,48 @@ cdef void compact(Loop* a, int m, int kept, floating* h, floating* c) noexcept n
                 j += 1
 
 
+cdef void copy_rows(int L, const floating* src, int lds, floating* dst, int ldd, int n,
+                    int width) noexcept nogil:
+    """n rows of width values of each of L layers: layer l's rows start at l * lds * width
+    in src, l * ldd * width in dst."""
+    cdef int l
+    for l in range(L):
+        memcpy(dst + <Py_ssize_t>l * ldd * width, src + <Py_ssize_t>l * lds * width,
+               <Py_ssize_t>n * width * sizeof(floating))
+
+
+cdef void stack_step(floating* kind, Kernel kernel, Workspace ws, Loop* a, int m,
+                     int parity, int threads) noexcept nogil:
+    """One step of the stack for the first m slots. More rows than one fused call takes
+    run as near-equal groups, as a Stream's batch does (Kernel.batch_groups), each
+    through copies of its states: the copies cost L * (P + H) values a row against the
+    step's gates * H * (I + P) products."""
+    cdef int maxb = kernel.dispatch.fused_max_batch
+    cdef int groups, first, end, g, k
+    cdef floating* h = <floating*>a.h
+    cdef floating* c = <floating*>a.c
+    cdef floating* gh = <floating*>a.gh
+    cdef floating* gc = <floating*>a.gc
+    if m <= maxb or maxb < FR_MAXB:
+        kernel.run_nogil(1, m, NULL, a.x, a.y, a.h, a.c, ws, parity, NULL, threads)
+        return
+    groups = (m + maxb - 1) // maxb
+    first = 0
+    for k in range(groups):
+        end = first + (m - first) // (groups - k)
+        g = end - first
+        copy_rows(a.L, h + <Py_ssize_t>first * a.P, m, gh, g, g, a.P)
+        if c != NULL:
+            copy_rows(a.L, c + <Py_ssize_t>first * a.H, m, gc, g, g, a.H)
+        kernel.run_nogil(1, g, NULL, <floating*>a.x + <Py_ssize_t>first * a.n_in,
+                         <floating*>a.y + <Py_ssize_t>first * a.P, gh,
+                         gc if c != NULL else NULL, ws, parity, NULL, threads)
+        copy_rows(a.L, gh, g, h + <Py_ssize_t>first * a.P, m, g, a.P)
+        if c != NULL:
+            copy_rows(a.L, gc, g, c + <Py_ssize_t>first * a.H, m, g, a.H)
+        first = end
+
+
 cdef int run_loop(floating* kind, Kernel kernel, Workspace ws, Loop* a,
                   const HeadLayer* head, int n_head, int threads) noexcept nogil:
     """All steps of a decode call; returns how many steps ran (the last one's tokens
@@ -289,7 +333,7 @@ cdef int run_loop(floating* kind, Kernel kernel, Workspace ws, Loop* a,
     for t in range(a.steps):
         if t > 0 or a.step_first:
             inputs(a, m, <floating*>a.x)
-            kernel.run_nogil(1, m, NULL, a.x, a.y, a.h, a.c, ws, parity, NULL, threads)
+            stack_step(kind, kernel, ws, a, m, parity, threads)
             parity ^= 1
             head_forward(head, n_head, m, <const floating*>a.y, a.P, <floating*>a.b0,
                          <floating*>a.b1, logits)
@@ -333,7 +377,7 @@ cdef class Decoder:
     cdef readonly object dtype
     cdef readonly cnp.ndarray h, c, table
     cdef public object source   # what the caller made it from (apps: the embedding)
-    cdef cnp.ndarray h2, c2, x, y, b0, b1, logits, rows, toks, alive, z, tmp
+    cdef cnp.ndarray gh, gc, h2, c2, x, y, b0, b1, logits, rows, toks, alive, z, tmp
     cdef Workspace ws
 
     def __init__(self, Kernel kernel, bint has_c, table, Head head, int batch):
@@ -363,6 +407,8 @@ cdef class Decoder:
         self.h, self.h2 = np.zeros((L, batch, P), dt), np.zeros((L, batch, P), dt)
         self.c = np.zeros((L, batch, H), dt) if has_c else None
         self.c2 = np.zeros((L, batch, H), dt) if has_c else None
+        self.gh = np.zeros((L, FR_MAXB, P), dt)
+        self.gc = np.zeros((L, FR_MAXB, H), dt) if has_c else None
         self.x = np.zeros((batch, I), dt)
         self.y = np.zeros((batch, P), dt)
         self.b0 = np.empty((batch, head.width), dt)
@@ -434,6 +480,7 @@ cdef class Decoder:
         a.alive = <int*>_data(self.alive)
         a.ids, a.lengths = <long long*>_data(ids), <int*>_data(lengths)
         a.logits_out = _data(seen)
+        a.gh, a.gc = _data(self.gh), _data(self.gc)
         a.z, a.tmp = <double*>_data(self.z), <double*>_data(self.tmp)
         if not step_first:   # the first choice reads the head over the set outputs
             self.head.forward(B, self.y, self.logits, self.b0, self.b1)
@@ -467,18 +514,18 @@ cdef class Decoder:
             raise ValueError(f"m must be in [1, {self.batch}], got {m}")
         self.toks[:m] = tokens
         a.n_in, a.toks, a.table = self.input_size, <int*>_data(self.toks), _data(self.table)
-        cdef void* px = _data(self.x)
-        cdef void* py = _data(self.y)
-        cdef void* ph = _data(self.h)
-        cdef void* pc = _data(self.c)
+        a.L, a.P, a.H = self.num_layers, self.h_size, self.hidden_size
+        a.x, a.y, a.h, a.c = _data(self.x), _data(self.y), _data(self.h), _data(self.c)
+        a.gh, a.gc = _data(self.gh), _data(self.gc)
         threads = self.kernel.threads_for(1, m)
         with nogil:
             mxcsr = fr_ftz_enter()
             if self.kernel.is_double:
-                inputs(&a, m, <double*>px)
+                inputs(&a, m, <double*>a.x)
+                stack_step(<double*>NULL, self.kernel, self.ws, &a, m, 0, threads)
             else:
-                inputs(&a, m, <float*>px)
-            self.kernel.run_nogil(1, m, NULL, px, py, ph, pc, self.ws, 0, NULL, threads)
+                inputs(&a, m, <float*>a.x)
+                stack_step(<float*>NULL, self.kernel, self.ws, &a, m, 0, threads)
             fr_ftz_leave(mxcsr)
             self.kernel.release_threads(threads)
         self.head.forward(m, self.y, self.logits, self.b0, self.b1)
