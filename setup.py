@@ -1,6 +1,7 @@
 """Build the Cython kernels; all metadata lives in pyproject.toml.
 
-Two extension modules: fastrnn._kernels._blas (the BLAS wrappers, no kernel C) and
+Three extension modules: fastrnn._kernels._blas (the BLAS wrappers, no kernel C),
+fastrnn._kernels._decode (the decode loops, over _stack's Kernel) and
 fastrnn._kernels._stack, the only one that contains the C kernels: the float32 kernels
 once per instruction set (src/isa_*.c) and their dispatch (src/dispatch.c); the family
 step functions (lstm.pxd, gru.pxd, rnn.pxd) are inline and compile into it.
@@ -78,7 +79,9 @@ def extension(name, c_sources=()):
     )
 
 
-extensions = [extension("_blas"), extension("_stack", KERNEL_C)]
+# _decode (the compiled decode loops) reaches the kernels through _stack's Kernel and
+# BLAS through _blas: it links no kernel C of its own.
+extensions = [extension("_blas"), extension("_stack", KERNEL_C), extension("_decode")]
 
 
 # The longest compilations start first (gcc 12, one core: the AVX2 unit 17 s, the

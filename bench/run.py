@@ -121,6 +121,28 @@ def _generate_suite(args, env):
         else:
             lines.append(f"| {r['engine']} | {r['us_per_token']:.1f} | "
                          f"{r['speedup']:.1f} | {r['same_text']} |")
+    from fastrnn.benchmark.generation import run_generation_parts, run_seq2seq
+    from fastrnn import apps
+    lm, meta = apps.bundled_char_model()
+    parts = run_generation_parts(lm, meta["prompt"], threads=args.threads, rounds=args.repeat)
+    records.append(parts)
+    lines += ["", "The compiled decode loop against its parts measured alone (µs per character):",
+              "", "| generate | stream step alone + head GEMV alone | ratio (bar <= 1.25) | "
+              "Python loop (before) | same text |", "|---|---|---|---|---|",
+              f"| {parts['us_generate']:.1f} | {parts['us_stream_step_alone']:.1f} + "
+              f"{parts['us_head_GEMV_alone']:.1f} = {parts['us_parts']:.1f} | "
+              f"{parts['generate_over_parts']:.2f} | {parts['us_python_loop']:.1f} | "
+              f"{parts['same_text']} |"]
+    s2s = run_seq2seq(threads=args.threads, rounds=args.repeat)
+    records += s2s
+    by = {r["engine"]: r["us_per_word"] for r in s2s}
+    lines += ["", "Seq2Seq greedy, a GRU encoder-decoder H=256 (random weights, 20 steps per "
+              "word), µs per word:", "", "| words per call | compiled loop | Python loop "
+              "(before) | speed-up | same ids |", "|---|---|---|---|---|"]
+    for n in ("one word", "100 words"):
+        fast, slow = by[f"greedy, {n} per call"], by[f"python loop, {n} per call"]
+        lines.append(f"| {n} | {fast:.0f} | {slow:.0f} | {slow / fast:.1f}× | "
+                     f"{s2s[0]['same_ids']} |")
     _save(f"generate-{args.threads}t", records, env, "\n".join(lines))
 
 

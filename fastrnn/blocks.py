@@ -6,7 +6,8 @@ import numpy as np
 
 from fastrnn import _checks
 
-__all__ = ["Embedding", "Linear", "softmax", "log_softmax", "one_hot"]
+__all__ = ["Embedding", "Linear", "Activation", "Head", "softmax", "log_softmax",
+           "one_hot"]
 
 
 def _ids(tokens, vocab_size, name="tokens"):
@@ -99,6 +100,113 @@ class Linear(_Block):
 
     def __repr__(self):
         return f"Linear({self.in_features}, {self.out_features}, bias={self.bias is not None})"
+
+
+def _gelu(x):
+    from scipy.special import erf
+    return (0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))).astype(x.dtype)
+
+
+# torch's elementwise activation modules, by their names in lower case
+_ACTIVATIONS = {
+    "identity": lambda x: x,
+    "relu": lambda x: np.where(x < 0, 0, x).astype(x.dtype),
+    "tanh": np.tanh,
+    "sigmoid": lambda x: (1.0 / (1.0 + np.exp(-x))).astype(x.dtype),
+    "gelu": _gelu,
+}
+
+
+class Activation:
+    """An elementwise activation block of a head: torch.nn.ReLU, Tanh, Sigmoid, GELU
+    (the erf form, torch's default) or Identity, by name in lower case."""
+
+    names = tuple(_ACTIVATIONS)
+
+    def __init__(self, name):
+        if name not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {list(_ACTIVATIONS)}, got {name!r}")
+        self.name = name
+
+    def __call__(self, x):
+        return _ACTIVATIONS[self.name](np.asarray(x))
+
+    def __repr__(self):
+        return f"Activation({self.name!r})"
+
+
+class Head:
+    """A head over a recurrence's outputs: Linear blocks, each optionally followed by
+    one elementwise Activation (`Linear -> ReLU -> Linear`), as torch's nn.Sequential
+    of them. x (..., in_features) -> (..., out_features).
+
+    A single Linear is a Head of one block; the apps accept either.
+    """
+
+    def __init__(self, blocks):
+        blocks = list(blocks)
+        if not blocks or not isinstance(blocks[0], Linear):
+            raise ValueError(f"a head starts with a Linear block, got {blocks[:1]}")
+        for i, block in enumerate(blocks):
+            if not isinstance(block, (Linear, Activation)):
+                raise TypeError(f"head blocks must be Linear or Activation, got "
+                                f"{type(block).__name__} at position {i}")
+            if isinstance(block, Activation) and isinstance(blocks[i - 1], Activation):
+                raise ValueError(f"head blocks {i - 1} and {i} are both activations: "
+                                 "each Linear takes at most one after it")
+        linears = [b for b in blocks if isinstance(b, Linear)]
+        for a, b in zip(linears, linears[1:]):
+            if a.out_features != b.in_features:
+                raise ValueError(f"head blocks do not chain: {a!r} gives {a.out_features} "
+                                 f"features, {b!r} takes {b.in_features}")
+        self.blocks = blocks
+        self.in_features = linears[0].in_features
+        self.out_features = linears[-1].out_features
+        self._compiled = {}
+
+    @classmethod
+    def of(cls, head):
+        """A Head from a Head, a Linear, or a list of Linear and Activation blocks
+        (activation names allowed)."""
+        if isinstance(head, Head):
+            return head
+        if isinstance(head, Linear):
+            return cls([head])
+        if isinstance(head, (list, tuple)):
+            return cls([Activation(b) if isinstance(b, str) else b for b in head])
+        raise TypeError(f"head must be a Linear, a Head or a list of Linear and activation "
+                        f"blocks, got {type(head).__name__}")
+
+    def layers(self):
+        """[(weight, bias or None, activation name)] per Linear."""
+        out = []
+        for block in self.blocks:
+            if isinstance(block, Linear):
+                out.append([block.weight, block.bias, "identity"])
+            else:
+                out[-1][2] = block.name
+        return [tuple(layer) for layer in out]
+
+    def compiled(self, dtype):
+        """The head as the compiled decode loops run it (fastrnn._kernels._decode.Head)
+        in `dtype`; remade when a block's weights were replaced (load_state_dict)."""
+        from fastrnn._kernels import _decode
+        layers = self.layers()
+        key = (np.dtype(dtype).name,)
+        ids = tuple(id(a) for w, b, _ in layers for a in (w, b))
+        cached = self._compiled.get(key)
+        if cached is None or cached[0] != ids:
+            cached = self._compiled[key] = (ids, _decode.Head(
+                [(w, b, _decode.ACTIVATIONS[act]) for w, b, act in layers], dtype), layers)
+        return cached[1]
+
+    def __call__(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    def __repr__(self):
+        return f"Head({self.blocks!r})"
 
 
 def softmax(x, axis=-1):

@@ -98,3 +98,44 @@ def forward(mode, sd, x, num_layers, bidirectional, hidden_size, proj_size=0,
             seq = np.concatenate(outs, axis=1)
         out[:lengths[b], b] = seq
     return out, h_n, (c_n if mode == "LSTM" else None)
+
+
+def beam_search(step, state, sos, eos, beam_size, max_len, length_penalty=1.0, n_best=1):
+    """Beam search from its definition, for one source: step(state, token) -> (logits,
+    state) (sos None: state is (logits, state) of a prompt already run, the first
+    logits given). Every live hypothesis is extended by every token; the beam_size
+    best extensions by summed log-softmax probability are kept, ties to the lower token
+    and then the better-ranked parent; one ending in eos or reaching max_len tokens is
+    finished with score sum / len ** length_penalty (len counting eos when produced).
+    Ends when nothing is live; returns the n_best finished [(ids, score)], best first,
+    ties to the earlier finished."""
+    if max_len == 0:
+        return [([], 0.0)]
+    live = [([], 0.0, state)]           # (ids, sum, state), best first
+    finished = []
+    for t in range(max_len):
+        cands = []
+        for rank, (ids, total, st) in enumerate(live):
+            if t == 0 and sos is None:
+                logits, st = st
+            else:
+                logits, st = step(st, ids[-1] if ids else sos)
+            z = np.asarray(logits, np.float64)
+            logp = z - z.max() - np.log(np.exp(z - z.max()).sum())
+            for tok in range(len(logp)):
+                cands.append((-(total + logp[tok]), tok, rank, ids, st))
+        cands.sort(key=lambda c: c[:3])
+        live = []
+        for neg, tok, _, ids, st in cands[:beam_size]:
+            total = -neg
+            if tok == eos or t + 1 == max_len:
+                seq = ids if tok == eos else ids + [tok]
+                count = len(ids) + 1
+                score = total / count ** length_penalty if length_penalty else total
+                finished.append((seq, score))
+            else:
+                live.append((ids + [tok], total, st))
+        if not live:
+            break
+    order = sorted(range(len(finished)), key=lambda i: -finished[i][1])
+    return [finished[i] for i in order[:n_best]]

@@ -281,7 +281,7 @@ def s2s():
 
 
 @pytest.mark.parametrize("args,kwargs,exc,match", [
-    ((np.zeros((2, 3), int),), {"max_len": -1}, ValueError, "max_len must be an int >= 1, got -1"),
+    ((np.zeros((2, 3), int),), {"max_len": -1}, ValueError, "max_len must be an int >= 0, got -1"),
     ((np.zeros((2, 3), int),), {"max_len": 2.7}, TypeError, "max_len must be an int, got float"),
     ((np.zeros((0, 3), int),), {}, ValueError, r"src must be \(batch, time\) ids with batch >= 1 "
                                                r"and time >= 1, got shape \(0, 3\)"),

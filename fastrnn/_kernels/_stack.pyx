@@ -781,6 +781,12 @@ cdef class Kernel:
             want = split_pays(&self.dispatch, self.hidden_size, B)
         return 2 if want and fr_pool_acquire() else 1
 
+    cdef void release_threads(self, int threads) noexcept nogil:
+        """Give back the helper core threads_for took (threads == 2): the pool lives in
+        this module, so compiled loops in other modules release it here."""
+        if threads == 2:
+            fr_pool_release()
+
     cdef void run_nogil(self, int T, int B, const int* bs, const void* px, void* pout,
                         void* ph, void* pc, Workspace ws, int parity, const OutRows* og,
                         int threads) noexcept nogil:
