@@ -393,8 +393,8 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
  * broadcast of h per column. */
 #define FR_PANEL_MV(SUFFIX, WT, LOAD, KSTEP, NB)                                            \
 static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##SUFFIX##_##NB)( \
-        int G, int K, int k0, int k1, const WT *restrict wp, const float *restrict h,       \
-        int ldh, float *restrict acc, int lda)                                              \
+        int G, int K, const WT *restrict wp, const float *restrict h, int ldh,              \
+        float *restrict acc, int lda)                                                       \
 {                                                                                           \
     enum { gpg = FR_MV_GPG(NB) };                                                           \
     _Pragma("GCC unroll 4")                                                                 \
@@ -402,10 +402,8 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##S
         const int nv = (G - g0 < gpg ? G - g0 : gpg) * FR_S;                                \
         FR_VF a[NB][gpg * FR_S];                                                            \
         for (int b = 0; b < NB; ++b)                                                        \
-            for (int i = 0; i < nv; ++i)                                                    \
-                a[b][i] = k0 == 0 ? (FR_VF){0}                                              \
-                          : (FR_VF)FR_LD(acc + (ptrdiff_t)b * lda + g0 * FR_U + i * FR_L);  \
-        for (int k = k0; k < k1; k += KSTEP) {                                              \
+            for (int i = 0; i < nv; ++i) a[b][i] = (FR_VF){0};                              \
+        for (int k = 0; k < K; k += KSTEP) {                                                \
             const WT *restrict w = wp + (ptrdiff_t)(k / KSTEP) * G * FR_U + g0 * FR_U;      \
             for (int j = 0; j < KSTEP; ++j) {                                               \
                 if (k + j == K) break;  /* an odd K's last pair holds one k */              \
@@ -449,18 +447,16 @@ FR_PANEL_MVS(3)
  * of the weights' storage type. */
 #define FR_PANEL_MV_NB(NB)                                                                 \
 static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##NB)(       \
-        int wt, int G, int K, int k0, int k1, const void *restrict w, ptrdiff_t at,        \
+        int wt, int G, int K, const void *restrict w, ptrdiff_t at,                        \
         const float *restrict h, int ldh, float *restrict acc, int lda)                    \
 {                                                                                          \
     if (wt == FR_W_F16)                                                                    \
-        FR_NAME(panel_mv_f16_##NB)(G, K, k0, k1, (const uint16_t *)w + at, h, ldh, acc,    \
-                                   lda);                                                   \
+        FR_NAME(panel_mv_f16_##NB)(G, K, (const uint16_t *)w + at, h, ldh, acc, lda);      \
     else if (wt == FR_W_BF16)                                                              \
-        FR_NAME(panel_mv_bf16_##NB)(G, K, k0, k1,                                          \
-                                    (const uint32_t *)((const uint16_t *)w + at),          \
+        FR_NAME(panel_mv_bf16_##NB)(G, K, (const uint32_t *)((const uint16_t *)w + at),    \
                                     h, ldh, acc, lda);                                     \
     else                                                                                   \
-        FR_NAME(panel_mv_f32_##NB)(G, K, k0, k1, (const float *)w + at, h, ldh, acc, lda); \
+        FR_NAME(panel_mv_f32_##NB)(G, K, (const float *)w + at, h, ldh, acc, lda);         \
 }
 FR_PANEL_MV_NB(2)
 #if FR_NB >= 4
@@ -474,23 +470,6 @@ FR_PANEL_MV_NB(3)
 #undef FR_PANEL_MV_NB
 #endif
 
-/* Rows of k per block of the multi-column product (FR_KB_BYTES of weights: ISA unit's
- * parameter, or the whole panel): every column group runs over one block of a panel
- * before the next block, so a weight row comes from L2 once per step and panel, not once
- * per NB columns. The accumulators go through acc between blocks, which keeps each
- * column's sums in the same order (results bitwise those of one block). Even, for the
- * bfloat16 pairs. */
-static inline __attribute__((always_inline)) int FR_NAME(k_block)(int wt, int G, int K)
-{
-#ifdef FR_KB_BYTES
-    const int kb = FR_KB_BYTES / (G * FR_U * (wt == FR_W_F32 ? 4 : 2)) & ~1;
-    return kb < 2 ? 2 : kb < K ? kb : K;
-#else
-    (void)wt; (void)G;
-    return K;
-#endif
-}
-
 /* Panel p's product for m columns (h rows of stride ldh) into acc (m rows of stride
  * lda, G*FR_U used). */
 static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec_m)(
@@ -500,38 +479,33 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
     int b = 0;
 #if FR_NB >= 2
     const ptrdiff_t at = p * FR_NAME(panel_size)(wt, G, K);
-    const int kb = m >= 2 ? FR_NAME(k_block)(wt, G, K) : K;
-    for (int k0 = 0; k0 < K; k0 += kb) {
-        const int k1 = K - k0 < kb ? K : k0 + kb;
-        b = 0;
 #if FR_NB >= 6
-        /* sixes, then what is left (1 to 6, or 8 as 4 + 4: 5 + 3 ran 10% slower) in one
-         * pass over the panel: 3 or 5 sequences read the weights once, not twice (2 + 1,
-         * 4 + 1), which at hidden 200-300 had made batch 3 slower than ONNX Runtime */
-        for (; b + 6 <= m && m - b != 8; b += 6)
-            FR_NAME(panel_mv_6)(wt, G, K, k0, k1, w, at, h + (ptrdiff_t)b * ldh, ldh,
-                                acc + (ptrdiff_t)b * lda, lda);
-        for (; b + 4 <= m && m - b == 8; b += 4)
-            FR_NAME(panel_mv_4)(wt, G, K, k0, k1, w, at, h + (ptrdiff_t)b * ldh, ldh,
-                                acc + (ptrdiff_t)b * lda, lda);
-        for (; b + 5 <= m; b += 5)
-            FR_NAME(panel_mv_5)(wt, G, K, k0, k1, w, at, h + (ptrdiff_t)b * ldh, ldh,
-                                acc + (ptrdiff_t)b * lda, lda);
+    /* sixes, then what is left (1 to 6, or 8 as 4 + 4: 5 + 3 ran 10% slower) in one
+     * pass over the panel: 3 or 5 sequences read the weights once, not twice (2 + 1,
+     * 4 + 1), which at hidden 200-300 had made batch 3 slower than ONNX Runtime */
+    for (; b + 6 <= m && m - b != 8; b += 6)
+        FR_NAME(panel_mv_6)(wt, G, K, w, at, h + (ptrdiff_t)b * ldh, ldh,
+                            acc + (ptrdiff_t)b * lda, lda);
+    for (; b + 4 <= m && m - b == 8; b += 4)
+        FR_NAME(panel_mv_4)(wt, G, K, w, at, h + (ptrdiff_t)b * ldh, ldh,
+                            acc + (ptrdiff_t)b * lda, lda);
+    for (; b + 5 <= m; b += 5)
+        FR_NAME(panel_mv_5)(wt, G, K, w, at, h + (ptrdiff_t)b * ldh, ldh,
+                            acc + (ptrdiff_t)b * lda, lda);
 #endif
 #if FR_NB >= 4
-        for (; b + 4 <= m; b += 4)
-            FR_NAME(panel_mv_4)(wt, G, K, k0, k1, w, at, h + (ptrdiff_t)b * ldh, ldh,
-                                acc + (ptrdiff_t)b * lda, lda);
+    for (; b + 4 <= m; b += 4)
+        FR_NAME(panel_mv_4)(wt, G, K, w, at, h + (ptrdiff_t)b * ldh, ldh,
+                            acc + (ptrdiff_t)b * lda, lda);
 #endif
 #if FR_NB >= 6
-        for (; b + 3 <= m; b += 3)
-            FR_NAME(panel_mv_3)(wt, G, K, k0, k1, w, at, h + (ptrdiff_t)b * ldh, ldh,
-                                acc + (ptrdiff_t)b * lda, lda);
+    for (; b + 3 <= m; b += 3)
+        FR_NAME(panel_mv_3)(wt, G, K, w, at, h + (ptrdiff_t)b * ldh, ldh,
+                            acc + (ptrdiff_t)b * lda, lda);
 #endif
-        for (; b + 2 <= m; b += 2)
-            FR_NAME(panel_mv_2)(wt, G, K, k0, k1, w, at, h + (ptrdiff_t)b * ldh, ldh,
-                                acc + (ptrdiff_t)b * lda, lda);
-    }
+    for (; b + 2 <= m; b += 2)
+        FR_NAME(panel_mv_2)(wt, G, K, w, at, h + (ptrdiff_t)b * ldh, ldh,
+                            acc + (ptrdiff_t)b * lda, lda);
 #endif
     for (; b < m; ++b)
         FR_NAME(panel_matvec)(wt, G, K, p, w, h + (ptrdiff_t)b * ldh, acc + (ptrdiff_t)b * lda);
@@ -820,7 +794,6 @@ FR_HIDDEN const fr_kernels FR_NAME(kernels) = {
 #undef FR_VBYTES
 #undef FR_NB
 #undef FR_MV_REGS
-#undef FR_KB_BYTES
 #undef FR_CVTPH
 #undef FR_PAIR_LO
 #undef FR_VMAX

@@ -16,6 +16,5 @@
 #define FR_VBYTES 32
 #define FR_NB 6
 #define FR_MV_REGS 15
-#define FR_KB_BYTES 16384 /* k-blocks of the multi-column product (panel_matvec_m) */
 #include "cell_math_impl.h"
 #endif
