@@ -1,8 +1,8 @@
 """The fused kernels' multi-column products (batch 2-64) on every ISA this CPU runs:
-every column-group remainder (sixes, fives, fours, threes, twos, a single column), the
-k-blocks of a panel (hidden 130: blocks of 64 or 84 rows and a short last one), the
-input projection hoisted and in the step, both sides of the plan's thresholds, and one
-core against two."""
+every column-group remainder (sixes, fives, fours, threes, twos, a single column), a
+hidden size that is no multiple of a panel (130: a partial last panel, an odd k count
+for the bfloat16 pairs' neighbours), the input projection hoisted and in the step, both
+sides of the plan's thresholds (each ISA's own defaults), and one core against two."""
 import numpy as np
 import pytest
 
@@ -37,9 +37,9 @@ def _x(batch=64, seed=1):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("x_in_step", [False, True])
 def test_every_batch_1_to_64_matches_reference(isa, mode, x_in_step):
-    """Batch b's outputs equal the reference's first b sequences for every b in 1-64:
-    each remainder of the column groups and, at hidden 130, a panel's k-blocks and the
-    short last one; W_ih x from the hoisted projection or from the step's own product."""
+    """Batch b's outputs equal the reference's first b sequences for every b in 1-64
+    (each remainder of the column groups); W_ih x from the hoisted projection or from
+    the step's own product."""
     m, sd = _model(mode, isa, fused_x_min_batch=1 if x_in_step else 65)
     x = _x()
     want = _reference(mode, sd, x)
@@ -53,9 +53,8 @@ def test_every_batch_1_to_64_matches_reference(isa, mode, x_in_step):
 @pytest.mark.parametrize("isa", RUNS)
 @pytest.mark.parametrize("weight_dtype", ["float16", "bfloat16"])
 def test_half_storage_batches_match_float32_of_the_same_values(isa, weight_dtype):
-    """float16 / bfloat16 panels (bfloat16: k in pairs, blocks of an even count of rows)
-    through the multi-column products, against float32 panels of the same rounded
-    values."""
+    """float16 / bfloat16 panels (bfloat16: k in pairs) through the multi-column
+    products, against float32 panels of the same rounded values."""
     x = _x()
     for b in (2, 3, 5, 7, 13, 64):
         m, _ = _model("LSTM", isa, weight_dtype=weight_dtype)
