@@ -18,7 +18,7 @@ from fastrnn._kernels.plan import FUSED_MAX_BATCH, FUSED_X_MIN_BATCH, SPLIT_MIN_
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ISA = cpu_isa()
-DEFAULTS = dict(fused_max_batch=FUSED_MAX_BATCH[ISA], fused_x_min_batch=FUSED_X_MIN_BATCH,
+DEFAULTS = dict(fused_max_batch=FUSED_MAX_BATCH[ISA], fused_x_min_batch=FUSED_X_MIN_BATCH[ISA],
                 split_min_hidden=SPLIT_MIN_HIDDEN)
 TUNED = dict(fused_max_batch=5, fused_x_min_batch=3, split_min_hidden=100)
 
@@ -240,7 +240,7 @@ def test_tuner_never_and_one_core():
     data = _tune.Tuner(budget=60, measure=_fake(lambda p: 1.5), cpus=1).run()
     assert data["plan"]["fused_max_batch"] == 0
     # no fused batch: x threshold and (one core) split keep their defaults, with a note
-    assert data["plan"]["fused_x_min_batch"] == FUSED_X_MIN_BATCH
+    assert data["plan"]["fused_x_min_batch"] == FUSED_X_MIN_BATCH[ISA]
     assert data["plan"]["split_min_hidden"] == SPLIT_MIN_HIDDEN
     assert "1 core" in data["notes"]["split_min_hidden"]
     data = _tune.Tuner(budget=60, measure=_fake(

@@ -21,11 +21,17 @@ FUSED_BATCH_LIMIT = 64
 # Kernel.batch_groups). Measured per ISA (1 thread, T=50, H 64-512, LSTM and GRU, BLAS
 # -> fused us/step): AVX-512 multiplies 6 sequences per weight load and wins everywhere
 # up to 64 (3.3x at batch 2-4, 1.2x at 16, LSTM 1.05-1.14x and GRU 0.98-1.07x at 64: the
-# packing OpenBLAS redoes every step is saved); AVX2 (FASTRNN_ISA=avx2 on the same
-# machine, against OpenBLAS's AVX-512 sgemm) multiplies up to 6 sequences per weight
-# load, one gate at a time, and wins up to 12 (1.1-1.9x at 3-12, 0.8-0.9x at 16); the
-# generic build loses to OpenBLAS from batch 1 on sequences.
-FUSED_MAX_BATCH = {"generic": 0, "avx2": 12, "avx512": 64}
+# packing OpenBLAS redoes every step is saved). AVX2 multiplies up to 6 sequences per
+# weight load, one gate at a time; measured with FASTRNN_ISA=avx2 on an AVX-512 Xeon
+# (2 cores, 1 thread, T=100, hidden 64-512, LSTM and GRU) against OpenBLAS capped to its
+# Haswell kernels (OPENBLAS_CORETYPE=Haswell), fused / BLAS time: 0.65-0.92x at batch 8,
+# 0.7-0.92x at 16 but 1.0-1.07x at hidden 512, 0.8-0.95x at 32 for hidden 64-256 but
+# 1.04x at 512, 1.14-1.39x at 64 for hidden 128 and 512 (0.64x at 64, 0.97x at 256).
+# Batch 16 is the last where fused wins or ties at every hidden size. The VM was shared
+# with other jobs (load 6-11 on 2 cores): single runs varied up to 3x, ratios were
+# taken from the same process, interleaved. 16 holds on both sides; on a real AVX2 server
+# `fastrnn tune` measures it.
+FUSED_MAX_BATCH = {"generic": 0, "avx2": 16, "avx512": 64}
 
 # Hidden size from which a small-batch step is split across two cores (when the
 # process allows two threads). Measured (bench/run.py split and hidden 32-96 the same
@@ -40,11 +46,15 @@ FUSED_MAX_BATCH = {"generic": 0, "avx2": 12, "avx512": 64}
 SPLIT_MIN_HIDDEN = 256
 
 # From this batch on, a fused sequence takes W_ih x from the packed W_ih panels at
-# every step instead of one hoisted projection per chunk: with 16+ sequences per weight
-# load the fused product runs nearer the FMA peak (1 thread, T=50, LSTM/GRU H 64-512:
-# 1.0-1.12x at 16-64; at 4-8 it loses up to 5% at H >= 256; at batch 1 the hoisted
-# projection, reading W_ih once per chunk, wins by far).
-FUSED_X_MIN_BATCH = 16
+# every step instead of one hoisted projection per chunk. AVX-512: with 16+ sequences
+# per weight load the fused product runs nearer the FMA peak (1 thread, T=50, LSTM/GRU
+# H 64-512: 1.0-1.12x at 16-64; at 4-8 it loses up to 5% at H >= 256; at batch 1 the
+# hoisted projection, reading W_ih once per chunk, wins by far). AVX2 (measured as
+# FUSED_MAX_BATCH above, in-step / hoisted time): 1.27-1.48x at batch 8 and 1.0-1.11x at
+# 16 for hidden 128-512 (0.95-1.04x at hidden 64), mixed at 64 (0.83-1.18x): the
+# AVX2 product, one gate per pass, gains little from more sequences per weight load, so
+# the hoisted projection serves every fused batch (FUSED_BATCH_LIMIT + 1: never in-step).
+FUSED_X_MIN_BATCH = {"generic": 16, "avx2": FUSED_BATCH_LIMIT + 1, "avx512": 16}
 
 # Elements of the gate buffer the input projection fills at once. A chunk of steps
 # this size keeps the projection large (>= several hundred rows for small batches)
@@ -74,15 +84,16 @@ class Plan:
     most what this CPU has. fused: float32 models run the fused kernels over packed
     weights (False: BLAS and the cell loops only, for comparison). fused_max_batch:
     batches up to this many sequences run fused. fused_x_min_batch: fused batches of at
-    least this many read W_ih's panels at every step. split_min_hidden: with two
-    threads, steps of layers this wide are split across the cores. chunk_elements: the
+    least this many read W_ih's panels at every step (None: the ISA's default).
+    split_min_hidden: with two threads, steps of layers this wide are split across the
+    cores. chunk_elements: the
     gate buffer's size, in elements, for the input projection of a chunk of steps.
     source: where the plan came from, for fastrnn's reports.
     """
     isa: str
     fused: bool = True
     fused_max_batch: int = 0
-    fused_x_min_batch: int = FUSED_X_MIN_BATCH
+    fused_x_min_batch: int = None   # None: the ISA's default (FUSED_X_MIN_BATCH)
     split_min_hidden: int = SPLIT_MIN_HIDDEN
     chunk_elements: int = CHUNK_ELEMENTS
     source: str = field(default="defaults", compare=False)
@@ -90,6 +101,8 @@ class Plan:
     def __post_init__(self):
         if self.isa not in ISAS:
             raise ValueError(f"isa must be one of {ISAS}, got {self.isa!r}")
+        if self.fused_x_min_batch is None:
+            object.__setattr__(self, "fused_x_min_batch", FUSED_X_MIN_BATCH[self.isa])
         best = _stack().cpu_isa()
         if ISAS.index(self.isa) > ISAS.index(best):
             raise ValueError(f"isa={self.isa!r} is not available on this CPU (it runs up to "
