@@ -11,12 +11,13 @@ from fastrnn.blocks import Activation, Embedding, Head, Linear
 import decode_oracle
 import reference
 
-FAMILIES = ["LSTM", "GRU", "RNN"]
+# "GRU_T": the textbook GRU, fastrnn.GRU(..., reset_after=False)
+FAMILIES = ["LSTM", "GRU", "GRU_T", "RNN"]
 V, E, H = 7, 5, 12
 
 
 def _rnn_weights(kind, input_size, hidden, layers, rng, scale=0.6):
-    gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[kind] * hidden
+    gates = {"LSTM": 4, "GRU": 3, "GRU_T": 3, "RNN": 1}[kind] * hidden
     sd = {}
     for l in range(layers):
         i = input_size if l == 0 else hidden
@@ -28,7 +29,10 @@ def _rnn_weights(kind, input_size, hidden, layers, rng, scale=0.6):
 
 
 def _model(kind, input_size, hidden, layers, rng, dtype):
-    m = getattr(fastrnn, kind)(input_size, hidden, num_layers=layers, dtype=dtype)
+    if kind == "GRU_T":
+        m = fastrnn.GRU(input_size, hidden, num_layers=layers, dtype=dtype, reset_after=False)
+    else:
+        m = getattr(fastrnn, kind)(input_size, hidden, num_layers=layers, dtype=dtype)
     return m.load_state_dict({k: v.astype(dtype)
                               for k, v in _rnn_weights(kind, input_size, hidden, layers,
                                                        rng).items()})
@@ -168,7 +172,7 @@ def _reference_s2s_step(s2s, kind):
     sd = {k: np.asarray(v, np.float64) for k, v in s2s.decoder.state_dict().items()}
     L = s2s.decoder.num_layers
     cell = {"LSTM": reference.lstm_cell, "GRU": reference.gru_cell,
-            "RNN": reference.rnn_cell}[kind]
+            "GRU_T": reference.gru_textbook_cell, "RNN": reference.rnn_cell}[kind]
     gates = s2s.decoder.family.gates * H
     params = [reference._params(sd, l, 0, gates) for l in range(L)]
     table = s2s.tgt.embedding.weight.astype(np.float64)
