@@ -21,7 +21,6 @@ from helpers import make_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CKPT = os.path.join(HERE, "data", "checkpoints")
-ROOT = os.path.dirname(HERE)
 
 
 def _rezip(src, dst, edit):
@@ -51,7 +50,7 @@ def test_huge_memo_index_is_refused_within_a_memory_limit(tmp_path):
     assert os.path.getsize(path) < 4096
     child = textwrap.dedent(f"""
         import resource, sys
-        sys.path.insert(0, {ROOT!r})
+        sys.path.insert(0, {os.path.dirname(os.path.dirname(fastrnn.__file__))!r})
         from fastrnn.io import CheckpointError, load_checkpoint
         with open("/proc/self/status") as f:
             vm = [int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize")][0]
