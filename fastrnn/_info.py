@@ -2,6 +2,7 @@
 import os
 import platform
 import sys
+from typing import Any, Optional
 
 
 def _version(name):
@@ -107,7 +108,7 @@ def render(cfg):
     return "\n".join(lines)
 
 
-def show_config(mode="stdout"):
+def show_config(mode: str = "stdout") -> Optional[dict[str, Any]]:
     """Print what fastrnn runs with here, as ``fastrnn info`` does.
 
     Version, CPU and ISA (in force and best available), BLAS (threadpoolctl: library,
@@ -141,3 +142,4 @@ def show_config(mode="stdout"):
     if mode == "dicts":
         return cfg
     print(render(cfg))
+    return None

@@ -3,6 +3,7 @@ holds. The small piece above fastrnn.io (files -> arrays and a configuration) an
 layers."""
 import os
 from collections import OrderedDict
+from typing import Any, Callable, Mapping, Optional, Union
 
 import numpy as np
 
@@ -96,7 +97,9 @@ def _pick(found, prefix, where, tensors, from_file=False):
         + ", ".join(f"{p.rstrip('.')!r} ({c.describe()})" for p, c in found.items()))
 
 
-def load(path_or_state_dict, prefix=None, rename=None, node=None, **overrides):
+def load(path_or_state_dict: Any, prefix: Optional[str] = None,
+         rename: Union[Mapping[str, str], Callable[[str], Optional[str]], None] = None,
+         node: Optional[str] = None, **overrides: Any) -> Union[LSTM, GRU, RNN]:
     """The fastrnn model whose weights a checkpoint holds, without torch.
 
     The checkpoint may be a bare state_dict, a training checkpoint (``{"model": ...,

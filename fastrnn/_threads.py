@@ -12,6 +12,7 @@ governs scipy.linalg in this process, not NumPy's own BLAS.
 """
 import contextlib
 import os
+from typing import Iterator, Optional
 
 _DEFAULT = 1
 
@@ -29,7 +30,7 @@ def _controller():
     return blas.select(filepath=bundled) if bundled else blas
 
 
-def set_num_threads(n, blas=None):
+def set_num_threads(n: int, blas: Optional[int] = None) -> None:
     """Set the threads one call may use, for the whole process.
 
     With ``n >= 2``, small-batch steps are split across two cores (each core keeps
@@ -78,7 +79,7 @@ def set_num_threads(n, blas=None):
     _stack.set_kernel_threads(n)
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """Threads a call may use: the larger of the step split's and the BLAS pool's.
 
     Returns
@@ -90,12 +91,12 @@ def get_num_threads():
     return max(_get_blas_threads(), _stack.get_kernel_threads())
 
 
-def _get_blas_threads():
+def _get_blas_threads() -> int:
     return max((lib["num_threads"] for lib in _controller().info()), default=1)
 
 
 @contextlib.contextmanager
-def num_threads(n, blas=None):
+def num_threads(n: int, blas: Optional[int] = None) -> Iterator[None]:
     """Context manager: `set_num_threads` for a block, the previous counts restored.
 
     Parameters

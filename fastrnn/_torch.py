@@ -1,5 +1,7 @@
 """Building fastrnn models from live torch modules (torch is the caller's, never
 imported here)."""
+from typing import Any, Optional, Union
+
 from fastrnn.layers import GRU, LSTM, RNN
 
 _CELLS = {"LSTMCell": LSTM, "GRUCell": GRU, "RNNCell": RNN}
@@ -14,7 +16,7 @@ def _dtypes(weight, weight_dtype):
     return name, weight_dtype
 
 
-def from_torch(module, weight_dtype=None):
+def from_torch(module: Any, weight_dtype: Optional[str] = None) -> Union[LSTM, GRU, RNN]:
     """A fastrnn model with the weights and configuration of a torch module.
 
     torch is the caller's: fastrnn never imports it.

@@ -2,6 +2,7 @@
 names -> a layer configuration. Imports nothing else of fastrnn, and never torch."""
 import mmap
 import os
+from typing import Any
 
 from fastrnn.io import _npy, _numpy_pickle, _safetensors, _torch_formats
 from fastrnn.io._config import RecurrentConfig, find_recurrent, flatten
@@ -61,7 +62,7 @@ def detect_format(head, size, archive_names=None):
     return None
 
 
-def load_checkpoint(path):
+def load_checkpoint(path: Any) -> Any:
     r"""What ``torch.load(path, weights_only=True)`` returns, tensors as numpy arrays.
 
     Reads torch.save's zip and legacy formats, safetensors, ``.npz``, numpy pickles
