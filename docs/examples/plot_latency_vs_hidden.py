@@ -5,7 +5,9 @@ Latency against hidden size, from ``fastrnn bench --json``
 ``fastrnn bench`` times fastrnn against the peers installed beside it and checks each
 peer's output against fastrnn's. With ``--json`` it writes every record, which is
 all a plot needs. This sweep is tiny so that the docs build stays fast: LSTM and GRU,
-hidden 16 to 128, batch 1, 20 steps, fastrnn against the NumPy reference loop.
+hidden 16 to 128, batch 1, 20 steps, fastrnn against the NumPy reference loop. Three
+rounds on a busy machine scatter; more ``--repeat`` on idle cores steadies the points
+(the measured tables are on the performance page).
 """
 import json
 import os
