@@ -10,9 +10,13 @@ round starts one fresh process per engine (fastrnn.benchmark.isolated), the orde
 rotating; a line per case gives each engine's median us/step over rounds and the
 range [min-max] of the rounds, so that a shared machine's noise shows.
 """
-import sys, json, statistics
+import json
+import statistics
+import sys
+
 from fastrnn.benchmark import isolated
 from fastrnn.benchmark.cases import Case
+
 engines = sys.argv[1].split(",")
 threads = int(sys.argv[2])
 rounds = int(sys.argv[3])

@@ -2,6 +2,7 @@
 import os
 import platform
 import sys
+from typing import Any, Optional
 
 
 def _version(name):
@@ -107,14 +108,38 @@ def render(cfg):
     return "\n".join(lines)
 
 
-def show_config(mode="stdout"):
-    """Print what fastrnn runs with here: version, CPU and ISA (in force and best
-    available), BLAS (threadpoolctl: library, version, threads, architecture),
-    threads, the default Plan and where it came from, the tuned profile's path and
-    state. mode='dicts' returns the same as nested dicts instead."""
+def show_config(mode: str = "stdout") -> Optional[dict[str, Any]]:
+    """Print what fastrnn runs with here, as ``fastrnn info`` does.
+
+    Version, CPU and ISA (in force and best available), BLAS (threadpoolctl: library,
+    version, threads, architecture), threads, the default `Plan` and where it came
+    from, the tuned profile's path and state.
+
+    Parameters
+    ----------
+    mode : {"stdout", "dicts"}, optional
+        Print the report, or return the same as nested dicts.
+
+    Returns
+    -------
+    dict or None
+        The configuration with ``mode="dicts"``.
+
+    Raises
+    ------
+    ValueError
+        Another mode.
+
+    Examples
+    --------
+    >>> cfg = fastrnn.show_config(mode="dicts")
+    >>> cfg["fastrnn"]["version"] == fastrnn.__version__
+    True
+    """
     if mode not in ("stdout", "dicts"):
         raise ValueError(f"mode must be 'stdout' or 'dicts', got {mode!r}")
     cfg = config()
     if mode == "dicts":
         return cfg
     print(render(cfg))
+    return None

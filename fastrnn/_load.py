@@ -3,6 +3,7 @@ holds. The small piece above fastrnn.io (files -> arrays and a configuration) an
 layers."""
 import os
 from collections import OrderedDict
+from typing import Any, Callable, Mapping, Optional, Union
 
 import numpy as np
 
@@ -96,25 +97,68 @@ def _pick(found, prefix, where, tensors, from_file=False):
         + ", ".join(f"{p.rstrip('.')!r} ({c.describe()})" for p, c in found.items()))
 
 
-def load(path_or_state_dict, prefix=None, rename=None, node=None, **overrides):
-    """The fastrnn model whose weights a checkpoint holds.
+def load(path_or_state_dict: Any, prefix: Optional[str] = None,
+         rename: Union[Mapping[str, str], Callable[[str], Optional[str]], None] = None,
+         node: Optional[str] = None, **overrides: Any) -> Union[LSTM, GRU, RNN]:
+    """The fastrnn model whose weights a checkpoint holds, without torch.
 
-    The checkpoint may be a bare state_dict, a training checkpoint ({"model": ...,
-    "optimizer": ..., "epoch": ...}), a whole model's state_dict (embedding, head), a
+    The checkpoint may be a bare state_dict, a training checkpoint (``{"model": ...,
+    "optimizer": ..., "epoch": ...}``), a whole model's state_dict (embedding, head), a
     TorchScript archive, a pickle of numpy arrays, or an ONNX model: the recurrent
     weights are found by their torch names at any depth, and the architecture is read
     from their names and shapes (LSTM / GRU / RNN, sizes, num_layers, bidirectional,
-    proj_size, bias). What weights cannot tell comes from `overrides`: nonlinearity
-    ("tanh", the default, or "relu") for an RNN, reset_after (True, torch's form, the
-    default; False: the textbook GRU, which an ONNX linear_before_reset=0 node asks for
-    itself) for a GRU, batch_first (False), dtype (float32, or
-    float64 for float64 weights), weight_dtype ("float16" or "bfloat16" to store the
-    weights in half the memory; weights saved in float16 or bfloat16 keep that storage
-    by default, losing nothing). `prefix` picks one module where several are present,
-    e.g. prefix="encoder.rnn" (or "rnn" when only one module's prefix ends so).
-    `rename` maps the file's names to torch's: a mapping ({"enc_w_ih":
-    "encoder.weight_ih_l0"}) or a function of a name. `node` picks the recurrent model
-    of an ONNX graph holding the node of that name (see docs/readers.md).
+    proj_size, bias).
+
+    Parameters
+    ----------
+    path_or_state_dict : str, os.PathLike, binary file or mapping
+        A file (torch ``.pt`` zip or legacy, safetensors, ``.npz``, numpy pickle,
+        TorchScript, ONNX; recognised by content) or a mapping of names to arrays or
+        tensors.
+    prefix : str, optional
+        Picks one module where several are present, e.g. ``prefix="encoder.rnn"`` (or
+        ``"rnn"`` when only one module's prefix ends so).
+    rename : mapping or callable, optional
+        Maps the file's names to torch's: ``{"enc_w_ih": "encoder.weight_ih_l0"}`` or
+        a function of a name (returning None drops the tensor).
+    node : str, optional
+        For an ONNX graph: the recurrent model holding the node of that name.
+    **overrides
+        What weights cannot tell: ``nonlinearity`` ("tanh", the default, or "relu")
+        for an RNN, ``reset_after`` for a GRU (True, torch's form, the default; False:
+        the textbook GRU, which an ONNX ``linear_before_reset=0`` node asks for itself),
+        ``batch_first`` (False), ``dropout``, ``dtype`` (float32, or
+        float64 for float64 weights), ``weight_dtype`` ("float16" or "bfloat16";
+        weights saved in half precision keep that storage by default, losing nothing).
+
+    Returns
+    -------
+    LSTM, GRU or RNN
+        The model, with the checkpoint's weights.
+
+    Raises
+    ------
+    CheckpointError
+        The file is unreadable, corrupt, asks to run code, holds no recurrent weights,
+        or several without a `prefix` to choose (the message lists them).
+    ValueError
+        The same problems in a mapping, or an ambiguous `prefix`.
+    TypeError
+        An unknown override, or arguments of the wrong kind.
+
+    See Also
+    --------
+    load_checkpoint : the file's whole content as numpy arrays.
+
+    Examples
+    --------
+    >>> trained = fastrnn.GRU(3, 4, num_layers=2)
+    >>> sd = {"encoder." + k: v for k, v in trained.state_dict().items()}
+    >>> fastrnn.load(sd)
+    GRU(3, 4, num_layers=2)
+    >>> np.savez(tmp / "ckpt.npz", **sd)
+    >>> fastrnn.load(tmp / "ckpt.npz", batch_first=True)
+    GRU(3, 4, num_layers=2, batch_first=True)
     """
     if isinstance(path_or_state_dict, (str, os.PathLike)) and fio.is_onnx(path_or_state_dict):
         if prefix is not None or rename is not None:

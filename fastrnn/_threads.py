@@ -1,7 +1,8 @@
 """How many threads fastrnn's kernels use.
 
 fastrnn's kernels run on the calling thread and call BLAS (scipy's OpenBLAS) from
-there; with more than one thread, a batch-1 step is also split across two cores. Left at OpenBLAS's default (one thread per core), a serving process that runs
+there; with more than one thread, a batch-1 step is also split across two cores.
+Left at OpenBLAS's default (one thread per core), a serving process that runs
 models from several threads oversubscribes the cores: two threads streaming hidden-512
 LSTMs on 2 cores took as long as one after the other. So fastrnn
 sets that pool to one thread when it is imported, and parallelism comes from calling
@@ -11,6 +12,7 @@ governs scipy.linalg in this process, not NumPy's own BLAS.
 """
 import contextlib
 import os
+from typing import Iterator, Optional
 
 _DEFAULT = 1
 
@@ -19,9 +21,8 @@ def _controller():
     """threadpoolctl's handle on the BLAS that scipy.linalg.cython_blas calls: the
     OpenBLAS bundled in scipy's wheel (scipy.libs/), or every BLAS when scipy links a
     shared one (conda, distributions)."""
-    from threadpoolctl import ThreadpoolController
-
     import scipy.linalg  # noqa: F401  (loads scipy's BLAS so that it can be found)
+    from threadpoolctl import ThreadpoolController
 
     blas = ThreadpoolController().select(user_api="blas")
     bundled = [lib.filepath for lib in blas.lib_controllers
@@ -29,16 +30,45 @@ def _controller():
     return blas.select(filepath=bundled) if bundled else blas
 
 
-def set_num_threads(n, blas=None):
-    """Threads for one call: with n >= 2, small-batch steps are split across two cores
-    (each core keeps half of the weights in its own cache; a helper thread meets the
-    caller at a spin barrier), and BLAS (scipy's OpenBLAS pool) gets `blas` threads
-    for the large-batch products (default n).
+def set_num_threads(n: int, blas: Optional[int] = None) -> None:
+    """Set the threads one call may use, for the whole process.
 
+    With ``n >= 2``, small-batch steps are split across two cores (each core keeps
+    half of the weights in its own cache; a helper thread meets the caller at a spin
+    barrier), and BLAS (scipy's OpenBLAS pool) gets `blas` threads for the
+    large-batch products. fastrnn sets 1 at import (or ``FASTRNN_NUM_THREADS``), so
+    that serving from several threads does not oversubscribe the cores.
+
+    Parameters
+    ----------
+    n : int
+        Threads for fastrnn's own kernels (>= 1; the step split uses two).
+    blas : int, optional
+        Threads of scipy's BLAS pool (default `n`). It also governs ``scipy.linalg``
+        in this process.
+
+    Raises
+    ------
+    ValueError
+        `n` or `blas` not an int >= 1.
+
+    See Also
+    --------
+    num_threads : the same for a ``with`` block.
+
+    Notes
+    -----
     OpenBLAS's idle workers spin for a while after each multithreaded call, which
-    slows the split steps that follow (LSTM H=512, batch 1: 35 us/step with blas=1,
-    48 with blas=2); a server of batch-1 streams does best with set_num_threads(2,
-    blas=1).
+    slows the split steps that follow (LSTM H=512, batch 1: 35 us/step with
+    ``blas=1``, 48 with ``blas=2``); a server of batch-1 streams does best with
+    ``set_num_threads(2, blas=1)``.
+
+    Examples
+    --------
+    >>> fastrnn.set_num_threads(2, blas=1)
+    >>> fastrnn.get_num_threads()
+    2
+    >>> fastrnn.set_num_threads(1)
     """
     for name, value in (("n", n), ("blas", n if blas is None else blas)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -49,20 +79,40 @@ def set_num_threads(n, blas=None):
     _stack.set_kernel_threads(n)
 
 
-def get_num_threads():
-    """Threads a call may use: the larger of the step split's and the BLAS pool's."""
+def get_num_threads() -> int:
+    """Threads a call may use: the larger of the step split's and the BLAS pool's.
+
+    Returns
+    -------
+    int
+    """
     from fastrnn._kernels import _stack
 
     return max(_get_blas_threads(), _stack.get_kernel_threads())
 
 
-def _get_blas_threads():
+def _get_blas_threads() -> int:
     return max((lib["num_threads"] for lib in _controller().info()), default=1)
 
 
 @contextlib.contextmanager
-def num_threads(n, blas=None):
-    """with fastrnn.num_threads(2): ... — restore the previous counts afterwards."""
+def num_threads(n: int, blas: Optional[int] = None) -> Iterator[None]:
+    """Context manager: `set_num_threads` for a block, the previous counts restored.
+
+    Parameters
+    ----------
+    n : int
+        Threads for fastrnn's kernels in the block.
+    blas : int, optional
+        Threads of the BLAS pool in the block (default `n`).
+
+    Examples
+    --------
+    >>> with fastrnn.num_threads(2):
+    ...     inside = fastrnn.get_num_threads()
+    >>> inside, fastrnn.get_num_threads()
+    (2, 1)
+    """
     from fastrnn._kernels import _stack
 
     kernel, blas_before = _stack.get_kernel_threads(), _get_blas_threads()

@@ -1,5 +1,7 @@
 """Building fastrnn models from live torch modules (torch is the caller's, never
 imported here)."""
+from typing import Any, Optional, Union
+
 from fastrnn.layers import GRU, LSTM, RNN
 
 _CELLS = {"LSTMCell": LSTM, "GRUCell": GRU, "RNNCell": RNN}
@@ -14,14 +16,42 @@ def _dtypes(weight, weight_dtype):
     return name, weight_dtype
 
 
-def from_torch(module, weight_dtype=None):
+def from_torch(module: Any, weight_dtype: Optional[str] = None) -> Union[LSTM, GRU, RNN]:
     """A fastrnn model with the weights and configuration of a torch module.
 
-    Accepts nn.LSTM, nn.GRU, nn.RNN, and nn.LSTMCell / GRUCell / RNNCell, which become
-    one-layer models (use `.step` for the cell's one-step call). float32 and float64
-    modules keep their dtype; float16 and bfloat16 modules become float32 models that
-    store their weights in that type. weight_dtype ("float16" or "bfloat16") sets the
-    storage of a float32 model's weights (rounded once, computed in float32).
+    torch is the caller's: fastrnn never imports it.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        ``nn.LSTM``, ``nn.GRU``, ``nn.RNN``, or ``nn.LSTMCell`` / ``GRUCell`` /
+        ``RNNCell``, which become one-layer models (use ``step`` for the cell's
+        one-step call).
+    weight_dtype : {None, "float16", "bfloat16"}, optional
+        Storage of a float32 model's weights (rounded once, computed in float32).
+
+    Returns
+    -------
+    LSTM, GRU or RNN
+        float32 and float64 modules keep their dtype; float16 and bfloat16 modules
+        become float32 models that store their weights in that type.
+
+    Raises
+    ------
+    TypeError
+        Any other module.
+
+    Examples
+    --------
+    >>> import torch
+    >>> lstm = torch.nn.LSTM(3, 4, batch_first=True)
+    >>> m = fastrnn.from_torch(lstm)
+    >>> m
+    LSTM(3, 4, batch_first=True)
+    >>> x = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    >>> out, _ = m(x)
+    >>> bool(np.allclose(out, lstm(torch.from_numpy(x))[0].detach().numpy(), atol=1e-5))
+    True
     """
     kind = type(module).__name__
     mode = getattr(module, "mode", None)

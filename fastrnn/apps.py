@@ -16,7 +16,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from fastrnn import _checks, io as fio
+from fastrnn import _checks
+from fastrnn import io as fio
 from fastrnn._load import load as _load_rnn
 from fastrnn._load import rename_tensors
 from fastrnn.blocks import Activation, Embedding, Head, Linear, _ids, log_softmax, one_hot
@@ -322,7 +323,8 @@ class LanguageModel:
 
     def logits(self, tokens):
         """Next-token logits after every position of one sequence: (T, vocab)."""
-        ids = self.encode(tokens) if isinstance(tokens, str) else _ids(tokens, self.input.vocab_size)
+        ids = (self.encode(tokens) if isinstance(tokens, str)
+               else _ids(tokens, self.input.vocab_size))
         if ids.ndim != 1 or ids.size == 0:
             raise ValueError(f"tokens must be a non-empty 1-D sequence, got shape {ids.shape}")
         out, _ = self.rnn(self.input(ids[None])[0])

@@ -9,7 +9,8 @@ def _ints(text):
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}") from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
     return values
@@ -60,7 +61,8 @@ def _bench_parser(sub):
     p.add_argument("--peers", type=_choices(list(PEERS)), default=list(PEERS),
                    help="peers to compare with: numpy,torch,onnxruntime (default all)")
     p.add_argument("--model", metavar="PATH",
-                   help="benchmark a real checkpoint (its architecture, with --batch and --seq-len)")
+                   help="benchmark a real checkpoint (its architecture, with --batch and "
+                        "--seq-len)")
     p.add_argument("--streaming", action="store_true",
                    help="add step-call latency rows (one time step per call, state carried)")
     p.add_argument("--repeat", type=int, help="timed rounds per engine (default 7)")
@@ -290,8 +292,8 @@ def _other_values(obj, prefix, out, depth=0):
     if isinstance(obj, dict):
         for k, v in obj.items():
             _other_values(v, f"{prefix}{k}.", out, depth + 1)
-    elif isinstance(obj, (list, tuple)) and not all(isinstance(v, (int, float, str, bool, type(None)))
-                                                    for v in obj):
+    elif isinstance(obj, (list, tuple)) and not all(
+            isinstance(v, (int, float, str, bool, type(None))) for v in obj):
         for i, v in enumerate(obj):
             _other_values(v, f"{prefix}{i}.", out, depth + 1)
     elif not isinstance(obj, np.ndarray):
@@ -550,9 +552,16 @@ def fastrnn_threads():
     return fastrnn.get_num_threads()
 
 
+def _version():
+    from fastrnn._version import __version__
+    return __version__
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="fastrnn", description="Fast CPU inference for PyTorch-trained LSTM / GRU / RNN models.")
+        prog="fastrnn",
+        description="Fast CPU inference for PyTorch-trained LSTM / GRU / RNN models.")
+    parser.add_argument("--version", action="version", version=f"fastrnn {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers = {"bench": _bench_parser(sub), "inspect": _inspect_parser(sub),
                   "generate": _generate_parser(sub), "score": _score_parser(sub),

@@ -456,7 +456,7 @@ def _score_frame(job, data, column, output_column, client):
         raise ValueError(f"column {column!r} is not in the dataframe; its columns are "
                          f"{columns}")
     dtype = data.dtypes[column]
-    if dtype != object and "list" not in str(dtype):
+    if dtype != object and "list" not in str(dtype):  # noqa: E721 (a dtype, by value)
         hint = ("; dd.from_pandas turns lists into strings unless run under "
                 "dask.config.set({'dataframe.convert-string': False}) or given an "
                 "ArrowDtype list column" if "str" in str(dtype) else "")

@@ -35,7 +35,10 @@ def _memory_bytes():
 
 
 class _Parameters:
-    """Configuration and weights under torch's names; the packed kernel made from them."""
+    """Configuration and weights under torch's names; the packed kernel made from them.
+
+    The methods and properties here are shared by `LSTM`, `GRU` and `RNN`.
+    """
 
     family = None   # the FamilySpec (families.py)
 
@@ -83,15 +86,36 @@ class _Parameters:
 
     @property
     def num_directions(self):
+        """2 for a bidirectional model, else 1."""
         return 2 if self.bidirectional else 1
 
     @property
     def output_size(self):
-        """Features of each output step: num_directions * (proj_size or hidden_size)."""
+        """Features of each output step: ``num_directions * (proj_size or hidden_size)``."""
         return self.num_directions * (self.proj_size or self.hidden_size)
 
     def state_shapes(self, batch=None):
-        """torch's (h shape, c shape or None) for `batch` sequences (None: unbatched)."""
+        """The shapes of the state torch's module takes and returns.
+
+        Parameters
+        ----------
+        batch : int or None, optional
+            Sequences in the batch; None for unbatched input.
+
+        Returns
+        -------
+        h_shape : tuple of int
+            ``(num_layers * num_directions, batch, proj_size or hidden_size)``, without
+            the batch axis for ``batch=None``.
+        c_shape : tuple of int or None
+            The cell state's shape for an LSTM (its last axis is ``hidden_size``), None
+            for GRU and RNN.
+
+        Examples
+        --------
+        >>> fastrnn.LSTM(3, 8, num_layers=2).state_shapes(4)
+        ((2, 4, 8), (2, 4, 8))
+        """
         return self.family.state_shapes(self.num_layers * self.num_directions, batch,
                                         self.proj_size or self.hidden_size, self.hidden_size)
 
@@ -147,9 +171,35 @@ class _Parameters:
     def load_state_dict(self, state_dict, strict=True):
         """Load torch-named weights (numpy arrays or torch tensors).
 
-        Missing or unexpected keys, shapes that do not fit, non-float or non-finite
-        values raise before anything is changed. strict=False ignores unexpected keys
-        (as torch does) but never missing ones: a half-loaded model would be garbage.
+        Parameters
+        ----------
+        state_dict : mapping
+            torch's names (``weight_ih_l0``, ``weight_hh_l0_reverse``, ...) to arrays
+            or tensors, e.g. ``torch_module.state_dict()``. The values are copied.
+        strict : bool, optional
+            False ignores unexpected keys (as torch does) but never missing ones: a
+            half-loaded model would compute garbage.
+
+        Returns
+        -------
+        self
+            The model, so that loading can be chained.
+
+        Raises
+        ------
+        TypeError
+            `state_dict` is not a mapping.
+        ValueError
+            A key is missing or (with `strict`) unexpected, or a value has the wrong
+            shape, is not a float array, holds NaN or infinity, or is beyond float16's
+            range for ``weight_dtype="float16"``. Nothing is changed then.
+
+        Examples
+        --------
+        >>> m = fastrnn.LSTM(3, 4)
+        >>> m2 = fastrnn.LSTM(3, 4).load_state_dict(m.state_dict())
+        >>> sorted(m2.state_dict())
+        ['bias_hh_l0', 'bias_ih_l0', 'weight_hh_l0', 'weight_ih_l0']
         """
         if not hasattr(state_dict, "keys"):
             raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
@@ -180,16 +230,27 @@ class _Parameters:
         return self
 
     def state_dict(self):
-        """torch-named numpy arrays (copies)."""
+        """The weights under torch's names.
+
+        Returns
+        -------
+        collections.OrderedDict of str to numpy.ndarray
+            Copies, in torch's order; with ``weight_dtype`` float16 or bfloat16 the
+            values are those the model computes with (rounded to the storage type).
+        """
         return OrderedDict((k, v.copy()) for k, v in self._params.items())
 
     # -- the packed kernel -------------------------------------------------------------
 
     @property
     def plan(self):
-        """The dispatch Plan the kernel runs by: the one set here, or else the one made
-        when the weights were packed (per-ISA defaults and FASTRNN_* variables, read at
-        each packing). Setting a plan (None: the defaults again) repacks on next use."""
+        """The dispatch `Plan` the kernel runs by.
+
+        The one set here, or else the one made when the weights were packed (per-ISA
+        defaults, the tuned profile and ``FASTRNN_*`` variables, read at each packing).
+        Setting a plan (None: the defaults again) repacks on next use; anything else
+        raises TypeError.
+        """
         return self.kernel.plan
 
     @plan.setter
@@ -261,13 +322,49 @@ class _Parameters:
 
 
 class _RNNBase(_Parameters):
-    """The call pipeline and streams over the parameters."""
+    """The call pipeline and streams over the parameters (shared by LSTM, GRU, RNN)."""
 
     def __call__(self, x, hx=None, lengths=None):
-        """output, h_n (GRU / RNN) or output, (h_n, c_n) (LSTM), exactly as torch.
+        """Run the model over whole sequences, as torch's ``module(x, hx)``.
 
-        lengths: one length per sequence (torch's packed-sequence semantics): outputs
-        past a sequence's end are 0 and its final state is the one at its last step.
+        Parameters
+        ----------
+        x : array_like
+            ``(T, batch, input_size)``, ``(batch, T, input_size)`` with `batch_first`,
+            or unbatched ``(T, input_size)``. Converted to the model's dtype.
+        hx : array_like or tuple of array_like, optional
+            The initial state in torch's shapes (see `state_shapes`): ``h_0`` for GRU
+            and RNN, ``(h_0, c_0)`` for an LSTM. Default zeros.
+        lengths : sequence of int, optional
+            One length per sequence, in any order (torch's packed-sequence semantics):
+            outputs past a sequence's end are 0, its final state is the one at its last
+            step, and the reverse direction starts at that step.
+
+        Returns
+        -------
+        output : numpy.ndarray
+            The last layer's outputs, ``(T, batch, output_size)`` (batch first with
+            `batch_first`; ``(T, output_size)`` unbatched).
+        h_n : numpy.ndarray or tuple of numpy.ndarray
+            The final state: ``h_n`` for GRU and RNN, ``(h_n, c_n)`` for an LSTM.
+
+        Raises
+        ------
+        ValueError
+            Shapes that do not fit, non-finite input, lengths out of range; the message
+            names the argument, the expected and the given shape.
+        TypeError
+            Inputs that are not numeric arrays.
+
+        Examples
+        --------
+        >>> m = fastrnn.GRU(input_size=3, hidden_size=5)
+        >>> x = np.zeros((7, 2, 3), np.float32)
+        >>> out, h_n = m(x, lengths=[7, 4])
+        >>> out.shape, h_n.shape
+        ((7, 2, 5), (1, 2, 5))
+        >>> float(abs(out[4:, 1]).max())      # zeros past the second sequence's end
+        0.0
         """
         x, batched = _pipeline.check_input(x, self.input_size, self.batch_first, self.dtype)
         return self._forward(x, batched, hx, lengths)
@@ -298,9 +395,38 @@ class _RNNBase(_Parameters):
                 "model on the whole sequence instead")
 
     def step(self, x_t, hx=None):
-        """One time step: x_t (B, input_size) or (input_size,) -> (y_t, hx), with hx
-        shaped as torch's states ((h, c) for an LSTM). Convenient, not the fastest
-        path: for a hot loop use `stream()`, which allocates nothing per call."""
+        """Advance one time step (unidirectional models).
+
+        Convenient, not the fastest path: for a hot loop use `stream`, which
+        allocates nothing per call.
+
+        Parameters
+        ----------
+        x_t : array_like
+            ``(batch, input_size)`` or ``(input_size,)``.
+        hx : array_like or tuple of array_like, optional
+            The state before the step, in torch's shapes; default zeros.
+
+        Returns
+        -------
+        y_t : numpy.ndarray
+            The last layer's output, ``(batch, output_size)`` or ``(output_size,)``.
+        hx : numpy.ndarray or tuple of numpy.ndarray
+            The state after the step, to pass to the next call.
+
+        Raises
+        ------
+        ValueError
+            A bidirectional model, or `x_t` / `hx` of the wrong shape.
+
+        Examples
+        --------
+        >>> m = fastrnn.LSTM(3, 4)
+        >>> y, hx = m.step(np.ones(3, np.float32))
+        >>> y, hx = m.step(np.ones(3, np.float32), hx)
+        >>> y.shape, hx[0].shape
+        ((4,), (1, 4))
+        """
         self._check_streamable()
         x_t = _checks.as_float_array(x_t, "x_t", self.dtype)
         if x_t.ndim not in (1, 2) or x_t.shape[-1] != self.input_size:
@@ -313,16 +439,94 @@ class _RNNBase(_Parameters):
         return out[0], state
 
     def stream(self, batch=1, hx=None):
-        """A `Stream` of `batch` sequences fed one step at a time: state and buffers
-        allocated once, nothing allocated per `step(x_t, out=...)` call. hx: the
-        initial state, shaped as torch's (default zeros)."""
+        """A `Stream` of `batch` sequences fed one step at a time.
+
+        State and buffers are allocated once; ``stream.step(x_t, out=y)`` allocates
+        nothing. The stream runs the weights the model has when it is made.
+
+        Parameters
+        ----------
+        batch : int, optional
+            Sequences advanced together.
+        hx : array_like or tuple of array_like, optional
+            The initial state, in torch's shapes (default zeros).
+
+        Returns
+        -------
+        Stream
+
+        Raises
+        ------
+        ValueError
+            A bidirectional model, a batch below 1, or `hx` of the wrong shape.
+
+        Examples
+        --------
+        >>> s = fastrnn.GRU(3, 4).stream()
+        >>> y = np.empty(4, np.float32)
+        >>> for frame in np.ones((5, 3), np.float32):
+        ...     _ = s.step(frame, out=y)
+        >>> s.state.shape
+        (1, 1, 4)
+        """
         self._check_streamable()
         batch = _checks.check_positive_int(batch, "batch")
         return Stream(self, batch, hx)
 
 
 class LSTM(_RNNBase):
-    """Long short-term memory, torch.nn.LSTM's arguments and results, numpy in and out."""
+    """Long short-term memory: torch.nn.LSTM's arguments and results, numpy in and out.
+
+    Parameters
+    ----------
+    input_size : int
+        Features of each input step.
+    hidden_size : int
+        Features of the hidden and cell state.
+    num_layers : int, optional
+        Stacked layers; each feeds its output sequence to the next.
+    bias : bool, optional
+        Whether the layers have ``bias_ih`` and ``bias_hh``.
+    batch_first : bool, optional
+        Inputs and outputs are ``(batch, T, features)`` instead of
+        ``(T, batch, features)``; states keep torch's layout either way.
+    dropout : float, optional
+        Accepted for torch parity; inference does not drop anything.
+    bidirectional : bool, optional
+        Each layer also runs over reversed time; outputs concatenate both directions.
+    proj_size : int, optional
+        With ``proj_size > 0``, ``h`` is projected to that many features
+        (``weight_hr``), as torch's LSTM with projections.
+    dtype : {"float32", "float64"}, optional
+        What the model computes in and returns.
+    weight_dtype : {None, "float16", "bfloat16"}, optional
+        Storage of a float32 model's weights: half the bytes, widened in registers,
+        computed in float32 (None: the model's dtype).
+
+    Raises
+    ------
+    ValueError
+        A size that is not a positive int, ``proj_size >= hidden_size``, an unknown
+        dtype, or weights larger than this machine's memory.
+
+    See Also
+    --------
+    fastrnn.load : a model from a checkpoint file, its architecture inferred.
+    fastrnn.from_torch : a model from a live torch module.
+
+    Notes
+    -----
+    The weights start with torch's initialisation, U(-1/sqrt(H), 1/sqrt(H)); load
+    trained ones with `load_state_dict`. Models are thread-safe to call and pickle
+    (configuration and weights only).
+
+    Examples
+    --------
+    >>> m = fastrnn.LSTM(input_size=3, hidden_size=4, num_layers=2, bidirectional=True)
+    >>> out, (h_n, c_n) = m(np.zeros((10, 2, 3), np.float32))
+    >>> out.shape, h_n.shape, c_n.shape
+    ((10, 2, 8), (4, 2, 4), (4, 2, 4))
+    """
 
     family = families.LSTM
 
@@ -359,7 +563,45 @@ class GRU(_RNNBase):
 
 
 class RNN(_RNNBase):
-    """Elman RNN with tanh or relu, torch.nn.RNN's arguments and results."""
+    """Elman RNN with tanh or ReLU: torch.nn.RNN's arguments and results.
+
+    ``h' = tanh(W_ih x + b_ih + W_hh h + b_hh)`` (or ``relu``).
+
+    Parameters
+    ----------
+    input_size : int
+        Features of each input step.
+    hidden_size : int
+        Features of the hidden state.
+    num_layers : int, optional
+        Stacked layers.
+    nonlinearity : {"tanh", "relu"}, optional
+        The activation (third positionally, as in torch).
+    bias : bool, optional
+        Whether the layers have ``bias_ih`` and ``bias_hh``.
+    batch_first : bool, optional
+        Inputs and outputs are ``(batch, T, features)``.
+    dropout : float, optional
+        Accepted for torch parity; unused at inference.
+    bidirectional : bool, optional
+        Each layer also runs over reversed time.
+    dtype : {"float32", "float64"}, optional
+        What the model computes in and returns.
+    weight_dtype : {None, "float16", "bfloat16"}, optional
+        Storage of a float32 model's weights.
+
+    Raises
+    ------
+    ValueError
+        A size that is not a positive int, an unknown nonlinearity or dtype.
+
+    Examples
+    --------
+    >>> m = fastrnn.RNN(3, 4, nonlinearity="relu")
+    >>> out, h_n = m(np.ones((6, 3), np.float32))    # unbatched (T, input_size)
+    >>> out.shape, h_n.shape, bool((out >= 0).all())
+    ((6, 4), (1, 4), True)
+    """
 
     family = families.RNN
 

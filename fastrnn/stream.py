@@ -8,16 +8,44 @@ __all__ = ["Stream"]
 
 
 class Stream(StreamCore):
-    """Step-by-step inference for one or more sequences (see `model.stream()`).
+    """Step-by-step inference for one or more sequences; made by ``model.stream()``.
 
-        s = model.stream(batch=1)
-        for x_t in frames:
-            y_t = s.step(x_t)            # or s.step(x_t, out=y) to allocate nothing
-        s.state                          # h (GRU, RNN) or (h, c) (LSTM), torch's shapes
-        s.reset()                        # zeros again
+    ``step(x_t, out=None)`` advances every sequence by one frame (``x_t``
+    ``(batch, input_size)``, or ``(input_size,)`` for a stream of one) and returns the
+    last layer's output; with `out` (a C-contiguous array of the output's shape and
+    the model's dtype) nothing is allocated. `run` takes a chunk of frames at once,
+    ``reset()`` zeroes the state, and `state` reads or sets it in torch's shapes.
 
-    The weights are the model's at the time stream() was called. One Stream belongs
-    to one thread at a time; streams of the same model may run in parallel threads.
+    Parameters
+    ----------
+    model : LSTM, GRU or RNN
+        A unidirectional model; the stream runs the weights it has now.
+    batch : int, optional
+        Sequences advanced together.
+    hx : array_like or tuple of array_like, optional
+        The initial state in torch's shapes (default zeros).
+
+    Raises
+    ------
+    ValueError
+        Frames, `out` or states of the wrong shape or dtype.
+
+    Notes
+    -----
+    One Stream belongs to one thread at a time; streams of the same model may run in
+    parallel threads.
+
+    Examples
+    --------
+    >>> m = fastrnn.LSTM(3, 4)
+    >>> s = m.stream(batch=1)
+    >>> y = np.empty(4, np.float32)
+    >>> for x_t in np.ones((5, 3), np.float32):
+    ...     _ = s.step(x_t, out=y)       # allocates nothing
+    >>> h, c = s.state                   # torch's shapes
+    >>> h.shape
+    (1, 1, 4)
+    >>> s.reset()                        # zeros again
     """
 
     def __init__(self, model, batch=1, hx=None):
@@ -31,14 +59,36 @@ class Stream(StreamCore):
         return super().__new__(cls, model.kernel, batch)
 
     def run(self, xs, out=None):
-        """Advance every stream by len(xs) time steps in one call: a chunk of frames.
+        """Advance every sequence by ``len(xs)`` steps in one call: a chunk of frames.
 
-        xs: (T, batch, input_size), or (T, input_size) for a stream of batch 1. Returns
-        the last layer's outputs, (T, batch, output_size) or (T, output_size); with `out`
-        (a writeable, C-contiguous array of that shape and the model's dtype) they are
-        written there. The same results as T calls of step(), faster per step at larger
+        The same results as ``len(xs)`` calls of ``step``, faster per frame at larger
         hidden sizes: the chunk's input projection is one product, as for a whole
         sequence.
+
+        Parameters
+        ----------
+        xs : array_like
+            ``(T, batch, input_size)``, or ``(T, input_size)`` for a stream of one.
+        out : numpy.ndarray, optional
+            Where to write the outputs: writeable, C-contiguous, of the returned shape
+            and the model's dtype.
+
+        Returns
+        -------
+        numpy.ndarray
+            The last layer's outputs, ``(T, batch, output_size)`` or
+            ``(T, output_size)`` (`out` when given).
+
+        Raises
+        ------
+        ValueError
+            `xs` or `out` of the wrong shape, dtype or layout, or an empty chunk.
+
+        Examples
+        --------
+        >>> s = fastrnn.GRU(3, 4).stream()
+        >>> s.run(np.ones((10, 3), np.float32)).shape
+        (10, 4)
         """
         xs = _checks.as_float_array(xs, "xs", self.dtype)
         B, I, P = self.batch, self.input_size, self.output_size
@@ -73,7 +123,10 @@ class Stream(StreamCore):
 
     @property
     def state(self):
-        """A copy of the state: h (num_layers, batch, H), and c for an LSTM."""
+        """A copy of the state: ``h`` ``(num_layers, batch, H)``, or ``(h, c)`` for an LSTM.
+
+        Setting it checks the shapes as a model call's `hx` and copies the values in.
+        """
         h, c = self._get_state()
         return (h.copy(), c.copy()) if self.has_c else h.copy()
 

@@ -48,7 +48,10 @@ def rnn_cell(x, h, c, p, relu=False):
 
 def _params(sd, layer, direction, gate_rows):
     sfx = f"_l{layer}" + ("_reverse" if direction else "")
-    get = lambda k: np.asarray(sd[k], np.float64) if k in sd else None
+
+    def get(k):
+        return np.asarray(sd[k], np.float64) if k in sd else None
+
     return {
         "w_ih": get("weight_ih" + sfx),
         "w_hh": get("weight_hh" + sfx),

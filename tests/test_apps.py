@@ -55,8 +55,9 @@ def test_sampling_distribution(rng):
     """_sample draws from softmax(logits / T) restricted to the top k: checked by counts
     over 20000 draws with a fixed seed (deterministic, not flaky)."""
     logits = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
-    draws = lambda t, k: np.bincount([apps._sample(logits, t, k, gen) for _ in range(20000)],
-                                     minlength=4) / 20000
+    def draws(t, k):
+        return np.bincount([apps._sample(logits, t, k, gen) for _ in range(20000)],
+                           minlength=4) / 20000
     gen = np.random.default_rng(0)
     np.testing.assert_allclose(draws(1.0, None), [0.5, 0.3, 0.15, 0.05], atol=0.015)
     cold = draws(0.5, None)             # p^2 renormalised: sharper

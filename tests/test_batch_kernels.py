@@ -5,11 +5,11 @@ for the bfloat16 pairs' neighbours), the input projection hoisted and in the ste
 sides of the plan's thresholds (each ISA's own defaults), and one core against two."""
 import numpy as np
 import pytest
+import reference
+from helpers import family, kernel_threads, make_model
 
 import fastrnn
 from fastrnn._kernels._stack import ISA_NAMES, cpu_isa
-from helpers import family, kernel_threads, make_model
-import reference
 
 RUNS = [n for n in ISA_NAMES if ISA_NAMES.index(n) <= ISA_NAMES.index(cpu_isa())]
 MODES = ["LSTM", "GRU", "RNN_TANH"]

@@ -8,7 +8,11 @@ import sys
 import numpy as np
 import pytest
 
+import fastrnn
+
 HERE = os.path.dirname(os.path.abspath(__file__))  # run outside the source tree
+# the bundled model of the fastrnn under test (the installed wheel's, in .ci/wheel.sh)
+DATA = os.path.join(os.path.dirname(fastrnn.__file__), "data")
 
 
 def _run(args, entry_point=False):
@@ -128,8 +132,8 @@ def test_generate_bundled_model_greedy():
 def test_generate_own_model_and_errors(tmp_path):
     vocab = tmp_path / "vocab.json"
     vocab.write_text(json.dumps({"vocab": json.load(open(os.path.join(
-        os.path.dirname(HERE), "fastrnn", "data", "charlm.json")))["vocab"]}))
-    model = os.path.join(os.path.dirname(HERE), "fastrnn", "data", "charlm.pt")
+        DATA, "charlm.json")))["vocab"]}))
+    model = os.path.join(DATA, "charlm.pt")
     res = _run(["generate", "--model", model, "--vocab", str(vocab), "--prompt", "def ",
                 "-n", "20", "--seed", "1", "--top-k", "5"])
     assert res.returncode == 0, res.stderr and res.stdout.startswith("def ")

@@ -8,23 +8,21 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-import pytest
-
 # the test extra installs Dask, pandas and pyarrow: these tests run in CI, never skip
 import dask
 import dask.array as da
 import dask.bag as db
 import dask.dataframe as dd
 import distributed
+import numpy as np
 import pandas as pd
+import pytest
+from helpers import make_model
 
 import fastrnn
 import fastrnn.dask as fdask
 from fastrnn.apps import LanguageModel, SequenceClassifier
 from fastrnn.blocks import Embedding, Linear
-
-from helpers import make_model
 
 N, T, I = 60, 9, 5
 

@@ -1,15 +1,14 @@
 """The compiled decode loops (fastrnn._kernels._decode) against the Python loops they
 replaced (tests/decode_oracle.py) and beam search against its definition
 (tests/reference.py), for every family; heads of several blocks; the tagger."""
+import decode_oracle
 import numpy as np
 import pytest
+import reference
 
 import fastrnn
 from fastrnn import apps
 from fastrnn.blocks import Activation, Embedding, Head, Linear
-
-import decode_oracle
-import reference
 
 # "GRU_T": the textbook GRU, fastrnn.GRU(..., reset_after=False)
 FAMILIES = ["LSTM", "GRU", "GRU_T", "RNN"]
@@ -272,8 +271,11 @@ def test_heads_of_several_blocks_from_a_checkpoint():
     out, _ = clf.rnn(np.ascontiguousarray(clf.input(tokens).transpose(1, 0, 2)),
                      lengths=lengths)
     out = out.transpose(1, 0, 2)
-    relu = lambda x: np.maximum(x, 0)
-    ref = lambda y, act: act(y @ sd["fc1.weight"].T + sd["fc1.bias"]) @ sd["fc2.weight"].T
+    def relu(x):
+        return np.maximum(x, 0)
+
+    def ref(y, act):
+        return act(y @ sd["fc1.weight"].T + sd["fc1.bias"]) @ sd["fc2.weight"].T
     last = out[np.arange(4), np.array(lengths) - 1]
     np.testing.assert_allclose(clf(tokens, lengths), ref(last, relu), rtol=1e-5, atol=1e-5)
     tags = tagger(tokens, lengths)

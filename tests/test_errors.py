@@ -1,9 +1,9 @@
 """Bad input: each raises the stated exception with a message naming the argument."""
 import numpy as np
 import pytest
+from helpers import make_model
 
 import fastrnn
-from helpers import make_model
 
 
 @pytest.fixture

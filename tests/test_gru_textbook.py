@@ -5,20 +5,18 @@ linear_before_reset=0 node, and one core against two, bitwise."""
 import pickle
 
 import numpy as np
+import onnx  # the test extras install onnx and onnxruntime
+import onnxruntime as ort
 import pytest
+import reference
+from helpers import TOL, kernel_threads, with_plan
+from onnx import TensorProto, helper, numpy_helper
 
 import fastrnn
 from fastrnn import apps
 from fastrnn._kernels import families, packing
 from fastrnn._kernels._stack import ISA_NAMES, cpu_isa
 from fastrnn.blocks import Linear, one_hot
-
-import onnx  # the test extras install onnx and onnxruntime
-import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
-
-import reference
-from helpers import TOL, kernel_threads, with_plan
 
 ONNX_TOL = 3e-5
 

@@ -401,7 +401,8 @@ def test_lying_safetensors_headers(tmp_path, blob, match):
 def test_fuzzed_checkpoints_raise_only_checkpoint_errors(tmp_path):
     """Random byte flips, cuts and splices of real checkpoints: the reader either
     returns or raises CheckpointError, never anything else, and never crashes."""
-    from hypothesis import HealthCheck, given, settings, strategies as st
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
 
     sources = [open(p, "rb").read() for p in FILES]
 

@@ -4,13 +4,12 @@ import time
 
 import numpy as np
 import pytest
+from helpers import kernel_threads, make_model, with_plan
 
 import fastrnn
-
 from fastrnn._kernels import _blas
 from fastrnn._kernels._blas import BLAS_Trans
 from fastrnn._kernels._stack import ISA_NAMES, _activations_f32, cpu_isa, isa
-from helpers import kernel_threads, make_model, with_plan
 
 NoTrans, Trans = BLAS_Trans.NoTrans, BLAS_Trans.Trans
 RTOL = {np.float32: 1e-5, np.float64: 1e-12}

@@ -4,10 +4,10 @@ import pickle
 
 import numpy as np
 import pytest
-
-import fastrnn
 from helpers import TOL, family, make_model, with_plan
 from reference import forward as ref_forward
+
+import fastrnn
 
 MODES = ["LSTM", "GRU", "RNN_TANH", "RNN_RELU"]
 GRID = [
@@ -203,7 +203,7 @@ def test_fused_and_blas_paths_agree(rng):
     x = rng.standard_normal((200, 1, 33)).astype(np.float32)
     for mode in MODES:
         fused, sd = make_model(mode, 33, 70, num_layers=2, scale=70 ** -0.5)
-        with_plan(fused)
+        with_plan(fused, fused_max_batch=64)
         blas = with_plan(make_model(mode, 33, 70, num_layers=2, scale=70 ** -0.5)[0],
                          fused=False)
         assert fused.kernel.fused_max_batch >= 1 and blas.kernel.fused_max_batch == 0

@@ -5,14 +5,13 @@ import subprocess
 import sys
 
 import numpy as np
+import onnx  # the test extras install onnx, onnxruntime and onnxscript
+import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 import fastrnn
 from fastrnn.io import CheckpointError
-
-import onnx  # the test extras install onnx, onnxruntime and onnxscript
-import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
 
 TOL = 3e-5
 T, B, I, H = 7, 3, 5, 4

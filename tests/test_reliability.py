@@ -12,12 +12,12 @@ from collections import OrderedDict
 
 import numpy as np
 import pytest
+from helpers import make_model
 
 import fastrnn
 from fastrnn import apps, cli
 from fastrnn.blocks import Embedding, Linear, one_hot
 from fastrnn.io import CheckpointError, load_checkpoint
-from helpers import make_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CKPT = os.path.join(HERE, "data", "checkpoints")

@@ -5,7 +5,6 @@ import tracemalloc
 
 import numpy as np
 import pytest
-
 from helpers import TOL, kernel_threads, make_model, with_plan
 
 MODES = ["LSTM", "GRU", "RNN_TANH", "RNN_RELU"]

@@ -10,6 +10,7 @@ that is the process's resource (fastrnn.set_num_threads).
 """
 import os
 from dataclasses import dataclass, field, replace
+from typing import Optional
 
 ISAS = ("generic", "avx2", "avx512")
 
@@ -78,22 +79,51 @@ def _env_int(name, lo, hi):
 
 @dataclass(frozen=True)
 class Plan:
-    """Kernel choices for one packed model.
+    """Kernel choices for one packed model, made once when its weights are packed.
 
-    isa: the instruction set of the float32 kernels ('avx512', 'avx2', 'generic'), at
-    most what this CPU has. fused: float32 models run the fused kernels over packed
-    weights (False: BLAS and the cell loops only, for comparison). fused_max_batch:
-    batches up to this many sequences run fused. fused_x_min_batch: fused batches of at
-    least this many read W_ih's panels at every step (None: the ISA's default).
-    split_min_hidden: with two threads, steps of layers this wide are split across the
-    cores. chunk_elements: the
-    gate buffer's size, in elements, for the input projection of a chunk of steps.
-    source: where the plan came from, for fastrnn's reports.
+    Parameters
+    ----------
+    isa : {"avx512", "avx2", "generic"}
+        The instruction set of the float32 kernels, at most what this CPU has.
+    fused : bool, optional
+        float32 models run the fused kernels over packed weights (False: BLAS and the
+        cell loops only, for comparison).
+    fused_max_batch : int, optional
+        Batches up to this many sequences run fused (0 to 64).
+    fused_x_min_batch : int, optional
+        Fused batches of at least this many read W_ih's panels at every step (None:
+        the ISA's default).
+    split_min_hidden : int, optional
+        With two threads, steps of layers this wide are split across the cores.
+    chunk_elements : int, optional
+        The gate buffer's size, in elements, for the input projection of a chunk of
+        steps.
+    source : str, optional
+        Where the plan came from, for fastrnn's reports (not compared).
+
+    Raises
+    ------
+    ValueError
+        An unknown ISA or one this CPU lacks, or a threshold out of range.
+
+    See Also
+    --------
+    Plan.default : the plan models get when none is set.
+
+    Examples
+    --------
+    >>> m = fastrnn.LSTM(3, 4)
+    >>> m.plan = fastrnn.Plan.default(isa="generic")
+    >>> m.plan.isa, m.plan.fused_max_batch
+    ('generic', 0)
+    >>> m.plan = m.plan.replace(fused=False)      # BLAS path only
+    >>> m.plan.source
+    'given'
     """
     isa: str
     fused: bool = True
     fused_max_batch: int = 0
-    fused_x_min_batch: int = None   # None: the ISA's default (FUSED_X_MIN_BATCH)
+    fused_x_min_batch: Optional[int] = None   # None: the ISA's default (FUSED_X_MIN_BATCH)
     split_min_hidden: int = SPLIT_MIN_HIDDEN
     chunk_elements: int = CHUNK_ELEMENTS
     source: str = field(default="defaults", compare=False)
@@ -118,9 +148,25 @@ class Plan:
 
     @classmethod
     def default(cls, isa=None):
-        """The per-ISA defaults for `isa` (default: the best this CPU has, capped by
-        FASTRNN_ISA), then the profile `fastrnn tune` measured for this CPU, ISA and
-        version (profile.py), then FASTRNN_FUSED_MAX_BATCH and FASTRNN_KERNEL=blas."""
+        """The plan models get: defaults, then the tuned profile, then the environment.
+
+        Parameters
+        ----------
+        isa : {None, "avx512", "avx2", "generic"}, optional
+            Default: the best this CPU has, capped by ``FASTRNN_ISA``.
+
+        Returns
+        -------
+        Plan
+            The per-ISA defaults, then the profile ``fastrnn tune`` measured for this
+            CPU, ISA and version, then ``FASTRNN_FUSED_MAX_BATCH`` and
+            ``FASTRNN_KERNEL=blas``; its ``source`` says which applied.
+
+        Raises
+        ------
+        ValueError
+            An unknown ISA, one this CPU lacks, or a malformed environment variable.
+        """
         isa = cpu_isa() if isa is None else isa
         if isa not in ISAS:
             raise ValueError(f"isa must be one of {ISAS}, got {isa!r}")
@@ -140,7 +186,13 @@ class Plan:
         return plan
 
     def replace(self, **changes):
-        """A copy with some fields changed (validated), e.g. plan.replace(fused_max_batch=8)."""
+        """A copy with some fields changed (validated), e.g. ``plan.replace(fused_max_batch=8)``.
+
+        Returns
+        -------
+        Plan
+            Its ``source`` is ``"given"`` unless `changes` sets it.
+        """
         changes.setdefault("source", "given")
         return replace(self, **changes)
 
@@ -161,7 +213,7 @@ class Plan:
 
 
 def _stack():
-    from fastrnn._kernels import _stack   # the plan's module loads before the kernels'
+    from fastrnn._kernels import _stack  # the plan's module loads before the kernels'
 
     return _stack
 

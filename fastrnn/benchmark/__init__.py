@@ -8,16 +8,17 @@ after a call.
 """
 import os
 
+from fastrnn.benchmark import runner
+from fastrnn.benchmark.cases import DEFAULT_GRID, GRU_FORMS, QUICK_GRID, Case, grid
+from fastrnn.benchmark.engines import PEERS
+from fastrnn.benchmark.environment import describe
+from fastrnn.benchmark.runner import run, run_case
+
 
 def quiet_spinning():
     """OMP_WAIT_POLICY=PASSIVE unless the caller chose: must run before torch loads."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from fastrnn.benchmark.cases import DEFAULT_GRID, GRU_FORMS, QUICK_GRID, Case, grid
-from fastrnn.benchmark.engines import PEERS
-from fastrnn.benchmark.environment import describe
-from fastrnn.benchmark import runner
-from fastrnn.benchmark.runner import run, run_case
 
 __all__ = ["quiet_spinning", "runner", "Case", "DEFAULT_GRID", "QUICK_GRID", "GRU_FORMS",
            "grid", "PEERS", "describe", "run", "run_case"]

@@ -55,7 +55,8 @@ class Case:
         total = 0
         for layer in range(self.layers):
             width = self.inputs if layer == 0 else self.directions * self.hidden
-            total += self.directions * rows * ((width if self.streaming else 0) + self.hidden) * itemsize
+            read = (width if self.streaming else 0) + self.hidden
+            total += self.directions * rows * read * itemsize
         return total
 
     def label(self):

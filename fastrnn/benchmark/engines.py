@@ -229,13 +229,15 @@ def _onnx_by_helper(case, model):
             Rs.append(reorder(sd["weight_hh" + sfx]))
             Bs.append(np.concatenate([reorder(sd["bias_ih" + sfx]), reorder(sd["bias_hh" + sfx])]))
         for name, arr in (("W", Ws), ("R", Rs), ("B", Bs)):
-            inits.append(numpy_helper.from_array(np.stack(arr).astype(np.float32), f"{name}{layer}"))
+            inits.append(numpy_helper.from_array(np.stack(arr).astype(np.float32),
+                                                 f"{name}{layer}"))
         ins = [seq, f"W{layer}", f"R{layer}", f"B{layer}"]
         if case.streaming:
             for s in (["h0", "c0"] if case.mode == "LSTM" else ["h0"]):
                 # this layer's (D, B, H) slice of the (L*D, B, H) state input
                 for suffix, value in (("s", layer * D), ("e", (layer + 1) * D), ("ax", 0)):
-                    inits.append(numpy_helper.from_array(np.array([value]), f"{s}_{layer}_{suffix}"))
+                    inits.append(numpy_helper.from_array(np.array([value]),
+                                                         f"{s}_{layer}_{suffix}"))
                 nodes.append(helper.make_node(
                     "Slice", [s, f"{s}_{layer}_s", f"{s}_{layer}_e", f"{s}_{layer}_ax"],
                     [f"{s}_{layer}"]))
@@ -247,7 +249,8 @@ def _onnx_by_helper(case, model):
             attrs["activations"] = ["Relu" if model.nonlinearity == "relu" else "Tanh"] * D
         nodes.append(helper.make_node(op, ins, [f"Y{layer}"], **attrs))
         # Y is (T, D, B, H): to (T, B, D*H) for the next layer and the output
-        nodes.append(helper.make_node("Transpose", [f"Y{layer}"], [f"Yt{layer}"], perm=[0, 2, 1, 3]))
+        nodes.append(helper.make_node("Transpose", [f"Y{layer}"], [f"Yt{layer}"],
+                                      perm=[0, 2, 1, 3]))
         inits.append(numpy_helper.from_array(np.array([0, 0, D * H]), f"shape{layer}"))
         seq = "y" if layer == case.layers - 1 else f"seq{layer}"
         nodes.append(helper.make_node("Reshape", [f"Yt{layer}", f"shape{layer}"], [seq]))

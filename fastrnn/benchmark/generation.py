@@ -78,6 +78,7 @@ def _python_generate(lm, prompt, n):
     """Greedy generation as a Python loop (fastrnn's before the compiled decode loop):
     one stream step, the head's GEMV and an argmax per token."""
     import numpy as np
+
     from fastrnn import apps
     ids = lm.encode(prompt)
     out, state = lm.rnn(lm.input(ids))
@@ -131,6 +132,7 @@ def _python_greedy(s2s, src, max_len):
     """Seq2Seq greedy decoding as the Python loop fastrnn ran before: one stream step,
     the head and the bookkeeping per step in Python."""
     import numpy as np
+
     from fastrnn import apps
     batch = src.shape[0]
     _, state = s2s.encoder(apps._time_major(s2s.encoder, s2s.src(src)))
@@ -156,6 +158,7 @@ def grapheme_like_seq2seq(hidden=256, embed=64, vocab=40, seed=0):
     """A GRU encoder-decoder the size of a grapheme-to-phoneme model (random weights;
     eos made unreachable so that every word decodes max_len steps)."""
     import numpy as np
+
     import fastrnn
     from fastrnn import apps
     from fastrnn.blocks import Embedding, Linear

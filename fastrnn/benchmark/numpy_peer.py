@@ -26,8 +26,8 @@ class NumPyRNN:
                 rows = w_ih.shape[0]
                 b_ih = np.asarray(state_dict.get("bias_ih" + sfx, np.zeros(rows)), dtype)
                 b_hh = np.asarray(state_dict.get("bias_hh" + sfx, np.zeros(rows)), dtype)
-                self.params.append((np.ascontiguousarray(w_ih.T),
-                                    np.ascontiguousarray(np.asarray(state_dict["weight_hh" + sfx], dtype).T),
+                w_hh = np.asarray(state_dict["weight_hh" + sfx], dtype)
+                self.params.append((np.ascontiguousarray(w_ih.T), np.ascontiguousarray(w_hh.T),
                                     b_ih, b_hh))
 
     def _scan(self, g_in, w_hh_t, b_hh, reverse):

@@ -27,7 +27,8 @@ def table(records):
                      "" if r["engine"] == "fastrnn" else err])
     widths = [max(len(c), *(len(row[i]) for row in rows)) if rows else len(c)
               for i, c in enumerate(cols)]
-    lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(cols, widths)))]
+    lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(cols, widths)))]
     lines.append("  ".join("-" * w for w in widths))
     last = None
     for row in rows:
@@ -120,7 +121,8 @@ def markdown(records, peers=("numpy", "torch", "onnxruntime")):
                 cells.append(f"{_fmt_time(r['us_per_step'])} ({r['speedup']:.2f}×)")
         if roof:
             f = rows["fastrnn"]
-            cells.append(f"{_fmt_time(f['floor_us_per_step'])} ({100 * f['roofline_fraction']:.0f}%)"
+            cells.append(f"{_fmt_time(f['floor_us_per_step'])} "
+                         f"({100 * f['roofline_fraction']:.0f}%)"
                          if "roofline_fraction" in f else "—")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

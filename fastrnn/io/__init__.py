@@ -2,7 +2,7 @@
 names -> a layer configuration. Imports nothing else of fastrnn, and never torch."""
 import mmap
 import os
-
+from typing import Any
 
 from fastrnn.io import _npy, _numpy_pickle, _safetensors, _torch_formats
 from fastrnn.io._config import RecurrentConfig, find_recurrent, flatten
@@ -62,15 +62,45 @@ def detect_format(head, size, archive_names=None):
     return None
 
 
-def load_checkpoint(path):
-    """What torch.load(path, weights_only=True) returns, every tensor as a numpy array,
-    without torch: dicts (OrderedDict too), lists, tuples, numbers, strings, None.
+def load_checkpoint(path: Any) -> Any:
+    r"""What ``torch.load(path, weights_only=True)`` returns, tensors as numpy arrays.
 
-    Reads torch.save's zip and legacy formats, safetensors and .npz files, recognised
-    by content. float16 stays float16; bfloat16, which numpy lacks, becomes float32
-    (exactly). Anything unreadable, inconsistent or asking to run code raises
-    CheckpointError (a ValueError) saying what and where. `path` may also be a binary
-    file object (read whole).
+    Reads torch.save's zip and legacy formats, safetensors, ``.npz``, numpy pickles
+    and TorchScript archives (as weights), recognised by content, without torch and
+    without running anything from the file: the pickles are checked opcode by opcode
+    and only an allowlist of torch's rebuild functions resolves, to local stand-ins.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or binary file object
+        The file (a file object is read whole).
+
+    Returns
+    -------
+    object
+        Dicts (OrderedDict too), lists, tuples, numbers, strings and None, with every
+        tensor a numpy array. float16 stays float16; bfloat16, which numpy lacks,
+        becomes float32 (exactly: the same values).
+
+    Raises
+    ------
+    CheckpointError
+        Anything unreadable, truncated, inconsistent or asking to run code, with what
+        and where.
+    ImportError
+        A format whose optional extra is not installed (ONNX).
+
+    Examples
+    --------
+    >>> np.savez(tmp / "weights.npz", w=np.eye(2, dtype=np.float32))
+    >>> fastrnn.load_checkpoint(tmp / "weights.npz")["w"]
+    array([[1., 0.],
+           [0., 1.]], dtype=float32)
+    >>> _ = (tmp / "evil.pt").write_bytes(b"cos\nsystem\n(S'echo hi'\ntR.")
+    >>> fastrnn.load_checkpoint(tmp / "evil.pt")   # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    fastrnn.io.errors.CheckpointError: ...
     """
     path, mm = _open(path)
     try:

@@ -73,8 +73,8 @@ def read(path, buffer):
     out = {}
     order = {name: i for i, name in enumerate(header)}
     for begin, end, name, dtype, shape in sorted(entries, key=lambda e: order[e[2]]):
-        arr = np.frombuffer(buffer, DTYPES[dtype], (end - begin) // np.dtype(DTYPES[dtype]).itemsize,
-                            data_start + begin).reshape(shape)
+        count = (end - begin) // np.dtype(DTYPES[dtype]).itemsize
+        arr = np.frombuffer(buffer, DTYPES[dtype], count, data_start + begin).reshape(shape)
         arr = arr.astype(arr.dtype.newbyteorder("="))  # a copy, native order
         if dtype == "BF16":
             arr = (arr.astype(np.uint32) << 16).view(np.float32)

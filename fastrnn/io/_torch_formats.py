@@ -27,7 +27,8 @@ def read_zip(path, buffer, archive=None):
             and n.rsplit("/", 1)[-1] == "data.pkl"]
     if len(pkls) != 1:
         raise CheckpointError(
-            f"{path}: not a torch.save archive: expected one <name>/data.pkl, found {pkls or 'none'}")
+            f"{path}: not a torch.save archive: expected one <name>/data.pkl, "
+            f"found {pkls or 'none'}")
     prefix = pkls[0][:-len("data.pkl")]
     order = "<"
     if prefix + "byteorder" in archive.infos:
@@ -86,7 +87,8 @@ def read_legacy(path, buffer):
                 f"{path}: storage {key!r} is declared as {nbytes} bytes but its record "
                 f"holds {count * item}")
         if pos + 8 + nbytes > len(buffer):
-            raise CheckpointError(f"{path}: storage {key!r} runs past the end of the file (truncated?)")
+            raise CheckpointError(
+                f"{path}: storage {key!r} runs past the end of the file (truncated?)")
         located[key] = np.frombuffer(buffer, np.uint8, nbytes, pos + 8)
         pos += 8 + nbytes
     missing = set(wanted) - set(located)

@@ -325,7 +325,8 @@ class RestrictedUnpickler(pickle.Unpickler):
             item = ITEMSIZE[cached.dtype] if cached.dtype is not None else 1
             if offset < 0 or view_size < 0 or (
                     cached.data is not None and (offset + view_size) * item > cached.data.size):
-                raise CheckpointError(f"{self._where}: storage view {view_key!r} runs past its storage")
+                raise CheckpointError(
+                    f"{self._where}: storage view {view_key!r} runs past its storage")
             data = None if cached.data is None else \
                 cached.data[offset * item:(offset + view_size) * item]
             return Storage(str(view_key), cached.dtype, data, self._order)
@@ -454,7 +455,8 @@ def unpickle_at(data, load_storage, where, byteorder="<", start=0, resolve=None)
     except RecursionError:
         raise CheckpointError(f"{where}: the pickle nests too deeply") from None
     except MemoryError:
-        raise CheckpointError(f"{where}: the pickle asks for more memory than it can hold") from None
+        raise CheckpointError(
+            f"{where}: the pickle asks for more memory than it can hold") from None
     except Exception as exc:  # UnpicklingError, EOFError, KeyError (memo), TypeError ...
         raise CheckpointError(f"{where}: corrupt pickle ({type(exc).__name__}: {exc})") from None
     finally:

@@ -75,7 +75,8 @@ class Archive:
         data_start = start + _LOCAL.size + nlen + xlen
         data_end = data_start + info.compress_size
         if data_end > len(buf):
-            raise CheckpointError(f"{self.path}: {name!r} runs past the end of the file (truncated?)")
+            raise CheckpointError(
+                f"{self.path}: {name!r} runs past the end of the file (truncated?)")
         if method == zipfile.ZIP_STORED:
             if info.compress_size != info.file_size:
                 raise CheckpointError(f"{self.path}: {name!r}: stored record with two sizes")
@@ -86,7 +87,8 @@ class Archive:
             try:
                 out = inflater.decompress(bytes(buf[data_start:data_end]), limit + 1)
             except zlib.error as exc:
-                raise CheckpointError(f"{self.path}: {name!r}: corrupt deflate data ({exc})") from None
+                raise CheckpointError(
+                    f"{self.path}: {name!r}: corrupt deflate data ({exc})") from None
             if len(out) != info.file_size or inflater.unconsumed_tail:
                 raise CheckpointError(
                     f"{self.path}: {name!r} inflates to other than its declared "

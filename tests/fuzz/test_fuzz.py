@@ -4,7 +4,6 @@ beyond the limit. The long campaign: python -m tests.fuzz --minutes 60 (docs/rel
 import os
 import textwrap
 
-
 from . import runner
 
 

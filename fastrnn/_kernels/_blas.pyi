@@ -1,0 +1,9 @@
+# Type stubs for the Cython module _blas.pyx: the BLAS wrappers' Python-callable
+# twins, used by the tests only.
+import numpy as np
+
+def _gemm_memview(ta: int, tb: int, alpha: float, A: np.ndarray, B: np.ndarray,
+                  beta: float, C: np.ndarray) -> None: ...
+def _gemv_memview(ta: int, alpha: float, A: np.ndarray, x: np.ndarray, beta: float,
+                  y: np.ndarray) -> None: ...
+def _matmul_bt_memview(A: np.ndarray, B: np.ndarray, beta: float, C: np.ndarray) -> None: ...
