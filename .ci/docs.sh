@@ -10,6 +10,9 @@
 # chromium is missing. About a minute on 2 cores once installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# the installed fastrnn, not this checkout's uncompiled fastrnn/ from the working
+# directory (python -c, and the gallery's python -m fastrnn)
+export PYTHONSAFEPATH=1
 
 python -c "import fastrnn._kernels._stack" 2>/dev/null || {
     echo "docs.sh: fastrnn is not installed in this environment (pip install .)" >&2; exit 1; }
