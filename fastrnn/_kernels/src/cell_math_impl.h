@@ -530,12 +530,13 @@ static inline __attribute__((always_inline)) FR_TARGET int FR_NAME(panel_blocks)
  * FR_KBLOCK at a time through every column block, the partial sums kept in acc
  * between row blocks: a row block (FR_KBLOCK * G * FR_U weights, 32 KB for an LSTM's
  * float32 panel) stays in L1 for the column blocks after the first, where a whole
- * panel (128 KB at hidden 512) came back from L2 for each. Where it sets FR_PF_ROWS,
- * the first column block of each pass prefetches its weights that many rows ahead
- * (past the panel's end: the next panel's first rows), which the hardware prefetcher
- * did not do for a pass's one line in every G*FR_U*4 bytes: at hidden 512 an LSTM's
- * W_hh (4 MB) comes from L3 every step. Each sum is still taken in k order, so the
- * results do not change. */
+ * panel (128 KB at hidden 512) came back from L2 for each; and the first column block
+ * of each pass prefetches its weights FR_PF_ROWS rows ahead (past the panel's end: the
+ * next panel's first rows), which the hardware prefetcher did not do for a pass's one
+ * line in every G*FR_U*4 bytes: at hidden 512 an LSTM's W_hh (4 MB) comes from L3
+ * every step. Both from FR_KBLOCK_MIN_K rows on; shorter panels (weights that stay in
+ * L2) keep the plain passes, where they cost 2-7% at hidden 128. Each sum is still
+ * taken in k order, so the results do not change. */
 static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec_m)(
         int wt, int G, int K, int p, const void *restrict w, const float *restrict h,
         int ldh, int m, float *restrict acc, int lda)
@@ -543,19 +544,15 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
     int b = 0;
 #if FR_NB >= 2
     const ptrdiff_t at = p * FR_NAME(panel_size)(wt, G, K);
-#ifdef FR_PF_ROWS
-    const int pf = FR_PF_ROWS;
-#else
-    const int pf = 0;
-#endif
 #ifdef FR_KBLOCK
-    if (m > FR_NB) {
-        for (int k0 = 0; k0 < K; k0 += FR_KBLOCK)  /* FR_KBLOCK even: bfloat16 pairs */
-            b = FR_NAME(panel_blocks)(wt, G, k0, K - k0 < FR_KBLOCK ? K : k0 + FR_KBLOCK,
-                                      k0 > 0, pf, w, at, h, ldh, m, acc, lda);
+    if (K >= FR_KBLOCK_MIN_K) {
+        const int kb = m > FR_NB ? FR_KBLOCK : K;  /* FR_KBLOCK even: bfloat16 pairs */
+        for (int k0 = 0; k0 < K; k0 += kb)
+            b = FR_NAME(panel_blocks)(wt, G, k0, K - k0 < kb ? K : k0 + kb, k0 > 0,
+                                      FR_PF_ROWS, w, at, h, ldh, m, acc, lda);
     } else
 #endif
-    b = FR_NAME(panel_blocks)(wt, G, 0, K, 0, pf, w, at, h, ldh, m, acc, lda);
+    b = FR_NAME(panel_blocks)(wt, G, 0, K, 0, 0, w, at, h, ldh, m, acc, lda);
 #endif
     for (; b < m; ++b)
         FR_NAME(panel_matvec)(wt, G, K, p, w, h + (ptrdiff_t)b * ldh, acc + (ptrdiff_t)b * lda);
@@ -967,6 +964,7 @@ FR_HIDDEN const fr_kernels FR_NAME(kernels) = {
 #undef FR_MV_REGS
 #undef FR_KBLOCK
 #undef FR_PF_ROWS
+#undef FR_KBLOCK_MIN_K
 #undef FR_CVTPH
 #undef FR_PAIR_LO
 #undef FR_VMAX
