@@ -524,6 +524,35 @@ static inline __attribute__((always_inline)) FR_TARGET int FR_NAME(panel_blocks)
 }
 #endif
 
+#ifdef FR_KBLOCK
+/* panel_blocks over rows FR_KBLOCK at a time (see panel_matvec_m), a function of its
+ * own (one copy per gate count), so that the steps' plain passes compile as before. */
+static inline __attribute__((always_inline)) FR_TARGET int FR_NAME(panel_blocked_g)(
+        int wt, int G, int K, const void *restrict w, ptrdiff_t at, const float *restrict h,
+        int ldh, int m, float *restrict acc, int lda)
+{
+    int b = 0;
+    const int kb = m > FR_NB ? FR_KBLOCK : K;  /* FR_KBLOCK even: bfloat16 pairs */
+    for (int k0 = 0; k0 < K; k0 += kb)
+        b = FR_NAME(panel_blocks)(wt, G, k0, K - k0 < kb ? K : k0 + kb, k0 > 0, FR_PF_ROWS,
+                                  w, at, h, ldh, m, acc, lda);
+    return b;
+}
+
+static __attribute__((noinline)) FR_TARGET int FR_NAME(panel_blocked)(
+        int wt, int G, int K, const void *restrict w, ptrdiff_t at, const float *restrict h,
+        int ldh, int m, float *restrict acc, int lda)
+{
+    if (G == 4)
+        return FR_NAME(panel_blocked_g)(wt, 4, K, w, at, h, ldh, m, acc, lda);
+    if (G == 3)
+        return FR_NAME(panel_blocked_g)(wt, 3, K, w, at, h, ldh, m, acc, lda);
+    if (G == 2)
+        return FR_NAME(panel_blocked_g)(wt, 2, K, w, at, h, ldh, m, acc, lda);
+    return FR_NAME(panel_blocked_g)(wt, 1, K, w, at, h, ldh, m, acc, lda);
+}
+#endif
+
 /* Panel p's product for m columns (h rows of stride ldh) into acc (m rows of stride
  * lda, G*FR_U used). Where the ISA sets FR_KBLOCK (AVX2: 6 columns per pass, so that
  * a batch above 6 passes over each panel several times), the rows of the panel go
@@ -545,12 +574,9 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
 #if FR_NB >= 2
     const ptrdiff_t at = p * FR_NAME(panel_size)(wt, G, K);
 #ifdef FR_KBLOCK
-    if (K >= FR_KBLOCK_MIN_K) {
-        const int kb = m > FR_NB ? FR_KBLOCK : K;  /* FR_KBLOCK even: bfloat16 pairs */
-        for (int k0 = 0; k0 < K; k0 += kb)
-            b = FR_NAME(panel_blocks)(wt, G, k0, K - k0 < kb ? K : k0 + kb, k0 > 0,
-                                      FR_PF_ROWS, w, at, h, ldh, m, acc, lda);
-    } else
+    if (K >= FR_KBLOCK_MIN_K)
+        b = FR_NAME(panel_blocked)(wt, G, K, w, at, h, ldh, m, acc, lda);
+    else
 #endif
     b = FR_NAME(panel_blocks)(wt, G, 0, K, 0, 0, w, at, h, ldh, m, acc, lda);
 #endif
