@@ -564,8 +564,8 @@ static __attribute__((noinline)) FR_TARGET int FR_NAME(panel_blocked)(
  * next panel's first rows), which the hardware prefetcher did not do for a pass's one
  * line in every G*FR_U*4 bytes: at hidden 512 an LSTM's W_hh (4 MB) comes from L3
  * every step. Both from FR_KBLOCK_MIN_K rows on; shorter panels (weights that stay in
- * L2) keep the plain passes (no gain at hidden 128, 1.02-1.07x in a short run). Each sum is still
- * taken in k order, so the results do not change. */
+ * L2) keep the plain passes (no gain at hidden 128, 1.02-1.07x in a short run). Each
+ * sum is still taken in k order, so the results do not change. */
 static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec_m)(
         int wt, int G, int K, int p, const void *restrict w, const float *restrict h,
         int ldh, int m, float *restrict acc, int lda)
