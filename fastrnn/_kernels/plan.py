@@ -23,16 +23,19 @@ FUSED_BATCH_LIMIT = 64
 # -> fused us/step): AVX-512 multiplies 6 sequences per weight load and wins everywhere
 # up to 64 (3.3x at batch 2-4, 1.2x at 16, LSTM 1.05-1.14x and GRU 0.98-1.07x at 64: the
 # packing OpenBLAS redoes every step is saved). AVX2 multiplies up to 6 sequences per
-# weight load, one gate at a time; measured with FASTRNN_ISA=avx2 on an AVX-512 Xeon
-# (2 cores, 1 thread, T=100, hidden 64-512, LSTM and GRU) against OpenBLAS capped to its
-# Haswell kernels (OPENBLAS_CORETYPE=Haswell), fused / BLAS time: 0.65-0.92x at batch 8,
-# 0.7-0.92x at 16 but 1.0-1.07x at hidden 512, 0.8-0.95x at 32 for hidden 64-256 but
-# 1.04x at 512, 1.14-1.39x at 64 for hidden 128 and 512 (0.64x at 64, 0.97x at 256).
-# Batch 16 is the last where fused wins or ties at every hidden size. The VM was shared
-# with other jobs (load 6-11 on 2 cores): single runs varied up to 3x, ratios were
-# taken from the same process, interleaved. 16 holds on both sides; on a real AVX2 server
-# `fastrnn tune` measures it.
-FUSED_MAX_BATCH = {"generic": 0, "avx2": 16, "avx512": 64}
+# weight load, one gate at a time, panels of 256+ rows in row blocks with the weights
+# prefetched (isa_avx2.c); measured with FASTRNN_ISA=avx2 on an AVX-512 Xeon (KVM, 2
+# cores, 1 thread, T=100, LSTM and GRU, hidden 128/256/512, batch 8/16/32/64, medians of
+# 7 interleaved processes, machine load 2-4) against OpenBLAS capped to its Haswell
+# kernels (env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=Haswell), BLAS / fused time:
+# 1.37-1.43x at batch 8, 1.22-1.32x at 16, 1.06-1.23x at 32, 1.02-1.15x at 64 (LSTM
+# H=512 B=64 1.02x, GRU H=256 1.04x, GRU H=512 1.03x): fused wins at every size up to
+# 64, if narrowly at hidden 256-512 from batch 32; at 128 (fused in groups of 64,
+# Kernel.batch_groups) BLAS took 1.14x at LSTM H=128, 1.01x at GRU 256, 0.98x at LSTM 512. (An earlier run under load 6-11 had
+# found BLAS ahead at 64, 1.14-1.39x; the kernel then lacked the prefetch, but at
+# hidden 128, which it does not touch, fused led by 1.19x here: that run's ratios were
+# the load's.) On a real AVX2 server `fastrnn tune` measures it.
+FUSED_MAX_BATCH = {"generic": 0, "avx2": 64, "avx512": 64}
 
 # Hidden size from which a small-batch step is split across two cores (when the
 # process allows two threads). Measured (bench/run.py split and hidden 32-96 the same
