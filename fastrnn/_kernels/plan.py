@@ -31,7 +31,8 @@ FUSED_BATCH_LIMIT = 64
 # 1.37-1.43x at batch 8, 1.22-1.32x at 16, 1.06-1.23x at 32, 1.02-1.15x at 64 (LSTM
 # H=512 B=64 1.02x, GRU H=256 1.04x, GRU H=512 1.03x): fused wins at every size up to
 # 64, if narrowly at hidden 256-512 from batch 32; at 128 (fused in groups of 64,
-# Kernel.batch_groups) BLAS took 1.14x at LSTM H=128, 1.01x at GRU 256, 0.98x at LSTM 512. (An earlier run under load 6-11 had
+# Kernel.batch_groups) BLAS took 1.14x at LSTM H=128, 1.01x at GRU 256, 0.98x at LSTM
+# 512. (An earlier run under load 6-11 had
 # found BLAS ahead at 64, 1.14-1.39x; the kernel then lacked the prefetch, but at
 # hidden 128, which it does not touch, fused led by 1.19x here: that run's ratios were
 # the load's.) On a real AVX2 server `fastrnn tune` measures it.
