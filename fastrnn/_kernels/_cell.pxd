@@ -29,19 +29,19 @@ cdef extern from "fr_kernels.h" nogil:
         void (*panel_project_f32)(int wt, int G, int K, int npan, int p0, int p1,
                                   const void* w, const float* x, int ldx, int n,
                                   float* out) noexcept nogil
-        void (*lstm_step1_f32)(int p0, int p1, int rev, int m, int wt, int H, int n_in, int K,
+        void (*lstm_fused_f32)(int p0, int p1, int rev, int m, int wt, int H, int n_in, int K,
                                const void* wx, const float* x, const void* w,
                                const float* bias, const float* gin, const float* h, float* c,
                                float* h_out) noexcept nogil
-        void (*gru_step1_f32)(int p0, int p1, int rev, int m, int wt, int H, int n_in,
+        void (*gru_fused_f32)(int p0, int p1, int rev, int m, int wt, int H, int n_in,
                               const void* wx, const float* x, const void* w,
                               const float* bias, const float* b_hn, const float* gin,
                               const float* h, float* h_out) noexcept nogil
-        void (*rnn_step1_f32)(int p0, int p1, int rev, int m, int wt, int H, int n_in,
+        void (*rnn_fused_f32)(int p0, int p1, int rev, int m, int wt, int H, int n_in,
                               const void* wx, const float* x, const void* w,
                               const float* bias, const float* gin, int relu, const float* h,
                               float* h_out) noexcept nogil
-        void (*grut_step1_f32)(int phase, int p0, int p1, int rev, int m, int wt, int H,
+        void (*grut_fused_f32)(int phase, int p0, int p1, int rev, int m, int wt, int H,
                                int n_in, const void* wx, const float* x, const void* w,
                                const float* bias, const float* gin, const float* h,
                                float* scratch, float* h_out) noexcept nogil

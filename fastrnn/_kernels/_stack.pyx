@@ -13,9 +13,9 @@ from fastrnn._kernels._blas cimport gemm, project, NoTrans, Trans
 from fastrnn._kernels._cell cimport (CellParams, FR_U, FR_MAXB, fr_kernels, fr_cpu_isa,
                                      fr_kernels_for, fr_activations_f32, fr_ftz_enter,
                                      fr_ftz_leave)
-from fastrnn._kernels.lstm cimport lstm_step, lstm_step1, lstm_project1
-from fastrnn._kernels.gru cimport gru_step, gru_step1, gru_textbook_step, grut_step1
-from fastrnn._kernels.rnn cimport rnn_step, rnn_step1
+from fastrnn._kernels.lstm cimport lstm_step, lstm_fused, lstm_project1
+from fastrnn._kernels.gru cimport gru_step, gru_fused, gru_textbook_step, grut_fused
+from fastrnn._kernels.rnn cimport rnn_step, rnn_fused
 
 import threading
 from collections import OrderedDict
@@ -162,7 +162,7 @@ cdef inline void cell_step(Family family, const CellParams* p, bint fm, int m,
 
 cdef inline int step_phases(Family family) noexcept nogil:
     """Passes over the panels per fused step: 2 for the textbook GRU, whose n panels
-    read r * h of every unit (grut_step1), else 1."""
+    read r * h of every unit (grut_fused), else 1."""
     return 2 if family == GRU_TEXTBOOK else 1
 
 
@@ -173,13 +173,13 @@ cdef inline void fused_cell(Family family, const CellParams* p, int phase, int p
     """Panels [p0, p1) of one fused step of m sequences (of its phase 1 or 2: see
     step_phases)."""
     if family == GRU_TEXTBOOK:
-        grut_step1(p, phase, p0, p1, rev, m, gin, x, h, h_out, scratch)
+        grut_fused(p, phase, p0, p1, rev, m, gin, x, h, h_out, scratch)
     elif family == LSTM:
-        lstm_step1(p, p0, p1, rev, m, gin, x, h, c, h_out, scratch)
+        lstm_fused(p, p0, p1, rev, m, gin, x, h, c, h_out, scratch)
     elif family == GRU:
-        gru_step1(p, p0, p1, rev, m, gin, x, h, c, h_out, scratch)
+        gru_fused(p, p0, p1, rev, m, gin, x, h, c, h_out, scratch)
     else:
-        rnn_step1(p, p0, p1, rev, m, gin, x, h, c, h_out, scratch)
+        rnn_fused(p, p0, p1, rev, m, gin, x, h, c, h_out, scratch)
 
 
 cdef struct FusedStep:

@@ -56,20 +56,20 @@ typedef struct fr_kernels {
      * (the caller's job) lets the panels read last stay in cache for the next step
      * when the weights are larger than the cache: a plain cyclic walk evicts each
      * panel just before it is needed again. */
-    void (*lstm_step1_f32)(int p0, int p1, int rev, int m, int wt, int H, int n_in, int K,
+    void (*lstm_fused_f32)(int p0, int p1, int rev, int m, int wt, int H, int n_in, int K,
                            const void *wx, const float *x, const void *w, const float *bias,
                            const float *gin, const float *h, float *c, float *h_out);
-    void (*gru_step1_f32)(int p0, int p1, int rev, int m, int wt, int H, int n_in,
+    void (*gru_fused_f32)(int p0, int p1, int rev, int m, int wt, int H, int n_in,
                           const void *wx, const float *x, const void *w, const float *bias,
                           const float *b_hn, const float *gin, const float *h, float *h_out);
-    void (*rnn_step1_f32)(int p0, int p1, int rev, int m, int wt, int H, int n_in,
+    void (*rnn_fused_f32)(int p0, int p1, int rev, int m, int wt, int H, int n_in,
                           const void *wx, const float *x, const void *w, const float *bias,
                           const float *gin, int relu, const float *h, float *h_out);
     /* The textbook GRU's fused step (reset_after=False), phase 1 or 2 (of panels
      * [p0, p1) each; every panel's phase 1 before any panel's phase 2), scratch
      * (m, 2*npan*FR_U + H) carrying it from one to the other; w: W_hh's r, z panels,
      * then its n panels (packing.py). */
-    void (*grut_step1_f32)(int phase, int p0, int p1, int rev, int m, int wt, int H,
+    void (*grut_fused_f32)(int phase, int p0, int p1, int rev, int m, int wt, int H,
                            int n_in, const void *wx, const float *x, const void *w,
                            const float *bias, const float *gin, const float *h,
                            float *scratch, float *h_out);

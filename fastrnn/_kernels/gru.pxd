@@ -22,12 +22,12 @@ cdef inline void gru_step(const CellParams* p, bint fm, int m, floating* gates, 
               <const floating*>p.b_hn, h, ldb if fm else H)
 
 
-cdef inline void gru_step1(const CellParams* p, int p0, int p1, bint rev, int m,
+cdef inline void gru_fused(const CellParams* p, int p0, int p1, bint rev, int m,
                            const float* gin, const float* x, const float* h, float* c,
                            float* h_out, float* scratch) noexcept nogil:
     """m sequences, fused kernel: input part from gin = W_ih x (panel order, as for the
     LSTM) or, when gin is NULL, W_ih's panels times x; h -> h_out (not in place)."""
-    p.fns.gru_step1_f32(p0, p1, rev, m, p.panel_dtype, p.hidden_size, p.input_size,
+    p.fns.gru_fused_f32(p0, p1, rev, m, p.panel_dtype, p.hidden_size, p.input_size,
                         p.w_ih_panels if gin == NULL else NULL, x, p.w_hh_panels,
                         <const float*>p.bias_panels, <const float*>p.b_hn_panels, gin, h,
                         h_out)
@@ -54,12 +54,12 @@ cdef inline void gru_textbook_step(const CellParams* p, bint fm, int m, floating
     gru_textbook_n(fm, m, H, gates, ldg, <const floating*>p.bias, h, lds)
 
 
-cdef inline void grut_step1(const CellParams* p, int phase, int p0, int p1, bint rev,
+cdef inline void grut_fused(const CellParams* p, int phase, int p0, int p1, bint rev,
                             int m, const float* gin, const float* x, const float* h,
                             float* h_out, float* scratch) noexcept nogil:
     """Phase 1 (r, z and r * h) or 2 (n and h_out) of a fused textbook step for panels
     [p0, p1); every panel's phase 1 must be done before any panel's phase 2 starts.
-    scratch carries the step between them; the input part as in gru_step1."""
-    p.fns.grut_step1_f32(phase, p0, p1, rev, m, p.panel_dtype, p.hidden_size,
+    scratch carries the step between them; the input part as in gru_fused."""
+    p.fns.grut_fused_f32(phase, p0, p1, rev, m, p.panel_dtype, p.hidden_size,
                          p.input_size, p.w_ih_panels if gin == NULL else NULL, x,
                          p.w_hh_panels, <const float*>p.bias_panels, gin, h, scratch, h_out)

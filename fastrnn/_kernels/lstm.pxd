@@ -27,7 +27,7 @@ cdef inline void lstm_step(const CellParams* p, bint fm, int m, floating* gates,
         project(fm, P, m, H, w_hr, h_cell, ldb if fm else H, 0, h, ldb if fm else P)
 
 
-cdef inline void lstm_step1(const CellParams* p, int p0, int p1, bint rev, int m,
+cdef inline void lstm_fused(const CellParams* p, int p0, int p1, bint rev, int m,
                             const float* gin, const float* x, const float* h, float* c,
                             float* h_out, float* scratch) noexcept nogil:
     """m sequences, fused kernel, panels [p0, p1) of the hidden units. The input part
@@ -36,7 +36,7 @@ cdef inline void lstm_step1(const CellParams* p, int p0, int p1, bint rev, int m
     h -> h_out (not in place: every panel reads all of h), c in place. With a
     projection, o * tanh(c) goes to scratch (H,) and lstm_project1 finishes the step
     once every panel is done."""
-    p.fns.lstm_step1_f32(p0, p1, rev, m, p.panel_dtype, p.hidden_size, p.input_size,
+    p.fns.lstm_fused_f32(p0, p1, rev, m, p.panel_dtype, p.hidden_size, p.input_size,
                          p.proj_size, p.w_ih_panels if gin == NULL else NULL, x,
                          p.w_hh_panels, <const float*>p.bias_panels, gin, h, c,
                          scratch if p.w_hr != NULL else h_out)

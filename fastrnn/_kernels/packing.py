@@ -17,7 +17,7 @@ mask widen two weight vectors per load. Biases go to (npan, gates, 16). Every pa
 array starts on a cache line.
 
 The textbook GRU (reset_after=False) multiplies W_hn by r * h, which exists only once
-every panel's r does: its fused step runs in two phases (grut_step1_f32), so its W_hh
+every panel's r does: its fused step runs in two phases (grut_fused_f32), so its W_hh
 keeps the n rows in panels of their own, after the r, z rows' (textbook_panels):
 
     [ r, z rows: (npan, K, 2, 16) ][ n rows: (npan, K, 1, 16) ]     (each in storage)

@@ -15,11 +15,11 @@ cdef inline void rnn_step(const CellParams* p, bint fm, int m, floating* gates, 
               ldb if fm else H)
 
 
-cdef inline void rnn_step1(const CellParams* p, int p0, int p1, bint rev, int m,
+cdef inline void rnn_fused(const CellParams* p, int p0, int p1, bint rev, int m,
                            const float* gin, const float* x, const float* h, float* c,
                            float* h_out, float* scratch) noexcept nogil:
     """m sequences, fused kernel: input part from gin = W_ih x (panel order, as for the
     LSTM) or, when gin is NULL, W_ih's panels times x; h -> h_out (not in place)."""
-    p.fns.rnn_step1_f32(p0, p1, rev, m, p.panel_dtype, p.hidden_size, p.input_size,
+    p.fns.rnn_fused_f32(p0, p1, rev, m, p.panel_dtype, p.hidden_size, p.input_size,
                         p.w_ih_panels if gin == NULL else NULL, x, p.w_hh_panels,
                         <const float*>p.bias_panels, gin, p.relu, h, h_out)

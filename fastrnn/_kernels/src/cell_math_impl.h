@@ -664,7 +664,7 @@ static inline __attribute__((always_inline)) int FR_NAME(group_panels)(int wt, i
 }
 
 /* The q-th panel of a call over [p0, p1): ascending, or descending when rev (see
- * lstm_step1_f32 in fr_kernels.h). */
+ * lstm_fused_f32 in fr_kernels.h). */
 static inline __attribute__((always_inline)) int FR_NAME(panel_at)(int p0, int p1, int rev, int q)
 {
     return rev ? p1 - 1 - (q - p0) : q;
@@ -752,9 +752,9 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(rnn_lanes)(
  * (group_products), then for each panel and sequence adds the input part and bias and
  * hands the sums to the family's epilogue. cell is a constant at every call, so each
  * family gets its own copy of this body (as do m = 1 and each storage type: see
- * step1 below). h is (m, K) (K = H but for a projecting LSTM), c and h_out (m, H);
+ * fused_specialised below). h is (m, K) (K = H but for a projecting LSTM), c and h_out (m, H);
  * the arguments a family does not use (K, b_hn, c, relu) are ignored. */
-static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(step1_body)(
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(fused_body)(
         int cell, int p0, int p1, int rev, int m, int wt, int H, int n_in, int K,
         const void *restrict wx, const float *restrict x, const void *restrict w,
         const float *restrict bias, const float *restrict b_hn, const float *restrict gin,
@@ -795,52 +795,52 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(step1_body)(
  * copy of the body compiled for m = 1 and its weight storage, in which the compiler
  * drops the column loops and keeps the products in registers: 15-20% of a step at
  * hidden 64 (the general body must serve any m and storage from the same code). */
-static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(step1)(
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(fused_specialised)(
         int cell, int p0, int p1, int rev, int m, int wt, int H, int n_in, int K,
         const void *restrict wx, const float *restrict x, const void *restrict w,
         const float *restrict bias, const float *restrict b_hn, const float *restrict gin,
         int relu, const float *restrict h, float *restrict c, float *restrict h_out)
 {
     if (m == 1 && wt == FR_W_F32)
-        FR_NAME(step1_body)(cell, p0, p1, rev, 1, FR_W_F32, H, n_in, K, wx, x, w, bias, b_hn,
+        FR_NAME(fused_body)(cell, p0, p1, rev, 1, FR_W_F32, H, n_in, K, wx, x, w, bias, b_hn,
                             gin, relu, h, c, h_out);
     else if (m == 1 && wt == FR_W_BF16)
-        FR_NAME(step1_body)(cell, p0, p1, rev, 1, FR_W_BF16, H, n_in, K, wx, x, w, bias, b_hn,
+        FR_NAME(fused_body)(cell, p0, p1, rev, 1, FR_W_BF16, H, n_in, K, wx, x, w, bias, b_hn,
                             gin, relu, h, c, h_out);
     else if (m == 1)
-        FR_NAME(step1_body)(cell, p0, p1, rev, 1, FR_W_F16, H, n_in, K, wx, x, w, bias, b_hn,
+        FR_NAME(fused_body)(cell, p0, p1, rev, 1, FR_W_F16, H, n_in, K, wx, x, w, bias, b_hn,
                             gin, relu, h, c, h_out);
     else
-        FR_NAME(step1_body)(cell, p0, p1, rev, m, wt, H, n_in, K, wx, x, w, bias, b_hn,
+        FR_NAME(fused_body)(cell, p0, p1, rev, m, wt, H, n_in, K, wx, x, w, bias, b_hn,
                             gin, relu, h, c, h_out);
 }
 
-static FR_TARGET void FR_NAME(lstm_step1_f32)(
+static FR_TARGET void FR_NAME(lstm_fused_f32)(
         int p0, int p1, int rev, int m, int wt, int H, int n_in, int K, const void *restrict wx,
         const float *restrict x, const void *restrict w, const float *restrict bias,
         const float *restrict gin, const float *restrict h, float *restrict c,
         float *restrict h_out)
 {
-    FR_NAME(step1)(FR_CELL_LSTM, p0, p1, rev, m, wt, H, n_in, K, wx, x, w, bias, NULL, gin, 0,
+    FR_NAME(fused_specialised)(FR_CELL_LSTM, p0, p1, rev, m, wt, H, n_in, K, wx, x, w, bias, NULL, gin, 0,
                    h, c, h_out);
 }
 
-static FR_TARGET void FR_NAME(gru_step1_f32)(
+static FR_TARGET void FR_NAME(gru_fused_f32)(
         int p0, int p1, int rev, int m, int wt, int H, int n_in, const void *restrict wx,
         const float *restrict x, const void *restrict w, const float *restrict bias,
         const float *restrict b_hn, const float *restrict gin, const float *restrict h,
         float *restrict h_out)
 {
-    FR_NAME(step1)(FR_CELL_GRU, p0, p1, rev, m, wt, H, n_in, H, wx, x, w, bias, b_hn, gin, 0,
+    FR_NAME(fused_specialised)(FR_CELL_GRU, p0, p1, rev, m, wt, H, n_in, H, wx, x, w, bias, b_hn, gin, 0,
                    h, NULL, h_out);
 }
 
-static FR_TARGET void FR_NAME(rnn_step1_f32)(
+static FR_TARGET void FR_NAME(rnn_fused_f32)(
         int p0, int p1, int rev, int m, int wt, int H, int n_in, const void *restrict wx,
         const float *restrict x, const void *restrict w, const float *restrict bias,
         const float *restrict gin, int relu, const float *restrict h, float *restrict h_out)
 {
-    FR_NAME(step1)(FR_CELL_RNN, p0, p1, rev, m, wt, H, n_in, H, wx, x, w, bias, NULL, gin, relu,
+    FR_NAME(fused_specialised)(FR_CELL_RNN, p0, p1, rev, m, wt, H, n_in, H, wx, x, w, bias, NULL, gin, relu,
                    h, NULL, h_out);
 }
 
@@ -936,10 +936,10 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(grut_body)(
 }
 
 /* Phase 1 or 2 of a textbook GRU step over panels [p0, p1), m sequences: h (m, H) ->
- * h_out (m, H), the input part from gin or wx with x as in gru_step1_f32 (phase 1
+ * h_out (m, H), the input part from gin or wx with x as in gru_fused_f32 (phase 1
  * only), scratch (m, 2*npan*FR_U + H) carrying the step from phase 1 to phase 2. One
- * sequence gets its own copies of the body, as in step1. */
-static FR_TARGET void FR_NAME(grut_step1_f32)(
+ * sequence gets its own copies of the body, as in fused_specialised. */
+static FR_TARGET void FR_NAME(grut_fused_f32)(
         int phase, int p0, int p1, int rev, int m, int wt, int H, int n_in,
         const void *restrict wx, const float *restrict x, const void *restrict w,
         const float *restrict bias, const float *restrict gin, const float *restrict h,
@@ -972,10 +972,10 @@ FR_HIDDEN const fr_kernels FR_NAME(kernels) = {
     .gru_cols_f32 = FR_NAME(gru_cols_f32),
     .rnn_cols_f32 = FR_NAME(rnn_cols_f32),
     .panel_project_f32 = FR_NAME(panel_project),
-    .lstm_step1_f32 = FR_NAME(lstm_step1_f32),
-    .gru_step1_f32 = FR_NAME(gru_step1_f32),
-    .rnn_step1_f32 = FR_NAME(rnn_step1_f32),
-    .grut_step1_f32 = FR_NAME(grut_step1_f32),
+    .lstm_fused_f32 = FR_NAME(lstm_fused_f32),
+    .gru_fused_f32 = FR_NAME(gru_fused_f32),
+    .rnn_fused_f32 = FR_NAME(rnn_fused_f32),
+    .grut_fused_f32 = FR_NAME(grut_fused_f32),
     .vactivations_f32 = FR_NAME(vactivations_f32),
 };
 
