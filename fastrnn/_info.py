@@ -19,9 +19,9 @@ def config():
     import fastrnn
     from fastrnn import _threads
     from fastrnn._kernels import _stack, profile
-    from fastrnn._kernels.plan import Plan, cpu_isa
+    from fastrnn._kernels.plan import Plan, default_isa
 
-    isa = cpu_isa()
+    isa = default_isa()
     blas = []
     for lib in _threads._controller().info():
         blas.append({k: lib.get(k) for k in ("internal_api", "version", "num_threads",

@@ -109,13 +109,13 @@ class Tuner:
 
     def __init__(self, budget=DEFAULT_BUDGET, isa=None, measure=measure_pair, rounds=ROUNDS,
                  progress=False, cpus=None):
-        from fastrnn._kernels.plan import FUSED_MAX_BATCH, Plan, cpu_isa
+        from fastrnn._kernels.plan import FUSED_MAX_BATCH, Plan, default_isa
 
         if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0:
             raise ValueError(f"budget must be a number of seconds > 0, got {budget!r}")
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
-        self.isa = cpu_isa() if isa is None else isa
+        self.isa = default_isa() if isa is None else isa
         # the per-ISA defaults, neither a profile nor the environment
         self.base = Plan(self.isa, fused_max_batch=FUSED_MAX_BATCH[self.isa], source="tune")
         self.budget, self.measure, self.rounds = float(budget), measure, rounds

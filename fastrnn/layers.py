@@ -140,11 +140,7 @@ class _Parameters:
     def _check_memory(self):
         """Refuse, before allocating anything, weights that cannot fit in this machine's
         memory (with their packed copies)."""
-        rows = self.family.gates * self.hidden_size
-        h_size = self.proj_size or self.hidden_size
-        per_direction = rows * (h_size + 2 * self.bias) + self.proj_size * self.hidden_size
-        inputs = self.input_size + (self.num_layers - 1) * self.output_size
-        count = self.num_directions * (self.num_layers * per_direction + rows * inputs)
+        count = sum(math.prod(shape) for shape in self._expected_shapes().values())
         need = 2 * count * self.dtype.itemsize   # the weights and their packed panels
         have = _memory_bytes()
         if have is not None and need > have:

@@ -51,7 +51,6 @@ class Stream(StreamCore):
     def __init__(self, model, batch=1, hx=None):
         # StreamCore.__cinit__ took (model's kernel, batch); see LSTM.stream
         self.model = model
-        self._spec = model.family
         if hx is not None:
             self.state = hx
 
@@ -115,11 +114,9 @@ class Stream(StreamCore):
             _checks.check_shape(xa, (self.batch, self.input_size), "x")
         return xa
 
-    def _bad_out(self, out, flat):
+    def _check_out(self, out, flat):
         shape = (self.output_size,) if flat else (self.batch, self.output_size)
         _checks.check_out(out, shape, self.dtype, "out")
-        raise ValueError(f"out must be a C-contiguous {self.dtype.name} array of shape "
-                         f"{shape}, got {out.dtype} {out.shape}")   # not reached
 
     @property
     def state(self):
@@ -134,7 +131,7 @@ class Stream(StreamCore):
     def state(self, hx):
         model = self.model
         h_shape, c_shape = model.state_shapes(self.batch)
-        h, c = _pipeline.check_state(self._spec, hx, h_shape, c_shape, self.dtype, True)
+        h, c = _pipeline.check_state(self.model.family, hx, h_shape, c_shape, self.dtype, True)
         self._set_state(h, c)
 
     def __repr__(self):

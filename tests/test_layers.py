@@ -450,3 +450,15 @@ def test_padding_is_never_read_and_outputs_land_in_place(mode, batch_first, fuse
     for b in (0, 3, 41):   # each sequence alone gives its own rows
         alone, _ = model(swap(np.ascontiguousarray(x[:lengths[b], b:b + 1])))
         np.testing.assert_allclose(out[:lengths[b], b], swap(alone)[:, 0], rtol=0, atol=3e-6)
+
+
+def test_batch_groups_cover_any_batch_in_near_equal_groups():
+    kernel = with_plan(fastrnn.GRU(3, 4), fused_max_batch=64).kernel
+    for batch in (65, 130, 1000, 10**6):   # 10**6: batch * i past 2**31 inside
+        groups = kernel.batch_groups(batch)
+        assert groups[0][0] == 0 and groups[-1][1] == batch
+        assert all(a[1] == b[0] for a, b in zip(groups, groups[1:]))
+        sizes = [end - first for first, end in groups]
+        assert max(sizes) <= 64 and max(sizes) - min(sizes) <= 1
+    assert kernel.batch_groups(64) is None
+    assert with_plan(fastrnn.GRU(3, 4), fused_max_batch=32).kernel.batch_groups(1000) is None

@@ -429,3 +429,13 @@ def test_stream_refuses_buffers_it_must_not_write_and_reads_swapped_bytes(rng, t
     got = np.stack([s.step(x[t].astype(">f4")) for t in range(6)])
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
     np.testing.assert_allclose(model.stream().run(x.astype(">f4")), want, rtol=0, atol=1e-6)
+
+
+def test_stream_writes_into_a_writeable_ndarray_subclass(rng, tmp_path):
+    """out= is checked for what the kernel needs, not for the exact type: a writeable
+    memory map of the right dtype and shape receives the step's output."""
+    model, _ = make_model("GRU", 3, 4)
+    x = rng.standard_normal(3).astype(np.float32)
+    out = np.memmap(tmp_path / "out.bin", np.float32, mode="w+", shape=(4,))
+    assert model.stream().step(x, out=out) is out
+    np.testing.assert_array_equal(out, model.stream().step(x))

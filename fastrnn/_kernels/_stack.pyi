@@ -4,6 +4,10 @@ from typing import Any, Optional
 
 import numpy as np
 
+ISA_NAMES: tuple[str, ...]
+PANEL_UNITS: int
+FUSED_BATCH_LIMIT: int
+
 def cpu_isa() -> str: ...
 def default_isa() -> str: ...
 def set_kernel_threads(n: int) -> None: ...

@@ -12,10 +12,11 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-ISAS = ("generic", "avx2", "avx512")
+from fastrnn._kernels import _stack
 
-# Most sequences one fused call advances (FR_MAXB in the kernels).
-FUSED_BATCH_LIMIT = 64
+# the instruction sets, and the most sequences one fused call advances (FR_MAXB)
+ISAS = _stack.ISA_NAMES
+FUSED_BATCH_LIMIT = _stack.FUSED_BATCH_LIMIT
 
 # Largest batch that runs through the fused kernel; larger batches use BLAS (or, where
 # the limit is FUSED_BATCH_LIMIT, groups of at most that many sequences: see
@@ -137,7 +138,7 @@ class Plan:
             raise ValueError(f"isa must be one of {ISAS}, got {self.isa!r}")
         if self.fused_x_min_batch is None:
             object.__setattr__(self, "fused_x_min_batch", FUSED_X_MIN_BATCH[self.isa])
-        best = _stack().cpu_isa()
+        best = _stack.cpu_isa()
         if ISAS.index(self.isa) > ISAS.index(best):
             raise ValueError(f"isa={self.isa!r} is not available on this CPU (it runs up to "
                              f"{best!r})")
@@ -171,7 +172,7 @@ class Plan:
         ValueError
             An unknown ISA, one this CPU lacks, or a malformed environment variable.
         """
-        isa = cpu_isa() if isa is None else isa
+        isa = default_isa() if isa is None else isa
         if isa not in ISAS:
             raise ValueError(f"isa must be one of {ISAS}, got {isa!r}")
         from fastrnn._kernels import profile
@@ -200,29 +201,8 @@ class Plan:
         changes.setdefault("source", "given")
         return replace(self, **changes)
 
-    def batch_groups(self, batch):
-        """Near-equal slices of a batch larger than one fused call takes, or None.
 
-        Where the fused kernel is the default up to its limit (AVX-512), it beats BLAS
-        there, and a larger batch runs faster as groups of at most that many sequences
-        than through BLAS whole: 1.1-1.3x at batch 65-256, hidden 32-1024, copies
-        included. Elsewhere (a lower limit) BLAS takes the batch.
-        """
-        limit = self.fused_max_batch
-        if not self.fused or batch <= limit or limit < FUSED_BATCH_LIMIT:
-            return None
-        count = -(-batch // limit)
-        edges = [batch * i // count for i in range(count + 1)]
-        return list(zip(edges[:-1], edges[1:]))
-
-
-def _stack():
-    from fastrnn._kernels import _stack  # the plan's module loads before the kernels'
-
-    return _stack
-
-
-def cpu_isa():
+def default_isa():
     """The instruction set models get by default: the widest this CPU has and the build
     supports, capped by FASTRNN_ISA ('generic', 'avx2', 'avx512'; 'auto': no cap)."""
-    return _stack().default_isa()
+    return _stack.default_isa()

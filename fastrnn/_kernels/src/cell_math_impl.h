@@ -821,8 +821,8 @@ static FR_TARGET void FR_NAME(lstm_fused_f32)(
         const float *restrict gin, const float *restrict h, float *restrict c,
         float *restrict h_out)
 {
-    FR_NAME(fused_specialised)(FR_CELL_LSTM, p0, p1, rev, m, wt, H, n_in, K, wx, x, w, bias, NULL, gin, 0,
-                   h, c, h_out);
+    FR_NAME(fused_specialised)(FR_CELL_LSTM, p0, p1, rev, m, wt, H, n_in, K, wx, x, w, bias,
+                                 NULL, gin, 0, h, c, h_out);
 }
 
 static FR_TARGET void FR_NAME(gru_fused_f32)(
@@ -831,8 +831,8 @@ static FR_TARGET void FR_NAME(gru_fused_f32)(
         const float *restrict b_hn, const float *restrict gin, const float *restrict h,
         float *restrict h_out)
 {
-    FR_NAME(fused_specialised)(FR_CELL_GRU, p0, p1, rev, m, wt, H, n_in, H, wx, x, w, bias, b_hn, gin, 0,
-                   h, NULL, h_out);
+    FR_NAME(fused_specialised)(FR_CELL_GRU, p0, p1, rev, m, wt, H, n_in, H, wx, x, w, bias,
+                                 b_hn, gin, 0, h, NULL, h_out);
 }
 
 static FR_TARGET void FR_NAME(rnn_fused_f32)(
@@ -840,8 +840,8 @@ static FR_TARGET void FR_NAME(rnn_fused_f32)(
         const float *restrict x, const void *restrict w, const float *restrict bias,
         const float *restrict gin, int relu, const float *restrict h, float *restrict h_out)
 {
-    FR_NAME(fused_specialised)(FR_CELL_RNN, p0, p1, rev, m, wt, H, n_in, H, wx, x, w, bias, NULL, gin, relu,
-                   h, NULL, h_out);
+    FR_NAME(fused_specialised)(FR_CELL_RNN, p0, p1, rev, m, wt, H, n_in, H, wx, x, w, bias,
+                                 NULL, gin, relu, h, NULL, h_out);
 }
 
 /* ---- The textbook GRU (reset_after=False): two phases per step -------------------
