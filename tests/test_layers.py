@@ -462,3 +462,27 @@ def test_batch_groups_cover_any_batch_in_near_equal_groups():
         assert max(sizes) <= 64 and max(sizes) - min(sizes) <= 1
     assert kernel.batch_groups(64) is None
     assert with_plan(fastrnn.GRU(3, 4), fused_max_batch=32).kernel.batch_groups(1000) is None
+
+
+def test_the_public_kernel_refuses_arrays_it_cannot_use(rng):
+    """model.kernel.run checks what the call pipeline otherwise guarantees: a bad or
+    read-only buffer, a shape that does not fit, counts or rows out of range."""
+    model = fastrnn.LSTM(3, 4)
+    kernel = model.kernel
+    x = rng.standard_normal((5, 2, 3)).astype(np.float32)
+    out = np.zeros((5, 2, 4), np.float32)
+    h, c = np.zeros((1, 2, 4), np.float32), np.zeros((1, 2, 4), np.float32)
+    kernel.run(x, out, h, c)
+    np.testing.assert_allclose(out, model(x)[0], rtol=0, atol=1e-6)
+    read_only = np.zeros_like(out)
+    read_only.flags.writeable = False
+    bad = [(dict(out=read_only), "out must be"), (dict(x=x[0]), "x must be a 3-D"),
+           (dict(x=x.astype(">f4")), "x must be"), (dict(out=np.zeros((5, 1, 4), np.float32)), "do not fit"),
+           (dict(h_n=np.zeros((1, 1, 4), np.float32)), "h_n must have shape"), (dict(c_n=None), "c_n is needed"),
+           (dict(batch_sizes=np.array([2, 2, 3, 1, 1], np.intc)), "batch_sizes must be"),
+           (dict(rows=np.array([0, 2], np.intc)), "rows must be")]
+    for change, message in bad:
+        args = dict(x=x, out=out, h_n=h, c_n=c)
+        args.update(change)
+        with pytest.raises(ValueError, match=message):
+            kernel.run(**args)

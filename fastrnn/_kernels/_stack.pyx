@@ -556,6 +556,34 @@ cdef inline void* _data(cnp.ndarray a):
     return cnp.PyArray_DATA(a) if a is not None else NULL
 
 
+cdef _check_array(cnp.ndarray a, str name, dtype, int ndim, bint writes):
+    """What the drivers need of an array they read (and write, when writes)."""
+    if (cnp.PyArray_NDIM(a) != ndim or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+            or not cnp.PyArray_ISNOTSWAPPED(a) or a.dtype != dtype
+            or (writes and not cnp.PyArray_ISWRITEABLE(a))):
+        raise ValueError(f"{name} must be a {ndim}-D C-contiguous {dtype} array in native "
+                         f"byte order{', writeable' if writes else ''}; got {a.dtype} "
+                         f"{(<object>a).shape}{'' if a.flags.writeable else ' read-only'}")
+
+
+cdef bint _non_increasing_within(const int* v, Py_ssize_t n, int hi):
+    cdef Py_ssize_t i
+    cdef int last = hi
+    for i in range(n):
+        if v[i] < 0 or v[i] > last:
+            return False
+        last = v[i]
+    return True
+
+
+cdef bint _all_within(const int* v, Py_ssize_t n, int hi):
+    cdef Py_ssize_t i
+    for i in range(n):
+        if v[i] < 0 or v[i] >= hi:
+            return False
+    return True
+
+
 cdef class CellRecord:
     """One (layer, direction)'s packed parameters, as torch's CellParams: arrays of the
     model's dtype, C-contiguous, read-only (packing.py makes them).
@@ -752,22 +780,58 @@ cdef class Kernel:
         with self._lock:
             return list(self._free)
 
-    def run(self, cnp.ndarray x, cnp.ndarray out, cnp.ndarray h_n, cnp.ndarray c_n,
-            cnp.ndarray batch_sizes=None, cnp.ndarray rows=None, bint batch_major=False):
+    def run(self, cnp.ndarray x not None, cnp.ndarray out not None,
+            cnp.ndarray h_n not None, cnp.ndarray c_n, cnp.ndarray batch_sizes=None,
+            cnp.ndarray rows=None, bint batch_major=False):
         """Run the stack over x (T, B, I), advancing h_n (L*D, B, P) and c_n (L*D, B, H)
         in place, in a workspace of this shape. Sequence b's outputs go to row rows[b]
         (default b) of out, (T, N, D*P), or (N, T, D*P) when batch_major: the caller's
-        order and layout, written once. Every array has been validated by the caller:
-        C-contiguous, native, of the kernel's dtype and sizes; batch_sizes (T,) int32,
-        non-increasing, or None; rows (B,) int32, distinct, in [0, N). Runs without the
-        GIL."""
-        cdef int T = x.shape[0]
-        cdef int B = x.shape[1]
+        order and layout, written once. Arrays: C-contiguous, native, of the kernel's
+        dtype, the written ones writeable; batch_sizes (T,) int32, non-increasing, in
+        [0, B], or None; rows (B,) int32 in [0, N), or None (then N = B). The model's call
+        pipeline makes them so; anything else is refused here (the kernel is public as
+        model.kernel) with a ValueError naming the argument. Runs without the GIL."""
+        cdef int T, B
         cdef OutRows og
-        cdef Py_ssize_t width = out.shape[2]
+        cdef Py_ssize_t width, n
+        cdef int L = self.num_layers * self.num_directions
+        _check_array(x, "x", self.dtype, 3, False)   # before any shape is read
+        _check_array(out, "out", self.dtype, 3, True)
+        _check_array(h_n, "h_n", self.dtype, 3, True)
+        T, B = x.shape[0], x.shape[1]
+        n = out.shape[0] if batch_major else out.shape[1]
+        width = out.shape[2]
+        if (x.shape[2] != self.input_size or (out.shape[1] if batch_major else out.shape[0])
+                != T or width != self.num_directions * self.h_size or n < B
+                or (rows is None and n != B)):
+            raise ValueError(f"x {(<object>x).shape} and out {(<object>out).shape} do not "
+                             f"fit the kernel (input_size {self.input_size}, output width "
+                             f"{self.num_directions * self.h_size}, batch_major={batch_major})")
+        if (<object>h_n).shape != (L, B, self.h_size):
+            raise ValueError(f"h_n must have shape {(L, B, self.h_size)}, got "
+                             f"{(<object>h_n).shape}")
+        if self.family == LSTM:
+            if c_n is None:
+                raise ValueError("c_n is needed: the kernel's family has a cell state")
+            _check_array(c_n, "c_n", self.dtype, 3, True)
+            if (<object>c_n).shape != (L, B, self.hidden_size):
+                raise ValueError(f"c_n must have shape {(L, B, self.hidden_size)}, got "
+                                 f"{(<object>c_n).shape}")
+        else:
+            c_n = None
+        if batch_sizes is not None:
+            _check_array(batch_sizes, "batch_sizes", np.dtype(np.intc), 1, False)
+            if batch_sizes.shape[0] != T or not _non_increasing_within(
+                    <const int*>_data(batch_sizes), T, B):
+                raise ValueError(f"batch_sizes must be {T} non-increasing counts in "
+                                 f"[0, {B}]")
+        if rows is not None:
+            _check_array(rows, "rows", np.dtype(np.intc), 1, False)
+            if rows.shape[0] != B or not _all_within(<const int*>_data(rows), B, <int>n):
+                raise ValueError(f"rows must be {B} row indices in [0, {n})")
         if B == 0:
             return
-        og.step = width if batch_major else out.shape[1] * width
+        og.step = width if batch_major else n * width
         og.row = T * width if batch_major else width
         og.index = <const int*>_data(rows)
         ws = self.take_workspace(T, B)
