@@ -88,7 +88,7 @@ def run(kernel, x, h, c, batch_sizes, width, order=None, batch_first=False):
     rows = None if order is None else order.astype(np.intc)
     groups = kernel.batch_groups(batch)
     if groups is None:
-        kernel.run(x, out, h, c, batch_sizes, rows, batch_first)
+        kernel.run_trusted(x, out, h, c, batch_sizes, rows, batch_first)
         return out
     for g0, g1 in groups:
         part = slice(g0, g1)
@@ -97,8 +97,8 @@ def run(kernel, x, h, c, batch_sizes, width, order=None, batch_first=False):
         rows_g = rows[part] if rows is not None else np.arange(g0, g1, dtype=np.intc)
         sizes_g = (None if batch_sizes is None
                    else np.clip(batch_sizes - g0, 0, g1 - g0).astype(np.intc))
-        kernel.run(np.ascontiguousarray(x[:, part]), out, h_g, c_g, sizes_g, rows_g,
-                   batch_first)
+        kernel.run_trusted(np.ascontiguousarray(x[:, part]), out, h_g, c_g, sizes_g,
+                           rows_g, batch_first)
         h[:, part] = h_g
         if c is not None:
             c[:, part] = c_g

@@ -792,7 +792,6 @@ cdef class Kernel:
         pipeline makes them so; anything else is refused here (the kernel is public as
         model.kernel) with a ValueError naming the argument. Runs without the GIL."""
         cdef int T, B
-        cdef OutRows og
         cdef Py_ssize_t width, n
         cdef int L = self.num_layers * self.num_directions
         _check_array(x, "x", self.dtype, 3, False)   # before any shape is read
@@ -829,9 +828,20 @@ cdef class Kernel:
             _check_array(rows, "rows", np.dtype(np.intc), 1, False)
             if rows.shape[0] != B or not _all_within(<const int*>_data(rows), B, <int>n):
                 raise ValueError(f"rows must be {B} row indices in [0, {n})")
+        self.run_trusted(x, out, h_n, c_n, batch_sizes, rows, batch_major)
+
+    def run_trusted(self, cnp.ndarray x, cnp.ndarray out, cnp.ndarray h_n,
+                    cnp.ndarray c_n, cnp.ndarray batch_sizes, cnp.ndarray rows,
+                    bint batch_major):
+        """run() for arrays already known to be what run() checks (the call pipeline's
+        own, made and validated by it): no second check on every model call."""
+        cdef int T = x.shape[0]
+        cdef int B = x.shape[1]
+        cdef OutRows og
+        cdef Py_ssize_t width = out.shape[2]
         if B == 0:
             return
-        og.step = width if batch_major else n * width
+        og.step = width if batch_major else out.shape[1] * width
         og.row = T * width if batch_major else width
         og.index = <const int*>_data(rows)
         ws = self.take_workspace(T, B)
