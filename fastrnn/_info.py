@@ -34,8 +34,8 @@ def config():
             warnings.simplefilter("ignore")
             plan = Plan.default()
         plan_fields = {k: getattr(plan, k) for k in ("isa", "fused", "fused_max_batch",
-                                                     "fused_x_min_batch", "split_min_hidden",
-                                                     "chunk_elements")}
+                                                     "fused_x_min_batch", "cache_bytes",
+                                                     "split_min_hidden", "chunk_elements")}
         plan_info = dict(plan_fields, source=plan.source)
     except ValueError as exc:  # a bad FASTRNN_* variable: say so, do not fail the report
         plan_info = {"error": str(exc)}

@@ -323,6 +323,10 @@ def test_plan_bounds_and_defaults(monkeypatch):
         plan.replace(fused_max_batch=65)
     with pytest.raises(ValueError, match=r"fused_x_min_batch must be an int >= 1, got 0"):
         plan.replace(fused_x_min_batch=0)
+    with pytest.raises(ValueError, match=r"cache_bytes must be an int \[0, .*got -1"):
+        plan.replace(cache_bytes=-1)
+    with pytest.raises(ValueError, match=r"cache_bytes must be an int .*got True"):
+        plan.replace(cache_bytes=True)
     with pytest.raises(ValueError, match="isa must be one of"):
         fastrnn.Plan("sse9")
     with pytest.raises(TypeError, match="plan must be a fastrnn Plan"):
@@ -376,16 +380,18 @@ def test_packed_weights_and_buffers_are_cache_line_aligned(weight_dtype):
 @pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN_TANH"])
 @pytest.mark.parametrize("weight_dtype", [None, "bfloat16"])
 def test_input_projection_from_panels_matches_hoisted_gemm(mode, weight_dtype, rng):
-    """Fused batches from get_fused_x_min_batch() on take W_ih x from the packed panels
-    at every step; bidirectional, two layers, with lengths, both sides of the threshold
-    give the BLAS path's answer."""
+    """Fused batches from fused_x_min_batch on take W_ih x from the packed panels at
+    every step where the panels fit cache_bytes (below 64 sequences); bidirectional, two
+    layers, with lengths, both sides of either threshold give the BLAS path's answer."""
     model, _ = make_model(mode, 11, 29, num_layers=2, bidirectional=True,
                           scale=29 ** -0.5, weight_dtype=weight_dtype)
     x = rng.standard_normal((15, 18, 11)).astype(np.float32)
     lengths = rng.integers(1, 16, size=18)
     outs = []
-    for threshold in (1, 18, 19, 1000):   # panels, panels, hoisted, hoisted
-        with_plan(model, fused_max_batch=64, fused_x_min_batch=threshold)
+    # panels, panels, hoisted, hoisted; then panels that do not fit: hoisted
+    for threshold, cache in ((1, 1 << 30), (18, 1 << 30), (19, 1 << 30), (1000, 1 << 30),
+                             (1, 0)):
+        with_plan(model, fused_max_batch=64, fused_x_min_batch=threshold, cache_bytes=cache)
         outs.append(model(x, lengths=lengths))
     with_plan(model, fused_max_batch=0)
     blas = model(x, lengths=lengths)
@@ -486,3 +492,28 @@ def test_the_public_kernel_refuses_arrays_it_cannot_use(rng):
         args.update(change)
         with pytest.raises(ValueError, match=message):
             kernel.run(**args)
+
+
+def test_l2_cache_size_read_from_sysfs(tmp_path):
+    """Plan's default cache_bytes: the level-2 unified or data cache of sysfs, in any
+    unit; a missing or malformed description gives the 1 MiB default."""
+    from fastrnn._kernels.plan import DEFAULT_CACHE_BYTES, l2_cache_bytes
+
+    def index(name, level, kind, size):
+        d = tmp_path / name
+        d.mkdir(parents=True)
+        (d / "level").write_text(f"{level}\n")
+        (d / "type").write_text(f"{kind}\n")
+        (d / "size").write_text(f"{size}\n")
+
+    assert l2_cache_bytes(str(tmp_path)) == DEFAULT_CACHE_BYTES
+    index("index0", 1, "Data", "48K")
+    index("index1", 1, "Instruction", "32K")
+    assert l2_cache_bytes(str(tmp_path)) == DEFAULT_CACHE_BYTES
+    index("index2", 2, "Unified", "512K")
+    index("index3", 3, "Unified", "32768K")
+    assert l2_cache_bytes(str(tmp_path)) == 512 << 10
+    (tmp_path / "index2" / "size").write_text("2M\n")
+    assert l2_cache_bytes(str(tmp_path)) == 2 << 20
+    (tmp_path / "index2" / "size").write_text("lots\n")
+    assert l2_cache_bytes(str(tmp_path)) == DEFAULT_CACHE_BYTES

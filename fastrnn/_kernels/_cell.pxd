@@ -72,6 +72,7 @@ cdef struct CellParams:
     int panel_dtype           # storage of both: FR_W_F32, FR_W_F16 or FR_W_BF16
     const void* bias_panels   # bias in panel order, zero-padded
     const void* b_hn_panels   # GRU's b_hn in panel order
+    Py_ssize_t panel_bytes    # W_hh's and W_ih's panels together
     # The float32 kernels of the ISA this model runs on (never NULL): chosen when the
     # model is packed, so every call goes through the table it carries.
     const fr_kernels* fns

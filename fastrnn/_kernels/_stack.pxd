@@ -15,6 +15,7 @@ cpdef enum Family:
 cdef struct Dispatch:
     int fused_max_batch     # 0 when the model runs no fused kernel at all
     int fused_x_min_batch
+    Py_ssize_t cache_bytes  # a core's L2: below FR_MAXB, in-step W_ih x only within it
     int split_min_hidden
     int threads             # 1, or 2 when this call may split across two cores
 

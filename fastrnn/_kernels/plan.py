@@ -62,6 +62,42 @@ SPLIT_MIN_HIDDEN = 256
 # the hoisted projection serves every fused batch (FUSED_BATCH_LIMIT + 1: never in-step).
 FUSED_X_MIN_BATCH = {"generic": 16, "avx2": FUSED_BATCH_LIMIT + 1, "avx512": 16}
 
+# Below FUSED_BATCH_LIMIT sequences, W_ih x comes from the panels in the step only where
+# W_ih's and W_hh's panels together fit this many bytes (a core's L2; per core when the
+# step is split): weights read from L3 at every step lost to the hoisted projection
+# (AVX-512 Xeon with 2 MB of L2, 1 thread, T=100, in-step / hoisted: LSTM hidden 512
+# 1.36x at batch 8, 1.13x at 16, 1.05x at 32, 1.01x at 48, 0.97x at 64; GRU 512 1.13x at
+# 16, 1.06x at 32, 0.91x at 64; with 0.5-2 MB of weights, hidden 64-256, 0.92-1.03x from
+# batch 16). Read from the CPU's cache description (sysfs); 1 MiB where it says nothing.
+DEFAULT_CACHE_BYTES = 1 << 20
+
+
+def l2_cache_bytes(root="/sys/devices/system/cpu/cpu0/cache"):
+    """One core's L2 size in bytes as Linux describes it under `root`, or
+    DEFAULT_CACHE_BYTES where it does not (another OS, a container hiding sysfs)."""
+    import glob
+
+    for index in sorted(glob.glob(f"{root}/index*")):
+        try:
+            with open(f"{index}/level") as f:
+                level = f.read().strip()
+            with open(f"{index}/type") as f:
+                kind = f.read().strip()
+            with open(f"{index}/size") as f:
+                size = f.read().strip()
+        except OSError:
+            continue
+        if level != "2" or kind not in ("Unified", "Data"):
+            continue
+        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+        try:
+            if size[-1:].upper() in units:
+                return int(size[:-1]) * units[size[-1].upper()]
+            return int(size)
+        except ValueError:
+            break
+    return DEFAULT_CACHE_BYTES
+
 # Elements of the gate buffer the input projection fills at once. A chunk of steps
 # this size keeps the projection large (>= several hundred rows for small batches)
 # while the buffer stays in L2/L3 between the projection and the scan, and bounds
@@ -97,7 +133,9 @@ class Plan:
         Batches up to this many sequences run fused (0 to 64).
     fused_x_min_batch : int, optional
         Fused batches of at least this many read W_ih's panels at every step (None:
-        the ISA's default).
+        the ISA's default), below 64 sequences only where the panels fit `cache_bytes`.
+    cache_bytes : int, optional
+        The L2 cache of one core, in bytes (None: as Linux reports it, else 1 MiB).
     split_min_hidden : int, optional
         With two threads, steps of layers this wide are split across the cores.
     chunk_elements : int, optional
@@ -129,6 +167,7 @@ class Plan:
     fused: bool = True
     fused_max_batch: int = 0
     fused_x_min_batch: Optional[int] = None   # None: the ISA's default (FUSED_X_MIN_BATCH)
+    cache_bytes: Optional[int] = None         # None: l2_cache_bytes()
     split_min_hidden: int = SPLIT_MIN_HIDDEN
     chunk_elements: int = CHUNK_ELEMENTS
     source: str = field(default="defaults", compare=False)
@@ -138,12 +177,15 @@ class Plan:
             raise ValueError(f"isa must be one of {ISAS}, got {self.isa!r}")
         if self.fused_x_min_batch is None:
             object.__setattr__(self, "fused_x_min_batch", FUSED_X_MIN_BATCH[self.isa])
+        if self.cache_bytes is None:
+            object.__setattr__(self, "cache_bytes", _L2_BYTES)
         best = _stack.cpu_isa()
         if ISAS.index(self.isa) > ISAS.index(best):
             raise ValueError(f"isa={self.isa!r} is not available on this CPU (it runs up to "
                              f"{best!r})")
         checks = (("fused_max_batch", 0, FUSED_BATCH_LIMIT), ("fused_x_min_batch", 1, None),
-                  ("split_min_hidden", 0, None), ("chunk_elements", 1, None))
+                  ("split_min_hidden", 0, None), ("chunk_elements", 1, None),
+                  ("cache_bytes", 0, 1 << 40))
         for name, lo, hi in checks:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < lo or (
@@ -206,3 +248,7 @@ def default_isa():
     """The instruction set models get by default: the widest this CPU has and the build
     supports, capped by FASTRNN_ISA ('generic', 'avx2', 'avx512'; 'auto': no cap)."""
     return _stack.default_isa()
+
+
+# read once: the cache does not change while the process runs
+_L2_BYTES = l2_cache_bytes()
