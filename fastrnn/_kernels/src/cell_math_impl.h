@@ -554,7 +554,7 @@ static __attribute__((noinline)) FR_TARGET int FR_NAME(panel_blocked)(
 #endif
 
 /* Panel p's product for m columns (h rows of stride ldh) into acc (m rows of stride
- * lda, G*FR_U used). Where the ISA sets FR_KBLOCK (AVX2: 6 columns per pass, so that
+ * lda, G*FR_U used). Where the ISA sets FR_KBLOCK (AVX2 and AVX-512: 6 columns per pass, so that
  * a batch above 6 passes over each panel several times), the rows of the panel go
  * FR_KBLOCK at a time through every column block, the partial sums kept in acc
  * between row blocks: a row block (FR_KBLOCK * G * FR_U weights, 32 KB for an LSTM's
