@@ -1,0 +1,107 @@
+"""fastrnn against its best peer on the grid of the AVX2 issue's bars, engines one per
+process: the ratio fastrnn / best peer per case and whether it meets its bar.
+
+    python bench/bars.py --threads 1 --rounds 3 [--peers onnxruntime,torch]
+        [--modes LSTM,GRU] [--hidden 64,128,256,512] [--batch 1,8,16,64] [--json PATH]
+
+Bars (float32, T=100, input = hidden): with 1 thread, batch 1 at most 0.6x the best
+peer's time at hidden 64-256 and 0.8x at 512, batches 8-64 at most 0.85x; with 2
+threads, batch 1 at most 0.7x and batches 8-64 at most 0.9x. Every round starts one
+fresh process per engine and case (fastrnn.benchmark.isolated), the order rotating,
+so that no engine's idle workers spin on the core another is measured on; each figure
+is the median over rounds of each process's median sample, and every engine's output
+is checked against fastrnn's. The CPU model, ISA and FASTRNN_ISA go in the header:
+measure the AVX2 path on an AVX-512 machine with FASTRNN_ISA=avx2 (and the peers capped where they
+can be: ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 for torch; ONNX Runtime
+cannot be).
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+
+from fastrnn.benchmark import isolated
+from fastrnn.benchmark.cases import Case
+
+
+def bar(threads, batch, hidden):
+    if threads == 1:
+        if batch == 1:
+            return 0.6 if hidden <= 256 else 0.8
+        return 0.85
+    return 0.7 if batch == 1 else 0.9
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=1, choices=(1, 2))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--samples", type=int, default=3)
+    ap.add_argument("--peers", default="onnxruntime,torch")
+    ap.add_argument("--modes", default="LSTM,GRU")
+    ap.add_argument("--hidden", default="64,128,256,512")
+    ap.add_argument("--batch", default="1,8,16,64")
+    ap.add_argument("--json", help="write the records here too")
+    args = ap.parse_args(argv)
+    if args.rounds < 1 or args.samples < 1:
+        ap.error("--rounds and --samples must be at least 1")
+    import fastrnn
+
+    peers = [p for p in args.peers.split(",") if p]
+    isa = fastrnn.Plan.default().isa
+    print(f"# {cpu_model()}; fastrnn {fastrnn.__version__} on {isa} "
+          f"(FASTRNN_ISA={os.environ.get('FASTRNN_ISA', 'unset')}); {args.threads} "
+          f"thread(s); T=100, input = hidden, float32, us per step; {args.rounds} "
+          f"rounds of one process per engine", flush=True)
+    print("| case | fastrnn | " + " | ".join(peers) + " | fastrnn / best | bar | met |")
+    print("|---|---|" + "---|" * len(peers) + "---|---|---|", flush=True)
+    records, met = [], 0
+    for mode in args.modes.split(","):
+        for hidden in map(int, args.hidden.split(",")):
+            for batch in map(int, args.batch.split(",")):
+                case = Case(mode=mode, hidden=hidden, batch=batch, seq_len=100)
+                recs = isolated.run_case(case, peers, threads=args.threads,
+                                         rounds=args.rounds, samples=args.samples)
+                recs = {r["engine"]: r for r in recs if "us_per_step" in r}
+                if "fastrnn" not in recs:
+                    print(f"| {case.label()} | failed |", flush=True)
+                    continue
+                us = {e: r["us_per_step"] for e, r in recs.items()}
+                wrong = [e for e, r in recs.items() if not r["agrees"]]
+                present = [p for p in peers if p in us]
+                best = min((us[p] for p in present), default=None)
+                ratio = us["fastrnn"] / best if best else None
+                limit = bar(args.threads, batch, hidden)
+                ok = ratio is not None and ratio <= limit and not wrong
+                met += ok
+                cells = [f"{us[p]:.2f}" if p in us else "-" for p in peers]
+                shown = f"{ratio:.2f}" if ratio is not None else "-"
+                print(f"| {mode} H={hidden} B={batch} | {us['fastrnn']:.2f} | "
+                      + " | ".join(cells) + f" | {shown} | {limit} | "
+                      + ("yes" if ok else "no") + (f" (outputs differ: {wrong})" if wrong
+                                                   else "") + " |", flush=True)
+                records.append(dict(mode=mode, hidden=hidden, batch=batch,
+                                    threads=args.threads, us=us, ratio=ratio, bar=limit,
+                                    met=ok))
+    print(f"\n{met} of {len(records)} cases meet their bar", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(cpu=cpu_model(), isa=isa, threads=args.threads,
+                           records=records), f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
