@@ -288,7 +288,7 @@ def _load_onnx(path, node, overrides):
         kwargs.setdefault("reset_after", True)
     model = _build(config, kwargs, overrides,
                    _REVERSED if graph.reverse else MODELS, where=os.fspath(path))
-    # the graph's initial_h / initial_c (torch-shaped), None when it has none: callers
-    # pass hx=model.default_state until the layers take a default state of their own
+    # the graph's constant initial_h / initial_c (torch-shaped), None when it has none:
+    # calls without hx start from it, as ONNX Runtime's runs of the graph do
     model.default_state = graph.initial_state
     return model

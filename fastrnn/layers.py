@@ -310,15 +310,45 @@ class _Parameters:
     def __getstate__(self):
         """The configuration and torch-named weights only: no packed copies, no
         workspaces, no plan (the unpickling machine makes its own)."""
-        return {"config": self._config(), "params": self._params}
+        state = {"config": self._config(), "params": self._params}
+        if getattr(self, "default_state", None) is not None:
+            state["default_state"] = self.default_state
+        return state
 
     def __setstate__(self, state):
         self.__init__(**state["config"])
         self.load_state_dict(state["params"])
+        if state.get("default_state") is not None:
+            self.default_state = state["default_state"]
 
 
 class _RNNBase(_Parameters):
     """The call pipeline and streams over the parameters (shared by LSTM, GRU, RNN)."""
+
+    #: The initial state a call, `step` or `stream` starts from when given no `hx`:
+    #: None for zeros, or torch-shaped arrays (``h_0``, or ``(h_0, c_0)`` for an LSTM)
+    #: of one batch size, e.g. the constant ``initial_h`` / ``initial_c`` of an ONNX
+    #: graph (`fastrnn.load` sets it, as ONNX Runtime runs that graph). A call of
+    #: another batch size must pass its own `hx`.
+    default_state = None
+
+    def _initial_state(self, hx, batch):
+        """hx, or the default state for `batch` sequences (None: unbatched)."""
+        if hx is not None or self.default_state is None:
+            return hx
+        state = self.default_state
+        h0 = state[0] if self.family.has_cell else state
+        have = np.shape(h0)[1] if np.ndim(h0) == 3 else None
+        if batch is None and have == 1:   # unbatched: the default's one sequence
+            return (tuple(np.asarray(s)[:, 0] for s in state) if self.family.has_cell
+                    else np.asarray(state)[:, 0])
+        if have != batch:
+            raise ValueError(
+                f"default_state is for a batch of {have} sequences (torch-shaped "
+                f"{np.shape(h0)}), the input has "
+                f"{'one unbatched sequence' if batch is None else f'{batch}'}: pass hx= "
+                "for this batch, or set default_state = None for zeros")
+        return state
 
     def __call__(self, x, hx=None, lengths=None):
         """Run the model over whole sequences, as torch's ``module(x, hx)``.
@@ -330,7 +360,8 @@ class _RNNBase(_Parameters):
             or unbatched ``(T, input_size)``. Converted to the model's dtype.
         hx : array_like or tuple of array_like, optional
             The initial state in torch's shapes (see `state_shapes`): ``h_0`` for GRU
-            and RNN, ``(h_0, c_0)`` for an LSTM. Default zeros.
+            and RNN, ``(h_0, c_0)`` for an LSTM. Default `default_state` (zeros unless
+            set).
         lengths : sequence of int, optional
             One length per sequence, in any order (torch's packed-sequence semantics):
             outputs past a sequence's end are 0, its final state is the one at its last
@@ -371,6 +402,7 @@ class _RNNBase(_Parameters):
         """x: validated, time-major (T, B, I)."""
         steps, batch = x.shape[0], x.shape[1]
         h_shape, c_shape = self.state_shapes(batch if batched else None)
+        hx = self._initial_state(hx, batch if batched else None)
         h, c = _pipeline.check_state(self.family, hx, h_shape, c_shape, self.dtype, batched)
         order = batch_sizes = None
         if lengths is not None:
@@ -401,7 +433,8 @@ class _RNNBase(_Parameters):
         x_t : array_like
             ``(batch, input_size)`` or ``(input_size,)``.
         hx : array_like or tuple of array_like, optional
-            The state before the step, in torch's shapes; default zeros.
+            The state before the step, in torch's shapes; default `default_state`
+            (zeros unless set).
 
         Returns
         -------
@@ -445,7 +478,8 @@ class _RNNBase(_Parameters):
         batch : int, optional
             Sequences advanced together.
         hx : array_like or tuple of array_like, optional
-            The initial state, in torch's shapes (default zeros).
+            The initial state, in torch's shapes (default `default_state`, zeros unless
+            set).
 
         Returns
         -------
@@ -467,7 +501,7 @@ class _RNNBase(_Parameters):
         """
         self._check_streamable()
         batch = _checks.check_positive_int(batch, "batch")
-        return Stream(self, batch, hx)
+        return Stream(self, batch, self._initial_state(hx, batch))
 
 
 class LSTM(_RNNBase):

@@ -1,6 +1,7 @@
 """ONNX models: recurrent nodes read as fastrnn models, against onnxruntime running the
 same file. Files are written into tmp_path by torch.onnx.export or onnx.helper."""
 import os
+import pickle
 import subprocess
 import sys
 
@@ -86,8 +87,8 @@ def _compare(path, op, x, dirs, layout, lengths=None):
     want = _run_ort(str(path) + ".layout0" if layout else path, feeds)
     if layout:  # to layout 1: Y [B, T, D, H], Y_h / Y_c [B, D, H]
         want = [want[0].transpose(2, 0, 1, 3)] + [w.transpose(1, 0, 2) for w in want[1:]]
-    hx = model.default_state
-    out, state = model(x, hx=hx, lengths=lengths)
+    # no hx: the graph's constant initial state, if it has one, as ONNX Runtime runs it
+    out, state = model(x, lengths=lengths)
     h_n, c_n = state if op == "LSTM" else (state, None)
     np.testing.assert_allclose(_torch_shaped_y(out, dirs, layout), want[0], atol=TOL, rtol=0)
     to_onnx_state = (lambda s: s.transpose(1, 0, 2)) if layout else (lambda s: s)
@@ -120,6 +121,48 @@ def test_initial_state_and_no_bias(tmp_path, op, layout):
     assert not model.bias
     h0 = model.default_state[0] if op == "LSTM" else model.default_state
     assert h0.shape == (2, B, H)  # torch's (layers * directions, batch, hidden)
+    # the default is the state it names: passing it gives the same bits, zeros do not
+    want = model(x)
+    same = model(x, hx=model.default_state)
+    np.testing.assert_array_equal(same[0], want[0])
+    def zeros(batch):
+        h = np.zeros((2, batch, H), np.float32)
+        return (h, h) if op == "LSTM" else h
+
+    assert np.abs(model(x, hx=zeros(B))[0] - want[0]).max() > 1e-3
+    # pickled with the model
+    again = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(again(x)[0], want[0])
+    # another batch size must bring its own state
+    other = x[:, :2] if not layout else x[:2]
+    with pytest.raises(ValueError, match=f"default_state is for a batch of {B} sequences"):
+        model(other)
+    assert model(other, hx=zeros(2))[0].shape == _torch_shaped_out_shape(other, layout)
+
+
+def _torch_shaped_out_shape(x, layout):
+    return x.shape[:2] + (2 * H,)
+
+
+@pytest.mark.parametrize("op", ["LSTM", "GRU"])
+def test_initial_state_starts_steps_and_streams(tmp_path, op):
+    """A one-direction graph with a constant initial state: step and stream start from
+    it too, and agree with the whole-sequence call, which agrees with ONNX Runtime."""
+    extra = {"linear_before_reset": 1} if op == "GRU" else {}
+    path, x = _node_file(tmp_path / "m.onnx", op, dirs=1, initial=True, **extra)
+    model = _compare(path, op, x, 1, 0)
+    want = model(x)[0]
+    s = model.stream(batch=B)
+    steps = np.stack([s.step(x_t).copy() for x_t in x])
+    np.testing.assert_allclose(steps, want, atol=TOL, rtol=0)
+    y, hx = model.step(x[0])
+    np.testing.assert_allclose(y, want[0], atol=TOL, rtol=0)
+    with pytest.raises(ValueError, match="default_state is for a batch of"):
+        model.stream(batch=B + 1)
+    model.default_state = None      # zeros again
+    np.testing.assert_allclose(model.stream(batch=B + 1).step(np.zeros((B + 1, I),
+                                                                       np.float32)),
+                               model(np.zeros((1, B + 1, I), np.float32))[0][0])
 
 
 @pytest.mark.parametrize("direction,dirs", [("reverse", 1), ("bidirectional", 2)])
