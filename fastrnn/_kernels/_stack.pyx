@@ -6,6 +6,7 @@
 # workspaces; packing.py writes the records it reads.
 cimport numpy as cnp
 from cython cimport floating
+from libc.math cimport sqrt
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 
@@ -125,12 +126,22 @@ def empty_aligned(shape, dtype, int align=64):
 
 # -- the plan as the nogil code reads it ---------------------------------------------
 
-cdef inline bint split_pays(const Dispatch* d, int hidden, int B) noexcept nogil:
-    """Splitting each step's panels across two cores pays from split_min_hidden units
-    up, and for batches once hidden^2 * batch reaches 16384 (2 threads, T=50, split vs
-    not, median of three interleaved runs: 1.2-1.3x at hidden 32 and batch 16, 1.3-1.5x
-    at 64 and 4-8, 1.5-1.9x at 128 from batch 2; it lost, 0.7-0.9x, at 32 below 16)."""
-    return hidden >= d.split_min_hidden or (
+cdef inline int lstm_hidden(const CellParams* p) noexcept nogil:
+    """The hidden size of an LSTM whose step multiplies as many recurrent weights as this
+    layer's (gate_rows x proj_size = 4 H^2): H for an LSTM, 0.87 H for a GRU, 0.5 H for
+    an RNN. A split step's gain is the half of those weights each core streams, its cost
+    one meeting of the cores, whatever the family: the thresholds compare this."""
+    return <int>sqrt(<double>p.gate_rows * p.proj_size / 4.0)
+
+
+cdef inline bint split_pays(const Dispatch* d, const CellParams* p, int B) noexcept nogil:
+    """Splitting each step's panels across two cores pays from split_min_hidden (in an
+    LSTM's hidden units: lstm_hidden) up, and for batches once hidden^2 * batch reaches
+    16384 (2 threads, T=50, split vs not, median of three interleaved runs: 1.2-1.3x at
+    hidden 32 and batch 16, 1.3-1.5x at 64 and 4-8, 1.5-1.9x at 128 from batch 2; it
+    lost, 0.7-0.9x, at 32 below 16)."""
+    cdef int hidden = p.hidden_size
+    return lstm_hidden(p) >= d.split_min_hidden or (
         B >= 2 and hidden > FR_U and <long long>hidden * hidden * B >= 16384)
 
 
@@ -501,15 +512,29 @@ cdef void direction_part(void* arg, int k) noexcept nogil:
          <float*>a.ws.state_t + k * a.ws.state_stride, False, a.parity)
 
 
+# An LSTM's hidden size (lstm_hidden) below which a bidirectional layer runs its two
+# directions side by side rather than splitting each step's panels. Measured (2
+# layers, T=100, 2 threads against 1): side by side 1.4-1.9x at hidden 64-128, batch
+# 1-8, where splitting each step's panels pays less or not at all; from hidden 256 the
+# panel split, which keeps half of every direction's weights in each core's L2, is as
+# fast or up to 15% faster.
+cdef enum:
+    SIDE_BY_SIDE_BELOW = 256
+
+
+cdef inline bint side_by_side(const CellParams* p, const Dispatch* d) noexcept nogil:
+    """Whether a bidirectional layer's directions go one per core (below both the
+    panel split's threshold and SIDE_BY_SIDE_BELOW)."""
+    cdef int h = lstm_hidden(p)
+    return h < SIDE_BY_SIDE_BELOW or h < d.split_min_hidden
+
+
 cdef inline bint directions_side_by_side(const CellParams* p, const Dispatch* d,
                                          int num_directions, int B) noexcept nogil:
-    """With two cores, a bidirectional layer below split_min_hidden runs its two
-    directions side by side, each on its own core and its own half of the workspace:
-    no barrier per step. Measured (2 layers, T=100, 2 threads against 1): 1.4-1.9x at
-    hidden 64-128, batch 1-8, where splitting each step's panels pays less or not at
-    all; from hidden 256 the panel split, which keeps half of every direction's
-    weights in each core's L2, is as fast or up to 15% faster."""
-    return (d.threads >= 2 and num_directions == 2 and p.hidden_size < d.split_min_hidden
+    """With two cores, a bidirectional layer (side_by_side) runs its two directions
+    side by side, each on its own core and its own half of the workspace: no barrier
+    per step."""
+    return (d.threads >= 2 and num_directions == 2 and side_by_side(p, d)
             and runs_fused(p, d, B))
 
 
@@ -536,7 +561,7 @@ cdef void run_layer(Family family, const CellParams* p, const Dispatch* d,
              c_n + <Py_ssize_t>k * B * p[k].hidden_size if c_n != NULL else NULL,
              out + k * p[k].proj_size, og, <floating*>ws.gates, ws.chunk,
              <floating*>ws.scratch, <floating*>ws.state_t,
-             d.threads >= 2 and split_pays(d, p[k].hidden_size, B), parity)
+             d.threads >= 2 and split_pays(d, &p[k], B), parity)
 
 
 cdef void run_stack(Family family, const CellParams* params, const Dispatch* d,
@@ -876,11 +901,11 @@ cdef class Kernel:
         cdef bint want
         if _kernel_threads < 2 or self.is_double or not runs_fused(p, &self.dispatch, B):
             return 1
-        if self.num_directions == 2 and self.hidden_size < self.dispatch.split_min_hidden:
+        if self.num_directions == 2 and side_by_side(p, &self.dispatch):
             # whole directions side by side (run_layer): one meeting per layer
             want = <long long>T * B * self.hidden_size * self.hidden_size >= 65536
         else:
-            want = split_pays(&self.dispatch, self.hidden_size, B)
+            want = split_pays(&self.dispatch, p, B)
         return 2 if want and fr_pool_acquire() else 1
 
     cdef void release_threads(self, int threads) noexcept nogil:

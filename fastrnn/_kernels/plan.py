@@ -40,16 +40,19 @@ FUSED_BATCH_LIMIT = _stack.FUSED_BATCH_LIMIT
 FUSED_MAX_BATCH = {"generic": 0, "avx2": 64, "avx512": 64}
 
 # Hidden size from which a small-batch step is split across two cores (when the
-# process allows two threads). Measured (bench/run.py split and hidden 32-96 the same
-# way: batch 1, float32, one core vs two, interleaved, three runs): a loss at 32
-# (0.6-0.9x), even at 64 (1.1x), 0.8-1.5x at 96-128 depending on the run (a shared
-# machine's other load decides whether the helper's core is free), and 1.5-2.4x in
-# every run from 256 up. Measured again after the batch-1 kernels got 20-30% faster:
-# 1.2-1.65x at 80-160 in one hour, 0.5-0.8x in the next (the barrier's wake-up cost
-# went from ~0.1 to ~1 us a step when the VM's second core was contended), 1.2-1.7x at
-# 256 in both: 256 stays. Batches split below it once hidden^2 * batch reaches 16384
-# (_stack.pyx, split_pays).
-SPLIT_MIN_HIDDEN = 256
+# process allows two threads), in an LSTM's units: another cell compares the hidden size
+# of an LSTM with as many recurrent weights per step (a GRU's H x 0.87, an RNN's H / 2;
+# _stack.pyx, lstm_hidden), since the split's gain is the half of those weights each
+# core streams and its cost one meeting of the cores per step. Measured at batch 1,
+# float32, T=100, one core against two, interleaved, best of 7 (AVX-512 Xeon, KVM, 2
+# cores, after the helper thread was kept off its caller's CPU), two runs: LSTM 96
+# 0.81x (a loss), 112 1.02-1.04x, 128 1.09-1.20x, 160 1.31-1.34x, 192 1.48x, 256 1.7x;
+# GRU 128 (an LSTM's 111) 0.95-1.05x, 144 (125) 1.12-1.23x, 160 (139) 1.14-1.30x, 192
+# (166) 1.36x. Earlier measurements on a busier VM had found 80-160 winning in one
+# hour and losing in the next (a contended second core wakes slowly); 256 had been
+# kept then. Batches split below it once hidden^2 * batch reaches 16384 (_stack.pyx,
+# split_pays). Bidirectional layers below 256 run their directions side by side.
+SPLIT_MIN_HIDDEN = 128
 
 # From this batch on, a fused sequence takes W_ih x from the packed W_ih panels at
 # every step instead of one hoisted projection per chunk. AVX-512: with 16+ sequences
@@ -137,7 +140,8 @@ class Plan:
     cache_bytes : int, optional
         The L2 cache of one core, in bytes (None: as Linux reports it, else 1 MiB).
     split_min_hidden : int, optional
-        With two threads, steps of layers this wide are split across the cores.
+        With two threads, steps of layers this wide (in an LSTM's hidden units: a GRU
+        of hidden H counts 0.87 H, an RNN H / 2) are split across the cores.
     chunk_elements : int, optional
         The gate buffer's size, in elements, for the input projection of a chunk of
         steps.
