@@ -87,6 +87,9 @@ def run(kernel, x, h, c, batch_sizes, width, order=None, batch_first=False):
     out = make((batch, steps, width) if batch_first else (steps, batch, width), kernel.dtype)
     rows = None if order is None else order.astype(np.intc)
     groups = kernel.batch_groups(batch)
+    if groups is None and kernel.splits_sequences(steps, batch):
+        _run_halves(kernel, x, out, h, c, batch_sizes, rows, batch_first)
+        return out
     if groups is None:
         kernel.run_trusted(x, out, h, c, batch_sizes, rows, batch_first)
         return out
@@ -103,6 +106,27 @@ def run(kernel, x, h, c, batch_sizes, width, order=None, batch_first=False):
         if c is not None:
             c[:, part] = c_g
     return out
+
+
+def _run_halves(kernel, x, out, h, c, batch_sizes, rows, batch_first):
+    """The batch as two halves on two cores (Kernel.splits_sequences): the even and the
+    odd sequences of the length order, so that both halves have the same mix of lengths
+    and each stays in length order (its running sequences a prefix at every step)."""
+    batch = x.shape[1]
+    parts = []
+    for k in range(2):
+        sizes = (None if batch_sizes is None
+                 else ((batch_sizes + 1 - k) // 2).astype(np.intc))
+        picked = (rows[k::2] if rows is not None else np.arange(k, batch, 2)).astype(np.intc)
+        # one copy of each strided half (the kernel reads contiguous rows)
+        parts.append((np.ascontiguousarray(x[:, k::2]), np.ascontiguousarray(h[:, k::2]),
+                      np.ascontiguousarray(c[:, k::2]) if c is not None else None, sizes,
+                      picked))
+    kernel.run_pair(out, parts, batch_first)
+    for k, (_, h_k, c_k, _, _) in enumerate(parts):
+        h[:, k::2] = h_k
+        if c is not None:
+            c[:, k::2] = c_k
 
 
 def restore(out, h, c, order, batched):

@@ -90,7 +90,7 @@ def test_both_sides_of_the_default_thresholds(isa, mode):
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 def test_two_cores_bitwise_equal_one(isa, mode):
     """A batch split across two cores (by panels) gives one core's bits."""
-    m, _ = _model(mode, isa, split_min_hidden=0)
+    m, _ = _model(mode, isa, split_min_hidden=0, cache_bytes=0)  # panels, not halves
     x = _x()
     for b in (2, 7, 16, 64):
         with kernel_threads(1):
@@ -114,3 +114,95 @@ def test_every_batch_matches_live_torch(torch, isa):
         for b in range(1, 65):
             np.testing.assert_allclose(m(x[:, :b])[0], want[:, :b], rtol=1e-4, atol=2e-5,
                                        err_msg=f"{mode} {isa} batch {b}")
+
+
+@pytest.mark.parametrize("mode,kwargs", [
+    ("LSTM", {}), ("LSTM", {"proj_size": 5}), ("GRU", {}), ("GRU", {"reset_after": False}),
+    ("RNN_TANH", {}), ("LSTM", {"weight_dtype": "bfloat16"}),
+])
+def test_two_halves_of_a_batch_match_one_core(mode, kwargs):
+    """With two threads a batch of small layers runs as two halves, one per core (the
+    even and odd sequences of the length order): lengths, batch_first, two layers, odd
+    batches; outputs and states as one core computes them, and as the reference."""
+    rng = np.random.default_rng(3)
+    for batch, batch_first in ((4, False), (7, True), (16, False), (64, True)):
+        m, sd = make_model(mode, 6, 24, num_layers=2, scale=24 ** -0.5,
+                           batch_first=batch_first, **kwargs)
+        m.plan = fastrnn.Plan.default().replace(fused=True, fused_max_batch=64)
+        x = rng.standard_normal((12, batch, 6)).astype(np.float32)
+        if batch_first:
+            x = np.ascontiguousarray(x.transpose(1, 0, 2))
+        lengths = rng.integers(1, 13, size=batch)
+        h0 = rng.standard_normal(m.state_shapes(batch)[0]).astype(np.float32)
+        hx = (h0, rng.standard_normal(m.state_shapes(batch)[1]).astype(np.float32)) \
+            if mode == "LSTM" else h0
+        with kernel_threads(1):
+            assert not m.kernel.splits_sequences(12, batch)
+            one = m(x, hx, lengths=lengths)
+        with kernel_threads(2):
+            assert m.kernel.splits_sequences(12, batch)
+            two = m(x, hx, lengths=lengths)
+        flat = lambda r: [r[0]] + (list(r[1]) if mode == "LSTM" else [r[1]])  # noqa: E731
+        for a, b in zip(flat(one), flat(two)):
+            np.testing.assert_allclose(b, a, rtol=0, atol=2e-6,
+                                       err_msg=f"{mode} {kwargs} batch {batch}")
+        if not kwargs:
+            want = reference.forward(family(mode), sd, (x.transpose(1, 0, 2) if batch_first
+                                                          else x).astype(np.float64),
+                                     2, False, 24, relu=False,
+                                     h0=np.asarray(h0, np.float64),
+                                     c0=(np.asarray(hx[1], np.float64) if mode == "LSTM"
+                                         else None),
+                                     lengths=lengths)[0]
+            got = two[0].transpose(1, 0, 2) if batch_first else two[0]
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5)
+
+
+def test_two_halves_only_where_they_pay():
+    """The halves need two threads, a unidirectional float32 stack of layers below an
+    LSTM's hidden 128 within the cache, 4+ sequences fused and 8+ steps; anything else
+    runs as before (one core, or the panel split)."""
+    def kernel(mode="LSTM", hidden=64, **kw):
+        plan = dict(dict(fused=True, fused_max_batch=64), **kw.pop("plan", {}))
+        m = make_model(mode, 4, hidden, **kw)[0]
+        m.plan = fastrnn.Plan.default().replace(**plan)
+        return m.kernel
+
+    with kernel_threads(2):
+        assert kernel().splits_sequences(8, 4)
+        assert not kernel().splits_sequences(7, 4)       # too few steps
+        assert not kernel().splits_sequences(8, 3)       # too few sequences
+        assert not kernel().splits_sequences(8, 65)      # more than one fused call
+        assert not kernel(hidden=128).splits_sequences(100, 16)     # panels pay there
+        assert kernel("GRU", hidden=144).splits_sequences(100, 16)  # an LSTM's 125
+        assert not kernel("GRU", hidden=148).splits_sequences(100, 16)
+        assert kernel("RNN_TANH", hidden=250).splits_sequences(100, 16)  # an LSTM's 125
+        assert not kernel(bidirectional=True).splits_sequences(100, 16)
+        assert not kernel(dtype="float64").splits_sequences(100, 16)
+        assert not kernel(plan=dict(cache_bytes=0)).splits_sequences(100, 16)
+        assert not kernel(plan=dict(fused_max_batch=8)).splits_sequences(100, 16)
+    with kernel_threads(1):
+        assert not kernel().splits_sequences(100, 16)
+
+
+def test_run_pair_refuses_what_it_cannot_run():
+    """Kernel.run_pair (public through model.kernel) checks its arrays' kinds and shapes
+    before the nogil code reads them."""
+    k = fastrnn.GRU(4, 8).kernel
+    x = np.zeros((10, 2, 4), np.float32)
+    h = np.zeros((1, 2, 8), np.float32)
+    rows = np.arange(2, dtype=np.intc)
+    out = np.zeros((10, 4, 8), np.float32)
+    good = (x, h, None, None, rows)
+    k.run_pair(out, [good, (x, h.copy(), None, None, rows + 2)], False)
+    ro = out.copy()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="out must be .*writeable"):
+        k.run_pair(ro, [good, good], False)
+    with pytest.raises(ValueError, match="x must be a 3-D C-contiguous float32"):
+        k.run_pair(out, [good, (x.astype(np.float64), h, None, None, rows)], False)
+    with pytest.raises(ValueError, match="part 1's arrays do not fit"):
+        k.run_pair(out, [good, (np.zeros((10, 2, 5), np.float32), h, None, None, rows)],
+                   False)
+    with pytest.raises(ValueError, match="two halves of a unidirectional float32"):
+        fastrnn.GRU(4, 8, bidirectional=True).kernel.run_pair(out, [good, good], False)

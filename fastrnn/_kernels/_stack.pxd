@@ -68,6 +68,7 @@ cdef class Kernel:
     cpdef Workspace workspace(self, int steps, int batch)
     cpdef Workspace take_workspace(self, int steps, int batch)
     cpdef give_workspace(self, Workspace ws)
+    cpdef bint splits_sequences(self, int T, int B)
     cdef int threads_for(self, int T, int B)
     cdef void release_threads(self, int threads) noexcept nogil
     cdef void run_nogil(self, int T, int B, const int* bs, const void* px, void* pout,

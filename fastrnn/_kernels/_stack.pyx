@@ -590,6 +590,61 @@ cdef void run_stack(Family family, const CellParams* params, const Dispatch* d,
         x_l = out_l
 
 
+# -- two halves of a batch, one per core --------------------------------------------
+
+# A whole-sequence call of a unidirectional float32 stack of small layers goes to the
+# two cores as two halves of its batch (fastrnn._pipeline.run: the even and the odd
+# sequences of the length order): each core runs its sequences through all steps with
+# no meeting per step, where the panel split meets once or twice a step, and a step of
+# a small layer is too short for that meeting to pay. Small: every layer below an
+# LSTM's hidden SEQUENCE_SPLIT_BELOW (lstm_hidden), where halving the weights per core
+# (the panel split's other gain) saves little. From SEQUENCE_SPLIT_MIN_BATCH sequences
+# (halves of at least 2 keep the multi-column products) and SEQUENCE_SPLIT_MIN_STEPS
+# steps (the call's one meeting and the copies of the halves cost about a step).
+# Measured (2 threads, T=100, best of 7 interleaved, sequence / panel split time,
+# AVX-512 Xeon, 2 MB L2): LSTM hidden 32 0.60x at batch 16, 0.72x at 64; hidden 64
+# 0.70-0.83x at batch 4-32, 0.97x at 64; 96 1.00x at 4, 0.92-0.93x at 8-32; GRU 64
+# 0.74-0.83x at 8-16; but LSTM 128 1.05-1.10x at batch 4, 0.98-0.99x at 8-16, 1.09x at
+# 64 (GRU 128 1.06x at 4), 256 0.97-1.10x.
+cdef enum:
+    SEQUENCE_SPLIT_BELOW = 128
+    SEQUENCE_SPLIT_MIN_BATCH = 4
+    SEQUENCE_SPLIT_MIN_STEPS = 8
+
+
+cdef struct PairPart:
+    # one half: its arrays (contiguous, as the pipeline made them) and workspace
+    int B
+    const int* bs
+    const float* x
+    float* h
+    float* c
+    OutRows og
+    const Buffers* ws
+
+
+cdef struct Pair:
+    Family family
+    const CellParams* params
+    Dispatch d                 # threads = 1: each half runs on one core
+    int num_layers, T
+    float* out
+    PairPart part[2]
+
+
+cdef void pair_part(void* arg, int k) noexcept nogil:
+    """Half k of a Pair, single-threaded, with flush-to-zero on this thread."""
+    cdef Pair* a = <Pair*>arg
+    cdef PairPart* h = &a.part[k]
+    cdef unsigned int mxcsr
+    if h.B == 0:
+        return
+    mxcsr = fr_ftz_enter()
+    run_stack(a.family, a.params, &a.d, a.num_layers, 1, a.T, h.B, h.bs, h.x, a.out,
+              &h.og, h.h, h.c, h.ws, <float*>h.ws.buf_a, <float*>h.ws.buf_b, 0)
+    fr_ftz_leave(mxcsr)
+
+
 # -- the packed model ----------------------------------------------------------------
 
 cdef inline void* _data(cnp.ndarray a):
@@ -893,6 +948,89 @@ cdef class Kernel:
                          _data(h_n), _data(c_n), ws, 0, &og)
         finally:
             self.give_workspace(ws)
+
+    cpdef bint splits_sequences(self, int T, int B):
+        """Whether a call of T steps of B sequences runs as two halves of the batch, one
+        per core (run_pair): two threads allowed (fastrnn.set_num_threads), a
+        unidirectional float32 stack fused at this batch, at least
+        SEQUENCE_SPLIT_MIN_BATCH sequences and SEQUENCE_SPLIT_MIN_STEPS steps, and every
+        layer below SEQUENCE_SPLIT_BELOW (an LSTM's hidden units: lstm_hidden) and
+        within plan.cache_bytes (each core streams all its weights at every step)."""
+        cdef int k
+        if (_kernel_threads < 2 or self.is_double or self.num_directions != 1
+                or B < SEQUENCE_SPLIT_MIN_BATCH or T < SEQUENCE_SPLIT_MIN_STEPS
+                or not runs_fused(&self.params[0], &self.dispatch, B)):
+            return False
+        for k in range(self.num_layers):
+            if (lstm_hidden(&self.params[k]) >= SEQUENCE_SPLIT_BELOW
+                    or self.params[k].panel_bytes > self.dispatch.cache_bytes):
+                return False
+        return True
+
+    def run_pair(self, cnp.ndarray out, parts, bint batch_major):
+        """Two halves of a batch at once, one per core. parts: two (x, h_n, c_n,
+        batch_sizes, rows) of the pipeline's making, as run_trusted takes them (each
+        half's own contiguous x (T, n, I) and states, its rows of out); where the
+        helper core is taken by another call, the halves run one after the other.
+        The arrays' kinds and shapes are checked (as run does); the row and length
+        values are the pipeline's (run's checks of them are not repeated)."""
+        cdef Pair pair
+        cdef int k, T
+        cdef unsigned int mxcsr
+        cdef Py_ssize_t width = out.shape[2]
+        cdef cnp.ndarray x, h_n, c_n, bs, rows
+        T = (<cnp.ndarray>parts[0][0]).shape[0]
+        pair.family, pair.params, pair.d = <Family>self.family, self.params, self.dispatch
+        pair.d.threads = 1
+        pair.num_layers, pair.T = self.num_layers, T
+        pair.out = <float*>_data(out)
+        spaces = []
+        try:
+            _check_array(out, "out", self.dtype, 3, True)
+            if self.is_double or self.num_directions != 1 or len(parts) != 2:
+                raise ValueError("run_pair runs two halves of a unidirectional float32 "
+                                 "stack")
+            for k in range(2):
+                x, h_n, c_n, bs, rows = parts[k]
+                _check_array(x, "x", self.dtype, 3, False)
+                _check_array(h_n, "h_n", self.dtype, 3, True)
+                _check_array(rows, "rows", np.dtype(np.intc), 1, False)
+                if c_n is not None:
+                    _check_array(c_n, "c_n", self.dtype, 3, True)
+                if bs is not None:
+                    _check_array(bs, "batch_sizes", np.dtype(np.intc), 1, False)
+                if (x.shape[0] != T or x.shape[2] != self.input_size
+                        or (<object>h_n).shape != (self.num_layers, x.shape[1], self.h_size)
+                        or rows.shape[0] != x.shape[1]
+                        or (bs is not None and bs.shape[0] != T)
+                        or (self.family == LSTM and (c_n is None or (<object>c_n).shape
+                            != (self.num_layers, x.shape[1], self.hidden_size)))
+                        or width != self.h_size
+                        or (out.shape[1] if batch_major else out.shape[0]) != T):
+                    raise ValueError(f"run_pair: part {k}'s arrays do not fit the kernel")
+                ws = self.take_workspace(T, x.shape[1])
+                spaces.append(ws)
+                pair.part[k].B = x.shape[1]
+                pair.part[k].bs = <const int*>_data(bs)
+                pair.part[k].x = <const float*>_data(x)
+                pair.part[k].h = <float*>_data(h_n)
+                pair.part[k].c = <float*>_data(c_n)
+                pair.part[k].og.step = width if batch_major else out.shape[1] * width
+                pair.part[k].og.row = T * width if batch_major else width
+                pair.part[k].og.index = <const int*>_data(rows)
+                pair.part[k].ws = &(<Workspace>ws).buffers
+            with nogil:
+                if fr_pool_acquire():
+                    fr_pool_run(pair_part, &pair)
+                    fr_pool_release()
+                else:
+                    mxcsr = fr_ftz_enter()
+                    pair_part(&pair, 0)
+                    pair_part(&pair, 1)
+                    fr_ftz_leave(mxcsr)
+        finally:
+            for ws in spaces:
+                self.give_workspace(ws)
 
     cdef int threads_for(self, int T, int B):
         """2 when this call should take the helper core and has it (the caller then
