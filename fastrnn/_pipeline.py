@@ -118,8 +118,10 @@ def _run_halves(kernel, x, out, h, c, batch_sizes, rows, batch_first):
         sizes = (None if batch_sizes is None
                  else ((batch_sizes + 1 - k) // 2).astype(np.intc))
         picked = (rows[k::2] if rows is not None else np.arange(k, batch, 2)).astype(np.intc)
-        # one copy of each strided half (the kernel reads contiguous rows)
-        parts.append((np.ascontiguousarray(x[:, k::2]), np.ascontiguousarray(h[:, k::2]),
+        # an even batch's halves are read in place (rows of one stride: Kernel.run_pair);
+        # an odd one's are copied
+        x_k = x[:, k::2] if batch % 2 == 0 else np.ascontiguousarray(x[:, k::2])
+        parts.append((x_k, np.ascontiguousarray(h[:, k::2]),
                       np.ascontiguousarray(c[:, k::2]) if c is not None else None, sizes,
                       picked))
     kernel.run_pair(out, parts, batch_first)

@@ -159,9 +159,9 @@ def test_two_halves_of_a_batch_match_one_core(mode, kwargs):
 
 
 def test_two_halves_only_where_they_pay():
-    """The halves need two threads, a unidirectional float32 stack of layers below an
-    LSTM's hidden 128 within the cache, 4+ sequences fused and 8+ steps; anything else
-    runs as before (one core, or the panel split)."""
+    """The halves need two threads, a unidirectional float32 stack whose layers' panels
+    fit the cache (an odd batch: layers below an LSTM's hidden 128), 4+ sequences fused
+    and 8+ steps; anything else runs as before (one core, or the panel split)."""
     def kernel(mode="LSTM", hidden=64, **kw):
         plan = dict(dict(fused=True, fused_max_batch=64), **kw.pop("plan", {}))
         m = make_model(mode, 4, hidden, **kw)[0]
@@ -173,10 +173,13 @@ def test_two_halves_only_where_they_pay():
         assert not kernel().splits_sequences(7, 4)       # too few steps
         assert not kernel().splits_sequences(8, 3)       # too few sequences
         assert not kernel().splits_sequences(8, 65)      # more than one fused call
-        assert not kernel(hidden=128).splits_sequences(100, 16)     # panels pay there
-        assert kernel("GRU", hidden=144).splits_sequences(100, 16)  # an LSTM's 125
-        assert not kernel("GRU", hidden=148).splits_sequences(100, 16)
-        assert kernel("RNN_TANH", hidden=250).splits_sequences(100, 16)  # an LSTM's 125
+        assert kernel(hidden=128).splits_sequences(100, 16)
+        assert not kernel(hidden=128).splits_sequences(100, 15)     # odd: copies
+        assert kernel(hidden=96).splits_sequences(100, 15)
+        assert kernel("GRU", hidden=144).splits_sequences(100, 15)  # an LSTM's 125
+        assert not kernel("GRU", hidden=148).splits_sequences(100, 15)
+        assert kernel("RNN_TANH", hidden=250).splits_sequences(100, 15)  # an LSTM's 125
+        assert not kernel(hidden=512).splits_sequences(100, 16)     # 8 MB of panels
         assert not kernel(bidirectional=True).splits_sequences(100, 16)
         assert not kernel(dtype="float64").splits_sequences(100, 16)
         assert not kernel(plan=dict(cache_bytes=0)).splits_sequences(100, 16)
@@ -199,10 +202,22 @@ def test_run_pair_refuses_what_it_cannot_run():
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="out must be .*writeable"):
         k.run_pair(ro, [good, good], False)
-    with pytest.raises(ValueError, match="x must be a 3-D C-contiguous float32"):
+    with pytest.raises(ValueError, match="x must be a 3-D float32 array in native byte"):
         k.run_pair(out, [good, (x.astype(np.float64), h, None, None, rows)], False)
-    with pytest.raises(ValueError, match="part 1's arrays do not fit"):
+    with pytest.raises(ValueError, match="rows of 4 values"):
         k.run_pair(out, [good, (np.zeros((10, 2, 5), np.float32), h, None, None, rows)],
                    False)
+    with pytest.raises(ValueError, match="part 1's arrays do not fit"):
+        k.run_pair(out, [good, (np.zeros((9, 2, 4), np.float32), h, None, None, rows)],
+                   False)
+    # every other sequence of a batch is read in place; other strides are refused
+    both = np.random.default_rng(0).standard_normal((10, 4, 4)).astype(np.float32)
+    k.run_pair(out, [(both[:, 0::2], np.zeros_like(h), None, None, rows * 2),
+                     (both[:, 1::2], np.zeros_like(h), None, None, rows * 2 + 1)], False)
+    one = np.zeros_like(out)
+    k.run(both, one, np.zeros((1, 4, 8), np.float32), None)
+    np.testing.assert_allclose(out, one, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="one stride apart"):
+        k.run_pair(out, [(both[::2, 0::2], h, None, None, rows), good], False)
     with pytest.raises(ValueError, match="two halves of a unidirectional float32"):
         fastrnn.GRU(4, 8, bidirectional=True).kernel.run_pair(out, [good, good], False)

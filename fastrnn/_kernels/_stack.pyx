@@ -345,7 +345,8 @@ cdef void scan_fused(Family family, const CellParams* p, const Dispatch* d, int 
     """
     cdef int P = p.proj_size
     cdef int row = panel_rows(p)
-    cdef bint x_in_step = T == 1 or x_from_panels(p, d, B, split)
+    # (the step's own product reads x's rows packed, input_size apart)
+    cdef bint x_in_step = ldx == p.input_size and (T == 1 or x_from_panels(p, d, B, split))
     cdef float* hs = h
     cdef float* swap
     cdef int t0, t1, s, t, m, b, full
@@ -491,6 +492,7 @@ cdef struct Directions:
     int T, B
     const int* batch_sizes
     const float* x
+    int ldx
     float* out
     const OutRows* og
     float* h_n                 # the layer's forward slot of h_n (the backward one follows)
@@ -504,7 +506,7 @@ cdef void direction_part(void* arg, int k) noexcept nogil:
     cdef Directions* a = <Directions*>arg
     cdef const CellParams* p = &a.p[k]
     cdef int P = p.proj_size
-    scan(a.family, p, a.d, a.T, a.B, a.batch_sizes, k == 1, a.x, p.input_size,
+    scan(a.family, p, a.d, a.T, a.B, a.batch_sizes, k == 1, a.x, a.ldx,
          a.h_n + <Py_ssize_t>k * a.B * P,
          a.c_n + <Py_ssize_t>k * a.B * p.hidden_size if a.c_n != NULL else NULL,
          a.out + k * P, a.og, <float*>a.ws.gates + k * a.ws.gates_stride, a.ws.chunk,
@@ -540,23 +542,26 @@ cdef inline bint directions_side_by_side(const CellParams* p, const Dispatch* d,
 
 cdef void run_layer(Family family, const CellParams* p, const Dispatch* d,
                     int num_directions, int T, int B, const int* batch_sizes,
-                    const floating* x, floating* out, const OutRows* og, floating* h_n,
-                    floating* c_n, const Buffers* ws, int parity) noexcept nogil:
+                    const floating* x, int ldx, floating* out, const OutRows* og,
+                    floating* h_n, floating* c_n, const Buffers* ws,
+                    int parity) noexcept nogil:
     """One layer, p pointing at its records (one per direction): direction 1 reads time
     backwards and writes the second half of each output row (og: where the rows go).
-    h_n / c_n point at the layer's first state slot; the second direction's follows."""
+    x: (T*B) rows of stride ldx. h_n / c_n point at the layer's first state slot; the
+    second direction's follows."""
     cdef int k
     cdef Directions dirs
     if floating is float:
         if directions_side_by_side(p, d, num_directions, B):
             dirs.family, dirs.p, dirs.d, dirs.T, dirs.B = family, p, d, T, B
-            dirs.batch_sizes, dirs.x, dirs.out, dirs.og, dirs.h_n, dirs.c_n = (
-                batch_sizes, x, out, og, h_n, c_n)
+            dirs.batch_sizes, dirs.x, dirs.ldx, dirs.out, dirs.og = (
+                batch_sizes, x, ldx, out, og)
+            dirs.h_n, dirs.c_n = h_n, c_n
             dirs.ws, dirs.parity = ws, parity
             fr_pool_run(direction_part, &dirs)
             return
     for k in range(num_directions):
-        scan(family, &p[k], d, T, B, batch_sizes, k == 1, x, p[k].input_size,
+        scan(family, &p[k], d, T, B, batch_sizes, k == 1, x, ldx,
              h_n + <Py_ssize_t>k * B * p[k].proj_size,
              c_n + <Py_ssize_t>k * B * p[k].hidden_size if c_n != NULL else NULL,
              out + k * p[k].proj_size, og, <floating*>ws.gates, ws.chunk,
@@ -566,12 +571,13 @@ cdef void run_layer(Family family, const CellParams* p, const Dispatch* d,
 
 cdef void run_stack(Family family, const CellParams* params, const Dispatch* d,
                     int num_layers, int num_directions, int T, int B,
-                    const int* batch_sizes, const floating* x, floating* out,
+                    const int* batch_sizes, const floating* x, int ldx, floating* out,
                     const OutRows* og, floating* h_n, floating* c_n, const Buffers* ws,
                     floating* buf_a, floating* buf_b, int parity) noexcept nogil:
-    """All layers: layer l reads layer l-1's output (buf_a / buf_b in turn, (T, B, D*P)
-    in the sorted order), the last layer writes `out` where og says; h_n, c_n are
-    (L*D, B, P) and (L*D, B, H)."""
+    """All layers: layer 0 reads x, (T*B) rows of stride ldx (input_size, or more for
+    every other sequence of a batch: run_pair), layer l layer l-1's output (buf_a /
+    buf_b in turn, (T, B, D*P) in the sorted order), the last layer writes `out` where
+    og says; h_n, c_n are (L*D, B, P) and (L*D, B, H)."""
     cdef int l, k
     cdef const floating* x_l = x
     cdef floating* out_l
@@ -582,7 +588,8 @@ cdef void run_stack(Family family, const CellParams* params, const Dispatch* d,
     for l in range(num_layers):
         out_l = out if l == num_layers - 1 else (buf_a if l % 2 == 0 else buf_b)
         k = l * num_directions
-        run_layer(family, &params[k], d, num_directions, T, B, batch_sizes, x_l, out_l,
+        run_layer(family, &params[k], d, num_directions, T, B, batch_sizes, x_l,
+                  ldx if l == 0 else between.row, out_l,
                   og if l == num_layers - 1 else &between,
                   h_n + <Py_ssize_t>k * B * params[k].proj_size,
                   c_n + <Py_ssize_t>k * B * params[k].hidden_size if c_n != NULL else NULL,
@@ -592,24 +599,44 @@ cdef void run_stack(Family family, const CellParams* params, const Dispatch* d,
 
 # -- two halves of a batch, one per core --------------------------------------------
 
-# A whole-sequence call of a unidirectional float32 stack of small layers goes to the
-# two cores as two halves of its batch (fastrnn._pipeline.run: the even and the odd
-# sequences of the length order): each core runs its sequences through all steps with
-# no meeting per step, where the panel split meets once or twice a step, and a step of
-# a small layer is too short for that meeting to pay. Small: every layer below an
-# LSTM's hidden SEQUENCE_SPLIT_BELOW (lstm_hidden), where halving the weights per core
-# (the panel split's other gain) saves little. From SEQUENCE_SPLIT_MIN_BATCH sequences
-# (halves of at least 2 keep the multi-column products) and SEQUENCE_SPLIT_MIN_STEPS
-# steps (the call's one meeting and the copies of the halves cost about a step).
-# Measured (2 threads, T=100, best of 7 interleaved, sequence / panel split time,
-# AVX-512 Xeon, 2 MB L2): LSTM hidden 32 0.60x at batch 16, 0.72x at 64; hidden 64
-# 0.70-0.83x at batch 4-32, 0.97x at 64; 96 1.00x at 4, 0.92-0.93x at 8-32; GRU 64
-# 0.74-0.83x at 8-16; but LSTM 128 1.05-1.10x at batch 4, 0.98-0.99x at 8-16, 1.09x at
-# 64 (GRU 128 1.06x at 4), 256 0.97-1.10x.
+# A whole-sequence call of a unidirectional float32 stack goes to the two cores as two
+# halves of its batch (fastrnn._pipeline.run: the even and the odd sequences of the
+# length order) where a core's L2 holds every layer's panels (each core streams all of
+# them): each core runs its sequences through all steps with no meeting per step, where
+# the panel split meets once or twice a step. An even batch's halves are read in place
+# (rows of twice the stride); an odd batch's are copied first, which pays only for
+# layers below an LSTM's hidden SEQUENCE_SPLIT_BELOW (lstm_hidden). From
+# SEQUENCE_SPLIT_MIN_BATCH sequences (halves of at least 2 keep the multi-column
+# products) and SEQUENCE_SPLIT_MIN_STEPS steps (the call's one meeting costs about a
+# step). Measured (2 threads, T=100, best of 5-7, halves / panel split time, AVX-512
+# Xeon, 2 MB L2), even batches read in place: LSTM hidden 64 0.59x at batch 8, 0.99x
+# at 64; 128 0.87x at 8, 0.92x at 16, 0.98x at 64, 1.03x at 4; 192 0.90x at 8; 256
+# 0.92x at 8, 1.00x at 16-64; GRU 128 0.88x at 8, 0.99x at 4, GRU 256 0.96-0.98x at
+# 16-64. Halves copied: LSTM hidden 32-64 0.60-0.83x at batch 4-32, 96 0.92-1.00x,
+# but 128 0.98-1.10x.
 cdef enum:
     SEQUENCE_SPLIT_BELOW = 128
     SEQUENCE_SPLIT_MIN_BATCH = 4
     SEQUENCE_SPLIT_MIN_STEPS = 8
+
+
+cdef int _row_stride(cnp.ndarray x, dtype, int width) except -1:
+    """The stride, in elements, of x's (T*n) rows of `width` values: x C-contiguous,
+    or every other row of a C-contiguous array (one stride throughout); else a
+    ValueError."""
+    cdef Py_ssize_t size = dtype.itemsize
+    cdef Py_ssize_t s0, s1
+    if (cnp.PyArray_NDIM(x) == 3 and x.dtype == dtype and cnp.PyArray_ISNOTSWAPPED(x)
+            and x.shape[2] == width and cnp.PyArray_STRIDE(x, 2) == size):
+        if cnp.PyArray_IS_C_CONTIGUOUS(x):
+            return width
+        s0, s1 = cnp.PyArray_STRIDE(x, 0), cnp.PyArray_STRIDE(x, 1)
+        if (s1 % size == 0 and s1 >= width * size and s0 == x.shape[1] * s1
+                and s1 // size < 1 << 30):
+            return <int>(s1 // size)
+    raise ValueError(f"x must be a 3-D {dtype} array in native byte order whose (T*n) rows "
+                     f"of {width} values are C-contiguous or one stride apart; got "
+                     f"{x.dtype} {(<object>x).shape} strides {(<object>x).strides}")
 
 
 cdef struct PairPart:
@@ -617,6 +644,7 @@ cdef struct PairPart:
     int B
     const int* bs
     const float* x
+    int ldx                    # x's row stride: 2 * input_size for every other sequence
     float* h
     float* c
     OutRows og
@@ -640,7 +668,7 @@ cdef void pair_part(void* arg, int k) noexcept nogil:
     if h.B == 0:
         return
     mxcsr = fr_ftz_enter()
-    run_stack(a.family, a.params, &a.d, a.num_layers, 1, a.T, h.B, h.bs, h.x, a.out,
+    run_stack(a.family, a.params, &a.d, a.num_layers, 1, a.T, h.B, h.bs, h.x, h.ldx, a.out,
               &h.og, h.h, h.c, h.ws, <float*>h.ws.buf_a, <float*>h.ws.buf_b, 0)
     fr_ftz_leave(mxcsr)
 
@@ -954,15 +982,16 @@ cdef class Kernel:
         per core (run_pair): two threads allowed (fastrnn.set_num_threads), a
         unidirectional float32 stack fused at this batch, at least
         SEQUENCE_SPLIT_MIN_BATCH sequences and SEQUENCE_SPLIT_MIN_STEPS steps, and every
-        layer below SEQUENCE_SPLIT_BELOW (an LSTM's hidden units: lstm_hidden) and
-        within plan.cache_bytes (each core streams all its weights at every step)."""
+        layer's panels within plan.cache_bytes (each core streams all of them at every
+        step), an odd batch only below SEQUENCE_SPLIT_BELOW (an LSTM's hidden units:
+        lstm_hidden; its halves are copied)."""
         cdef int k
         if (_kernel_threads < 2 or self.is_double or self.num_directions != 1
                 or B < SEQUENCE_SPLIT_MIN_BATCH or T < SEQUENCE_SPLIT_MIN_STEPS
                 or not runs_fused(&self.params[0], &self.dispatch, B)):
             return False
         for k in range(self.num_layers):
-            if (lstm_hidden(&self.params[k]) >= SEQUENCE_SPLIT_BELOW
+            if ((B % 2 and lstm_hidden(&self.params[k]) >= SEQUENCE_SPLIT_BELOW)
                     or self.params[k].panel_bytes > self.dispatch.cache_bytes):
                 return False
         return True
@@ -970,10 +999,12 @@ cdef class Kernel:
     def run_pair(self, cnp.ndarray out, parts, bint batch_major):
         """Two halves of a batch at once, one per core. parts: two (x, h_n, c_n,
         batch_sizes, rows) of the pipeline's making, as run_trusted takes them (each
-        half's own contiguous x (T, n, I) and states, its rows of out); where the
-        helper core is taken by another call, the halves run one after the other.
-        The arrays' kinds and shapes are checked (as run does); the row and length
-        values are the pipeline's (run's checks of them are not repeated)."""
+        half's x (T, n, I) and states, its rows of out), but x may also be every other
+        sequence of a C-contiguous batch (x[:, k::2] of an even batch: rows of one
+        stride), read in place; where the helper core is taken by another call, the
+        halves run one after the other. The arrays' kinds and shapes are checked (as
+        run does); the row and length values are the pipeline's (run's checks of them
+        are not repeated)."""
         cdef Pair pair
         cdef int k, T
         cdef unsigned int mxcsr
@@ -992,14 +1023,14 @@ cdef class Kernel:
                                  "stack")
             for k in range(2):
                 x, h_n, c_n, bs, rows = parts[k]
-                _check_array(x, "x", self.dtype, 3, False)
+                pair.part[k].ldx = _row_stride(x, self.dtype, self.input_size)
                 _check_array(h_n, "h_n", self.dtype, 3, True)
                 _check_array(rows, "rows", np.dtype(np.intc), 1, False)
                 if c_n is not None:
                     _check_array(c_n, "c_n", self.dtype, 3, True)
                 if bs is not None:
                     _check_array(bs, "batch_sizes", np.dtype(np.intc), 1, False)
-                if (x.shape[0] != T or x.shape[2] != self.input_size
+                if (x.shape[0] != T
                         or (<object>h_n).shape != (self.num_layers, x.shape[1], self.h_size)
                         or rows.shape[0] != x.shape[1]
                         or (bs is not None and bs.shape[0] != T)
@@ -1071,12 +1102,14 @@ cdef class Kernel:
             og = &dense
         if self.is_double:
             run_stack(<Family>self.family, self.params, &d, self.num_layers,
-                      self.num_directions, T, B, bs, <const double*>px, <double*>pout, og,
+                      self.num_directions, T, B, bs, <const double*>px, self.input_size,
+                      <double*>pout, og,
                       <double*>ph, <double*>pc, &ws.buffers, <double*>pa, <double*>pb,
                       parity)
         else:
             run_stack(<Family>self.family, self.params, &d, self.num_layers,
-                      self.num_directions, T, B, bs, <const float*>px, <float*>pout, og,
+                      self.num_directions, T, B, bs, <const float*>px, self.input_size,
+                      <float*>pout, og,
                       <float*>ph, <float*>pc, &ws.buffers, <float*>pa, <float*>pb, parity)
 
     cdef void execute(self, int T, int B, const int* bs, void* px, void* pout, void* ph,
