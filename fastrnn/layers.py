@@ -398,12 +398,25 @@ class _RNNBase(_Parameters):
 
     forward = __call__
 
+    def _zero_state(self, batch):
+        """Fresh zero states (L*D, batch, .) for the kernel (the shapes kept per batch
+        size: a call's fixed cost counts for one-step calls)."""
+        shapes = self.__dict__.setdefault("_zero_shapes", {}).get(batch)
+        if shapes is None:
+            shapes = self._zero_shapes[batch] = self.state_shapes(batch)
+        return (np.zeros(shapes[0], self.dtype),
+                np.zeros(shapes[1], self.dtype) if shapes[1] is not None else None)
+
     def _forward(self, x, batched, hx, lengths):
         """x: validated, time-major (T, B, I)."""
         steps, batch = x.shape[0], x.shape[1]
-        h_shape, c_shape = self.state_shapes(batch if batched else None)
-        hx = self._initial_state(hx, batch if batched else None)
-        h, c = _pipeline.check_state(self.family, hx, h_shape, c_shape, self.dtype, batched)
+        if hx is None and self.default_state is None:
+            h, c = self._zero_state(batch)   # batch 1 for unbatched x, as the kernel takes
+        else:
+            h_shape, c_shape = self.state_shapes(batch if batched else None)
+            hx = self._initial_state(hx, batch if batched else None)
+            h, c = _pipeline.check_state(self.family, hx, h_shape, c_shape, self.dtype,
+                                         batched)
         order = batch_sizes = None
         if lengths is not None:
             if not batched:
