@@ -18,9 +18,9 @@ cannot be).
 import argparse
 import json
 import os
-import platform
 import sys
 
+from fastrnn._kernels.profile import cpu_model
 from fastrnn.benchmark import isolated
 from fastrnn.benchmark.cases import Case
 
@@ -31,17 +31,6 @@ def bar(threads, batch, hidden):
             return 0.6 if hidden <= 256 else 0.8
         return 0.85
     return 0.7 if batch == 1 else 0.9
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv=None):

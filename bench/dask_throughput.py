@@ -14,23 +14,13 @@ Writes bench/results/dask-throughput.md and .json.
 import argparse
 import json
 import os
-import platform
 import time
 
 import numpy as np
 
+from fastrnn._kernels.profile import cpu_model
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _cpu():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def measure(workers, args, model, lengths):
@@ -85,7 +75,7 @@ def main():
     lengths = np.random.default_rng(1).integers(2, args.max_len + 1, args.sequences)
     rows = [measure(w, args, model, lengths) for w in (1, 2)]
     ratio = rows[1]["sequences_per_s"] / rows[0]["sequences_per_s"]
-    env = {"cpu": _cpu(), "cores": os.cpu_count(), "fastrnn": fastrnn.__version__,
+    env = {"cpu": cpu_model(), "cores": os.cpu_count(), "fastrnn": fastrnn.__version__,
            "model": repr(model), "sequences": args.sequences, "max_len": args.max_len,
            "partition": args.partition, "batch_size": args.batch_size}
     lines = [f"# fastrnn.dask.score throughput - {env['cpu']}, {env['cores']} cores; "
