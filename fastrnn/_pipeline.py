@@ -113,6 +113,7 @@ def _run_halves(kernel, x, out, h, c, batch_sizes, rows, batch_first):
     odd sequences of the length order, so that both halves have the same mix of lengths
     and each stays in length order (its running sequences a prefix at every step)."""
     batch = x.shape[1]
+    x = np.ascontiguousarray(x)   # (already so from the checks: the halves' strides rely on it)
     parts = []
     for k in range(2):
         sizes = (None if batch_sizes is None
