@@ -94,42 +94,47 @@ def run(kernel, x, h, c, batch_sizes, width, order=None, batch_first=False):
         kernel.run_trusted(x, out, h, c, batch_sizes, rows, batch_first)
         return out
     for g0, g1 in groups:
-        part = slice(g0, g1)
-        h_g = np.ascontiguousarray(h[:, part])
-        c_g = np.ascontiguousarray(c[:, part]) if c is not None else None
-        rows_g = rows[part] if rows is not None else np.arange(g0, g1, dtype=np.intc)
-        sizes_g = (None if batch_sizes is None
-                   else np.clip(batch_sizes - g0, 0, g1 - g0).astype(np.intc))
-        kernel.run_trusted(np.ascontiguousarray(x[:, part]), out, h_g, c_g, sizes_g,
-                           rows_g, batch_first)
-        h[:, part] = h_g
-        if c is not None:
-            c[:, part] = c_g
+        part = _part(x, h, c, batch_sizes, rows, slice(g0, g1))
+        kernel.run_trusted(part[0], out, *part[1:], batch_first)
+        _put_back(h, c, slice(g0, g1), part)
     return out
+
+
+def _part(x, h, c, batch_sizes, rows, pick, x_in_place=False):
+    """The kernel's arrays (x, h, c, batch_sizes, rows) for the sequences `pick` (a
+    slice) selects of the length order: contiguous copies of their inputs (x a view
+    where x_in_place) and states, how many of them run at each step, and their rows of
+    out. The picked sequences stay in length order, so those running are a prefix."""
+    first, stop, step = pick.indices(x.shape[1])
+    sizes = (None if batch_sizes is None
+             else ((np.clip(batch_sizes, first, stop) - first + step - 1) // step
+                   ).astype(np.intc))
+    picked = (rows[pick] if rows is not None else np.arange(first, stop, step)).astype(np.intc)
+    return (x[:, pick] if x_in_place else np.ascontiguousarray(x[:, pick]),
+            np.ascontiguousarray(h[:, pick]),
+            np.ascontiguousarray(c[:, pick]) if c is not None else None, sizes, picked)
+
+
+def _put_back(h, c, pick, part):
+    """The states a part advanced, back into the whole batch's."""
+    h[:, pick] = part[1]
+    if c is not None:
+        c[:, pick] = part[2]
 
 
 def _run_halves(kernel, x, out, h, c, batch_sizes, rows, batch_first):
     """The batch as two halves on two cores (Kernel.splits_sequences): the even and the
     odd sequences of the length order, so that both halves have the same mix of lengths
     and each stays in length order (its running sequences a prefix at every step)."""
-    batch = x.shape[1]
     x = np.ascontiguousarray(x)   # (already so from the checks: the halves' strides rely on it)
-    parts = []
-    for k in range(2):
-        sizes = (None if batch_sizes is None
-                 else ((batch_sizes + 1 - k) // 2).astype(np.intc))
-        picked = (rows[k::2] if rows is not None else np.arange(k, batch, 2)).astype(np.intc)
-        # an even batch's halves are read in place (rows of one stride: Kernel.run_pair);
-        # an odd one's are copied
-        x_k = x[:, k::2] if batch % 2 == 0 else np.ascontiguousarray(x[:, k::2])
-        parts.append((x_k, np.ascontiguousarray(h[:, k::2]),
-                      np.ascontiguousarray(c[:, k::2]) if c is not None else None, sizes,
-                      picked))
+    # an even batch's halves are read in place (rows of one stride: Kernel.run_pair); an
+    # odd one's are copied
+    halves = [slice(k, None, 2) for k in range(2)]
+    parts = [_part(x, h, c, batch_sizes, rows, pick, x_in_place=x.shape[1] % 2 == 0)
+             for pick in halves]
     kernel.run_pair(out, parts, batch_first)
-    for k, (_, h_k, c_k, _, _) in enumerate(parts):
-        h[:, k::2] = h_k
-        if c is not None:
-            c[:, k::2] = c_k
+    for pick, part in zip(halves, parts):
+        _put_back(h, c, pick, part)
 
 
 def restore(out, h, c, order, batched):
