@@ -79,6 +79,7 @@ class _Parameters:
             raise ValueError(f"weight_dtype={weight_dtype!r} needs dtype='float32'")
         self._check_memory()
         self._plan = None
+        self._zero_shapes = {}   # batch -> state_shapes(batch), for calls without hx
         self._pack_lock = threading.Lock()
         self._init_weights()
 
@@ -401,7 +402,7 @@ class _RNNBase(_Parameters):
     def _zero_state(self, batch):
         """Fresh zero states (L*D, batch, .) for the kernel (the shapes kept per batch
         size: a call's fixed cost counts for one-step calls)."""
-        shapes = self.__dict__.setdefault("_zero_shapes", {}).get(batch)
+        shapes = self._zero_shapes.get(batch)
         if shapes is None:
             shapes = self._zero_shapes[batch] = self.state_shapes(batch)
         return (np.zeros(shapes[0], self.dtype),

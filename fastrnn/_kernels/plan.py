@@ -8,6 +8,7 @@ caller), and the kernel copies it into C fields: nothing consults a global switc
 every call. How many threads a call may use is not part of the plan:
 that is the process's resource (fastrnn.set_num_threads).
 """
+import glob
 import os
 from dataclasses import dataclass, field, replace
 from typing import Optional
@@ -73,13 +74,12 @@ FUSED_X_MIN_BATCH = {"generic": 16, "avx2": FUSED_BATCH_LIMIT + 1, "avx512": 16}
 # 16, 1.06x at 32, 0.91x at 64; with 0.5-2 MB of weights, hidden 64-256, 0.92-1.03x from
 # batch 16). Read from the CPU's cache description (sysfs); 1 MiB where it says nothing.
 DEFAULT_CACHE_BYTES = 1 << 20
+_SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}   # sysfs writes 2048K
 
 
 def l2_cache_bytes(root="/sys/devices/system/cpu/cpu0/cache"):
     """One core's L2 size in bytes as Linux describes it under `root`, or
     DEFAULT_CACHE_BYTES where it does not (another OS, a container hiding sysfs)."""
-    import glob
-
     for index in sorted(glob.glob(f"{root}/index*")):
         try:
             with open(f"{index}/level") as f:
@@ -92,10 +92,9 @@ def l2_cache_bytes(root="/sys/devices/system/cpu/cpu0/cache"):
             continue
         if level != "2" or kind not in ("Unified", "Data"):
             continue
-        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
         try:
-            if size[-1:].upper() in units:
-                return int(size[:-1]) * units[size[-1].upper()]
+            if size[-1:].upper() in _SIZE_UNITS:
+                return int(size[:-1]) * _SIZE_UNITS[size[-1].upper()]
             return int(size)
         except ValueError:
             break
