@@ -9,7 +9,8 @@ hits both), and comparing the median of the per-round ratios:
   size, batches ascending; the answer is the largest batch up to which the fused
   kernels win or tie (within NOISE) everywhere, so a batch past a loss never runs fused.
 - fused_x_min_batch: fused batches taking W_ih x from the panels at every step against
-  one hoisted projection, batches descending from the largest fused one; the answer is
+  one hoisted projection (only where the weights fit plan.cache_bytes: elsewhere both
+  run the hoisted one), batches descending from the largest fused one; the answer is
   the smallest batch from which the panels win everywhere. A tie (within NOISE) keeps
   what the default does at that batch: it moves only on evidence (a first run here
   put it at 64 on a 1.002x tie at batch 48).
@@ -210,6 +211,8 @@ class Tuner:
         for batch in reversed(batches):
             for family in FAMILIES:
                 for hidden in HIDDEN:
+                    if not self._model(family, hidden, plans[0]).kernel.reads_x_in_step(batch):
+                        continue   # weights beyond plan.cache_bytes: hoisted either way
                     rec = self._compare(phase, family, hidden, batch, plans,
                                         ("panels", "hoisted"), deadline)
                     if rec is None:

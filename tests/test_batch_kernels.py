@@ -207,9 +207,18 @@ def test_run_pair_refuses_what_it_cannot_run():
     with pytest.raises(ValueError, match="rows of 4 values"):
         k.run_pair(out, [good, (np.zeros((10, 2, 5), np.float32), h, None, None, rows)],
                    False)
-    with pytest.raises(ValueError, match="part 1's arrays do not fit"):
+    with pytest.raises(ValueError, match="do not fit the kernel"):
         k.run_pair(out, [good, (np.zeros((9, 2, 4), np.float32), h, None, None, rows)],
                    False)
+    # rows and lengths get run's checks: nothing is written outside out
+    with pytest.raises(ValueError, match="rows must be 2 row indices in"):
+        k.run_pair(out, [good, (x, h, None, None, rows + 3)], False)
+    with pytest.raises(ValueError, match="batch_sizes must be 10 non-increasing"):
+        k.run_pair(out, [good, (x, h, None, np.full(10, 3, np.intc), rows + 2)], False)
+    with pytest.raises(ValueError, match="needs its rows"):
+        k.run_pair(out, [good, (x, h, None, None, None)], False)
+    with pytest.raises(ValueError, match="rows of out must differ"):
+        k.run_pair(out, [good, (x, h, None, None, rows + 1)], False)
     # every other sequence of a batch is read in place; other strides are refused
     both = np.random.default_rng(0).standard_normal((10, 4, 4)).astype(np.float32)
     k.run_pair(out, [(both[:, 0::2], np.zeros_like(h), None, None, rows * 2),

@@ -68,7 +68,11 @@ cdef class Kernel:
     cpdef Workspace workspace(self, int steps, int batch)
     cpdef Workspace take_workspace(self, int steps, int batch)
     cpdef give_workspace(self, Workspace ws)
+    cpdef bint reads_x_in_step(self, int B)
     cpdef bint splits_sequences(self, int T, int B)
+    cdef cnp.ndarray _check_call(self, cnp.ndarray x, cnp.ndarray out, cnp.ndarray h_n,
+                                 cnp.ndarray c_n, cnp.ndarray batch_sizes, cnp.ndarray rows,
+                                 bint batch_major)
     cdef int threads_for(self, int T, int B)
     cdef void release_threads(self, int threads) noexcept nogil
     cdef void run_nogil(self, int T, int B, const int* bs, const void* px, void* pout,

@@ -699,6 +699,16 @@ cdef bint _non_increasing_within(const int* v, Py_ssize_t n, int hi):
     return True
 
 
+cdef bint _disjoint(const int* a, Py_ssize_t na, const int* b, Py_ssize_t nb):
+    """No value in both a and b (two halves of a batch: at most 32 each)."""
+    cdef Py_ssize_t i, j
+    for i in range(na):
+        for j in range(nb):
+            if a[i] == b[j]:
+                return False
+    return True
+
+
 cdef bint _all_within(const int* v, Py_ssize_t n, int hi):
     cdef Py_ssize_t i
     for i in range(n):
@@ -917,10 +927,19 @@ cdef class Kernel:
         [0, B], or None; rows (B,) int32 in [0, N), or None (then N = B). The model's call
         pipeline makes them so; anything else is refused here (the kernel is public as
         model.kernel) with a ValueError naming the argument. Runs without the GIL."""
+        _check_array(x, "x", self.dtype, 3, False)   # before any shape is read
+        c_n = self._check_call(x, out, h_n, c_n, batch_sizes, rows, batch_major)
+        self.run_trusted(x, out, h_n, c_n, batch_sizes, rows, batch_major)
+
+    cdef cnp.ndarray _check_call(self, cnp.ndarray x, cnp.ndarray out, cnp.ndarray h_n,
+                                 cnp.ndarray c_n, cnp.ndarray batch_sizes, cnp.ndarray rows,
+                                 bint batch_major):
+        """run's checks of everything but x's layout (which the caller checked): x's
+        shape, out, the states, batch_sizes and rows, each with a ValueError naming it.
+        Returns c_n, None for a family without a cell state."""
         cdef int T, B
         cdef Py_ssize_t width, n
         cdef int L = self.num_layers * self.num_directions
-        _check_array(x, "x", self.dtype, 3, False)   # before any shape is read
         _check_array(out, "out", self.dtype, 3, True)
         _check_array(h_n, "h_n", self.dtype, 3, True)
         T, B = x.shape[0], x.shape[1]
@@ -954,7 +973,7 @@ cdef class Kernel:
             _check_array(rows, "rows", np.dtype(np.intc), 1, False)
             if rows.shape[0] != B or not _all_within(<const int*>_data(rows), B, <int>n):
                 raise ValueError(f"rows must be {B} row indices in [0, {n})")
-        self.run_trusted(x, out, h_n, c_n, batch_sizes, rows, batch_major)
+        return c_n
 
     def run_trusted(self, cnp.ndarray x, cnp.ndarray out, cnp.ndarray h_n,
                     cnp.ndarray c_n, cnp.ndarray batch_sizes, cnp.ndarray rows,
@@ -976,6 +995,13 @@ cdef class Kernel:
                          _data(h_n), _data(c_n), ws, 0, &og)
         finally:
             self.give_workspace(ws)
+
+    cpdef bint reads_x_in_step(self, int B):
+        """Whether a fused call of B sequences over several steps, on one core, takes its
+        first layer's W_ih x from the panels in every step (plan.fused_x_min_batch and
+        plan.cache_bytes: x_from_panels) rather than from one projection per chunk."""
+        cdef const CellParams* p = &self.params[0]
+        return runs_fused(p, &self.dispatch, B) and x_from_panels(p, &self.dispatch, B, False)
 
     cpdef bint splits_sequences(self, int T, int B):
         """Whether a call of T steps of B sequences runs as two halves of the batch, one
@@ -1002,53 +1028,45 @@ cdef class Kernel:
         half's x (T, n, I) and states, its rows of out), but x may also be every other
         sequence of a C-contiguous batch (x[:, k::2] of an even batch: rows of one
         stride), read in place; where the helper core is taken by another call, the
-        halves run one after the other. The arrays' kinds and shapes are checked (as
-        run does); the row and length values are the pipeline's (run's checks of them
-        are not repeated)."""
+        halves run one after the other. Each part gets run's checks (rows required,
+        and no row of out written by both parts)."""
         cdef Pair pair
         cdef int k, T
         cdef unsigned int mxcsr
-        cdef Py_ssize_t width = out.shape[2]
+        cdef Py_ssize_t width
         cdef cnp.ndarray x, h_n, c_n, bs, rows
-        T = (<cnp.ndarray>parts[0][0]).shape[0]
+        if self.is_double or self.num_directions != 1 or len(parts) != 2:
+            raise ValueError("run_pair runs two halves of a unidirectional float32 stack")
+        _check_array(out, "out", self.dtype, 3, True)
+        width = out.shape[2]
+        T = out.shape[1] if batch_major else out.shape[0]
+        for k in range(2):
+            x, h_n, c_n, bs, rows = parts[k]
+            if rows is None:
+                raise ValueError(f"run_pair: part {k} needs its rows of out")
+            pair.part[k].ldx = _row_stride(x, self.dtype, self.input_size)
+            c_n = self._check_call(x, out, h_n, c_n, bs, rows, batch_major)
+            pair.part[k].B = x.shape[1]
+            pair.part[k].bs = <const int*>_data(bs)
+            pair.part[k].x = <const float*>_data(x)
+            pair.part[k].h = <float*>_data(h_n)
+            pair.part[k].c = <float*>_data(c_n)
+            pair.part[k].og.step = width if batch_major else out.shape[1] * width
+            pair.part[k].og.row = T * width if batch_major else width
+            pair.part[k].og.index = <const int*>_data(rows)
+        if not _disjoint(pair.part[0].og.index, pair.part[0].B, pair.part[1].og.index,
+                         pair.part[1].B):
+            raise ValueError("run_pair: the two parts' rows of out must differ (the cores "
+                             "write them at once)")
         pair.family, pair.params, pair.d = <Family>self.family, self.params, self.dispatch
         pair.d.threads = 1
         pair.num_layers, pair.T = self.num_layers, T
         pair.out = <float*>_data(out)
         spaces = []
         try:
-            _check_array(out, "out", self.dtype, 3, True)
-            if self.is_double or self.num_directions != 1 or len(parts) != 2:
-                raise ValueError("run_pair runs two halves of a unidirectional float32 "
-                                 "stack")
             for k in range(2):
-                x, h_n, c_n, bs, rows = parts[k]
-                pair.part[k].ldx = _row_stride(x, self.dtype, self.input_size)
-                _check_array(h_n, "h_n", self.dtype, 3, True)
-                _check_array(rows, "rows", np.dtype(np.intc), 1, False)
-                if c_n is not None:
-                    _check_array(c_n, "c_n", self.dtype, 3, True)
-                if bs is not None:
-                    _check_array(bs, "batch_sizes", np.dtype(np.intc), 1, False)
-                if (x.shape[0] != T
-                        or (<object>h_n).shape != (self.num_layers, x.shape[1], self.h_size)
-                        or rows.shape[0] != x.shape[1]
-                        or (bs is not None and bs.shape[0] != T)
-                        or (self.family == LSTM and (c_n is None or (<object>c_n).shape
-                            != (self.num_layers, x.shape[1], self.hidden_size)))
-                        or width != self.h_size
-                        or (out.shape[1] if batch_major else out.shape[0]) != T):
-                    raise ValueError(f"run_pair: part {k}'s arrays do not fit the kernel")
-                ws = self.take_workspace(T, x.shape[1])
+                ws = self.take_workspace(T, pair.part[k].B)
                 spaces.append(ws)
-                pair.part[k].B = x.shape[1]
-                pair.part[k].bs = <const int*>_data(bs)
-                pair.part[k].x = <const float*>_data(x)
-                pair.part[k].h = <float*>_data(h_n)
-                pair.part[k].c = <float*>_data(c_n)
-                pair.part[k].og.step = width if batch_major else out.shape[1] * width
-                pair.part[k].og.row = T * width if batch_major else width
-                pair.part[k].og.index = <const int*>_data(rows)
                 pair.part[k].ws = &(<Workspace>ws).buffers
             with nogil:
                 if fr_pool_acquire():
