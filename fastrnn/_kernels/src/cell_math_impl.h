@@ -1,7 +1,7 @@
 /* The float32 kernels, written once and compiled once per instruction set: each of
  * isa_avx512.c, isa_avx2.c and isa_generic.c sets the parameters (FR_TARGET, FR_ISA,
  * FR_ISA_NAME, FR_NAME, FR_ACC, FR_VBYTES, FR_NB, FR_MV_REGS, and FR_CVTPH, FR_VMAX,
- * FR_VMIN, FR_VROUND, FR_VSCALEF, FR_VREDUCE, FR_VRCP where the ISA has the instruction)
+ * FR_VMIN, FR_VSCALEF, FR_VREDUCE, FR_VRCP where the ISA has the instruction)
  * and includes this file, which ends with that ISA's table (fr_kernels.h). Everything
  * else here is static. Plain loops over restrict pointers calling branch-free inline
  * activations, so that gcc vectorises them at the target's width.
@@ -168,17 +168,16 @@ static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(vsel)(FR_VI
     return (FR_VF)(((FR_VI)a & m) | ((FR_VI)b & ~m));
 }
 
-/* fr_expf (cell_math.h), lane by lane: the same reduction, polynomial and clamps. Where
- * the ISA has them (isa_*.c), min / max clamp (operands ordered so that a NaN
- * passes through), one rounding instruction replaces the magic-number pair and
- * AVX-512's scalef applies 2^n: the same values in fewer instructions, which counts
- * at large batch, where the nonlinearities are a tenth of a step.
- * AVX-512 goes further (FR_VREDUCE): y = x log2(e), f = y - floor(y) in [0, 1) by one
- * reduce instruction, 2^f by a degree-6 minimax polynomial (relative error 2e-9 in
- * exact arithmetic, 8e-8 in float32 Horner) and scalef, which applies 2^floor(y)
- * itself: 11 instructions where the form above takes 15 (a bfloat16 step at hidden 64
- * ran 8% faster). Rounding y to float costs exp a relative 4e-8 |y|, which sigmoid and
- * tanh scale down by their own e^-|x|: their error stays that of the test's 2.5e-7. */
+/* fr_expf (cell_math.h), lane by lane: the same clamps, reduction and polynomial (min /
+ * max clamp where the ISA has them, operands ordered so that a NaN passes through).
+ * AVX-512 reduces to 2^f instead (FR_VREDUCE): y = x log2(e), f = y - floor(y) in
+ * [0, 1) by one reduce instruction, 2^f by a degree-6 minimax polynomial (relative
+ * error 2e-9 in exact arithmetic, 8e-8 in float32 Horner) and scalef, which applies
+ * 2^floor(y) itself: 11 instructions (a bfloat16 step at hidden 64 ran 8% faster than
+ * with the Cephes form this file had then). Rounding y to float costs exp a relative
+ * 4e-8 |y|, which sigmoid and tanh scale down by their own e^-|x|: their error stays
+ * that of the test's 2.5e-7. (Degree 5 there: no faster in a step, and tanh's error
+ * rose to 2.0e-7.) */
 static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(vexp)(FR_VF x)
 {
     const FR_VF lo = (FR_VF){0} - 87.3f, hi = (FR_VF){0} + 88.3f;
@@ -200,26 +199,17 @@ static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(vexp)(FR_VF
     q = q * f + 1.0000000017f;
     return FR_VSCALEF(q, y);
 #else
-#ifdef FR_VROUND
-    FR_VF n = FR_VROUND(x * 1.44269504088896341f);
-#else
-    const float magic = 12582912.0f;
-    FR_VF n = (x * 1.44269504088896341f + magic) - magic;
-#endif
-    FR_VF r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    FR_VF p = (FR_VF){0} + 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-#ifdef FR_VSCALEF
-    return FR_VSCALEF(p, n);
-#else
-    FR_VI e = (__builtin_convertvector(n, FR_VI) + 127) << 23;
-    return p * (FR_VF)e;
-#endif
+    const FR_VF magic = (FR_VF){0} + FR_EXP_MAGIC;
+    const FR_VF t = x * FR_EXP_LOG2E + magic;
+    const FR_VF n = t - magic;
+    const FR_VF r = x - n * FR_EXP_LN2;
+    FR_VF p = (FR_VF){0} + FR_EXP_C5;
+    p = p * r + FR_EXP_C4;
+    p = p * r + FR_EXP_C3;
+    p = p * r + FR_EXP_C2;
+    p = p * r + FR_EXP_C1;
+    p = p * r + 1.0f;
+    return p * (FR_VF)((FR_VI)t << 23);
 #endif
 }
 
@@ -995,7 +985,6 @@ FR_HIDDEN const fr_kernels FR_NAME(kernels) = {
 #undef FR_PAIR_LO
 #undef FR_VMAX
 #undef FR_VMIN
-#undef FR_VROUND
 #undef FR_VSCALEF
 #undef FR_VREDUCE
 #undef FR_VRCP

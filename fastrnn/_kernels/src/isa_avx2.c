@@ -11,7 +11,6 @@
 #define FR_NAME(name) fr_##name##_avx2
 #define FR_VMAX(a, b) ((FR_VF)_mm256_max_ps((__m256)(a), (__m256)(b)))
 #define FR_VMIN(a, b) ((FR_VF)_mm256_min_ps((__m256)(a), (__m256)(b)))
-#define FR_VROUND(a) ((FR_VF)_mm256_round_ps((__m256)(a), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
 #define FR_ACC 8   /* accumulators, of 16 ymm registers */
 #define FR_VBYTES 32
 #define FR_NB 6

@@ -13,7 +13,6 @@
 #define FR_NAME(name) fr_##name##_avx512
 #define FR_VMAX(a, b) ((FR_VF)_mm512_max_ps((__m512)(a), (__m512)(b)))
 #define FR_VMIN(a, b) ((FR_VF)_mm512_min_ps((__m512)(a), (__m512)(b)))
-#define FR_VROUND(a) ((FR_VF)_mm512_roundscale_ps((__m512)(a), _MM_FROUND_TO_NEAREST_INT))
 #define FR_VSCALEF(a, n) ((FR_VF)_mm512_scalef_ps((__m512)(a), (__m512)(n)))
 /* a - floor(a) (imm 0x09: no fraction bits kept, round down, no precision exception) */
 #define FR_VREDUCE(a) ((FR_VF)_mm512_reduce_ps((__m512)(a), 0x09))
