@@ -683,12 +683,16 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(group_produc
  * xin: W_ih x + bias and acc: W h, both (G, FR_U) for the panel's units; the state
  * pointers are at the panel's first unit, n (<= FR_U) of them valid. */
 
-/* LSTM: c advances in place, h_out = o * tanh(c). */
-static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(lstm_lanes)(
-        int n, const float *restrict xin, const float *restrict acc, float *restrict c,
-        float *restrict h_out)
+/* LSTM in two halves, each over every sequence of a panel in turn (fused_body): the
+ * gates, with c advancing in place, then h_out = o * tanh(c). The second half's chain
+ * (exp, reciprocal) waits on the first's (exp, reciprocal, c): run back to back for one
+ * sequence, the two chains were one long wait, which the next sequence's could not
+ * overlap; halves over all sequences give the core independent work. lstm_gates
+ * leaves c and o in acc's f and o rows for lstm_out. */
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(lstm_gates)(
+        int n, const float *restrict xin, float *restrict acc, float *restrict c)
 {
-    float cb[FR_U], hb[FR_U];
+    float cb[FR_U];
     FR_NAME(load_units)(n, c, cb);
     for (int s = 0; s < FR_S; ++s) {
         const int u = s * FR_L;
@@ -698,9 +702,20 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(lstm_lanes)(
         FR_VF o_ = FR_NAME(vsigmoid)(FR_LD(xin + 3 * FR_U + u) + FR_LD(acc + 3 * FR_U + u));
         FR_VF c_ = f_ * FR_LD(cb + u) + i_ * g_;
         FR_ST(cb + u, c_);
-        FR_ST(hb + u, o_ * FR_NAME(vtanh)(c_));
+        FR_ST(acc + FR_U + u, c_);
+        FR_ST(acc + 3 * FR_U + u, o_);
     }
     FR_NAME(store_units)(n, cb, c);
+}
+
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(lstm_out)(
+        int n, const float *restrict acc, float *restrict h_out)
+{
+    float hb[FR_U];
+    for (int s = 0; s < FR_S; ++s) {
+        const int u = s * FR_L;
+        FR_ST(hb + u, FR_LD(acc + 3 * FR_U + u) * FR_NAME(vtanh)(FR_LD(acc + FR_U + u)));
+    }
     FR_NAME(store_units)(n, hb, h_out);
 }
 
@@ -764,19 +779,23 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(fused_body)(
             float xin[4 * FR_U];
             for (int b = 0; b < m; ++b) {
                 const ptrdiff_t col = (ptrdiff_t)(q - q0) * m + b;  /* in accs and xws */
-                const float *acc = accs + col * G * FR_U;
+                float *acc = accs + col * G * FR_U;
                 /* W_ih x: from the step's own product, or the hoisted projection */
                 const float *xw = wx != NULL ? xws + col * G * FR_U
                                              : gin + ((ptrdiff_t)b * npan + p) * G * FR_U;
                 FR_NAME(panel_x)(G, xw, bias + p * G * FR_U, xin);
                 const ptrdiff_t at = (ptrdiff_t)b * H + j0;
                 if (cell == FR_CELL_LSTM)
-                    FR_NAME(lstm_lanes)(n, xin, acc, c + at, h_out + at);
+                    FR_NAME(lstm_gates)(n, xin, acc, c + at);
                 else if (cell == FR_CELL_GRU)
                     FR_NAME(gru_lanes)(n, xin, acc, b_hn + p * FR_U, h + at, h_out + at);
                 else
                     FR_NAME(rnn_lanes)(n, xin, acc, relu, h_out + at);
             }
+            if (cell == FR_CELL_LSTM)
+                for (int b = 0; b < m; ++b)
+                    FR_NAME(lstm_out)(n, accs + ((ptrdiff_t)(q - q0) * m + b) * G * FR_U,
+                                      h_out + (ptrdiff_t)b * H + j0);
         }
     }
 }
