@@ -719,21 +719,33 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(lstm_out)(
     FR_NAME(store_units)(n, hb, h_out);
 }
 
-/* GRU: h -> h_out; b_hn (the panel's FR_U) sits inside r * (W_hn h + b_hn). */
-static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(gru_lanes)(
-        int n, const float *restrict xin, const float *restrict acc,
-        const float *restrict b_hn, const float *restrict h, float *restrict h_out)
+/* GRU in two halves over a panel's sequences, as the LSTM's: r and z, then n and h_out
+ * (n's chain waits on r's). b_hn (the panel's FR_U) sits inside r * (W_hn h + b_hn).
+ * gru_gates leaves z and n's argument in acc's z and n rows for gru_out. */
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(gru_gates)(
+        const float *restrict xin, float *restrict acc, const float *restrict b_hn)
+{
+    for (int s = 0; s < FR_S; ++s) {
+        const int u = s * FR_L;
+        FR_VF r = FR_NAME(vsigmoid)(FR_LD(xin + u) + FR_LD(acc + u));
+        FR_VF z = FR_NAME(vsigmoid)(FR_LD(xin + FR_U + u) + FR_LD(acc + FR_U + u));
+        FR_ST(acc + FR_U + u, z);
+        FR_ST(acc + 2 * FR_U + u, FR_LD(xin + 2 * FR_U + u) + r * (
+            FR_LD(acc + 2 * FR_U + u) + FR_LD(b_hn + u)));
+    }
+}
+
+/* h -> h_out */
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(gru_out)(
+        int n, const float *restrict acc, const float *restrict h, float *restrict h_out)
 {
     float hb[FR_U];
     FR_NAME(load_units)(n, h, hb);
     for (int s = 0; s < FR_S; ++s) {
         const int u = s * FR_L;
-        FR_VF r = FR_NAME(vsigmoid)(FR_LD(xin + u) + FR_LD(acc + u));
-        FR_VF z = FR_NAME(vsigmoid)(FR_LD(xin + FR_U + u) + FR_LD(acc + FR_U + u));
-        FR_VF nn = FR_NAME(vtanh)(FR_LD(xin + 2 * FR_U + u) + r * (
-            FR_LD(acc + 2 * FR_U + u) + FR_LD(b_hn + u)));
+        FR_VF nn = FR_NAME(vtanh)(FR_LD(acc + 2 * FR_U + u));
         /* torch's form, (h - n) * z + n */
-        FR_ST(hb + u, (FR_LD(hb + u) - nn) * z + nn);
+        FR_ST(hb + u, (FR_LD(hb + u) - nn) * FR_LD(acc + FR_U + u) + nn);
     }
     FR_NAME(store_units)(n, hb, h_out);
 }
@@ -755,7 +767,8 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(rnn_lanes)(
 /* ---- The fused step, one loop for every family --------------------------------
  * Walks the panels [p0, p1) in groups (group_panels), computes each group's products
  * (group_products), then for each panel and sequence adds the input part and bias and
- * hands the sums to the family's epilogue. cell is a constant at every call, so each
+ * hands the sums to the family's epilogue (the LSTM's and GRU's in two halves, each
+ * over all the panel's sequences: see lstm_gates). cell is a constant at every call, so each
  * family gets its own copy of this body (as do m = 1 and each storage type: see
  * fused_specialised below). h is (m, K) (K = H but for a projecting LSTM), c and h_out (m, H);
  * the arguments a family does not use (K, b_hn, c, relu) are ignored. */
@@ -788,14 +801,18 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(fused_body)(
                 if (cell == FR_CELL_LSTM)
                     FR_NAME(lstm_gates)(n, xin, acc, c + at);
                 else if (cell == FR_CELL_GRU)
-                    FR_NAME(gru_lanes)(n, xin, acc, b_hn + p * FR_U, h + at, h_out + at);
+                    FR_NAME(gru_gates)(xin, acc, b_hn + p * FR_U);
                 else
                     FR_NAME(rnn_lanes)(n, xin, acc, relu, h_out + at);
             }
-            if (cell == FR_CELL_LSTM)
-                for (int b = 0; b < m; ++b)
-                    FR_NAME(lstm_out)(n, accs + ((ptrdiff_t)(q - q0) * m + b) * G * FR_U,
-                                      h_out + (ptrdiff_t)b * H + j0);
+            for (int b = 0; cell != FR_CELL_RNN && b < m; ++b) {
+                const float *acc = accs + ((ptrdiff_t)(q - q0) * m + b) * G * FR_U;
+                const ptrdiff_t at = (ptrdiff_t)b * H + j0;
+                if (cell == FR_CELL_LSTM)
+                    FR_NAME(lstm_out)(n, acc, h_out + at);
+                else
+                    FR_NAME(gru_out)(n, acc, h + at, h_out + at);
+            }
         }
     }
 }
