@@ -151,6 +151,7 @@ static FR_TARGET void FR_NAME(rnn_cols_f32)(
 typedef float FR_NAME(vf) __attribute__((vector_size(FR_VBYTES)));
 typedef float FR_NAME(vfu) __attribute__((vector_size(FR_VBYTES), aligned(4), may_alias));
 typedef int32_t FR_NAME(vi) __attribute__((vector_size(FR_VBYTES)));
+typedef uint32_t FR_NAME(vu) __attribute__((vector_size(FR_VBYTES)));
 #define FR_VF FR_NAME(vf)
 #define FR_VFU FR_NAME(vfu)
 #define FR_VI FR_NAME(vi)
@@ -209,7 +210,7 @@ static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(vexp)(FR_VF
     p = p * r + FR_EXP_C2;
     p = p * r + FR_EXP_C1;
     p = p * r + 1.0f;
-    return p * (FR_VF)((FR_VI)t << 23);
+    return p * (FR_VF)((FR_NAME(vu))t << 23);  /* unsigned: the bits above shift out */
 #endif
 }
 
@@ -252,7 +253,6 @@ static FR_TARGET void FR_NAME(vactivations_f32)(int n, const float *x, float *si
 
 /* Weights stored as float16 or bfloat16 are widened in registers, FR_L at a time. */
 typedef uint16_t FR_NAME(vh) __attribute__((vector_size(FR_VBYTES / 2), aligned(2), may_alias));
-typedef uint32_t FR_NAME(vu) __attribute__((vector_size(FR_VBYTES)));
 
 static inline __attribute__((always_inline)) FR_TARGET FR_VF FR_NAME(load_f16)(const uint16_t *p)
 {
