@@ -2,11 +2,13 @@
 process: the ratio fastrnn / best peer per case and whether it meets its bar.
 
     python bench/bars.py --threads 1 --rounds 3 [--peers onnxruntime,torch]
-        [--modes LSTM,GRU] [--hidden 64,128,256,512] [--batch 1,8,16,64] [--json PATH]
+        [--modes LSTM,GRU] [--hidden 64,128,256,512] [--batch 1,8,16,64]
+        [--weight-dtype bfloat16] [--json PATH]
 
 Bars (float32, T=100, input = hidden): with 1 thread, batch 1 at most 0.6x the best
 peer's time at hidden 64-256 and 0.8x at 512, batches 8-64 at most 0.85x; with 2
-threads, batch 1 at most 0.7x and batches 8-64 at most 0.9x. Every round starts one
+threads, batch 1 at most 0.7x and batches 8-64 at most 0.9x; bfloat16 weights at batch 1,
+1 thread, at most 0.5x (the peers in float32). Every round starts one
 fresh process per engine and case (fastrnn.benchmark.isolated), the order rotating,
 so that no engine's idle workers spin on the core another is measured on; each figure
 is the median over rounds of each process's median sample, and every engine's output
@@ -25,7 +27,9 @@ from fastrnn.benchmark import isolated
 from fastrnn.benchmark.cases import Case
 
 
-def bar(threads, batch, hidden):
+def bar(threads, batch, hidden, weight_dtype="float32"):
+    if weight_dtype == "bfloat16" and threads == 1 and batch == 1:
+        return 0.5
     if threads == 1:
         if batch == 1:
             return 0.6 if hidden <= 256 else 0.8
@@ -42,6 +46,10 @@ def main(argv=None):
     ap.add_argument("--modes", default="LSTM,GRU")
     ap.add_argument("--hidden", default="64,128,256,512")
     ap.add_argument("--batch", default="1,8,16,64")
+    ap.add_argument("--weight-dtype", default="float32",
+                    choices=("float32", "float16", "bfloat16"),
+                    help="fastrnn's weight storage (the peers run float32 with the same "
+                         "rounded values); bfloat16's bar at batch 1, 1 thread: 0.5x")
     ap.add_argument("--json", help="write the records here too")
     args = ap.parse_args(argv)
     if args.rounds < 1 or args.samples < 1:
@@ -52,7 +60,8 @@ def main(argv=None):
     isa = fastrnn.Plan.default().isa
     print(f"# {cpu_model()}; fastrnn {fastrnn.__version__} on {isa} "
           f"(FASTRNN_ISA={os.environ.get('FASTRNN_ISA', 'unset')}); {args.threads} "
-          f"thread(s); T=100, input = hidden, float32, us per step; {args.rounds} "
+          f"thread(s); T=100, input = hidden, float32 with {args.weight_dtype} weights, us "
+          f"per step; {args.rounds} "
           f"rounds of one process per engine", flush=True)
     print("| case | fastrnn | " + " | ".join(peers) + " | fastrnn / best | bar | met |")
     print("|---|---|" + "---|" * len(peers) + "---|---|---|", flush=True)
@@ -60,7 +69,8 @@ def main(argv=None):
     for mode in args.modes.split(","):
         for hidden in map(int, args.hidden.split(",")):
             for batch in map(int, args.batch.split(",")):
-                case = Case(mode=mode, hidden=hidden, batch=batch, seq_len=100)
+                case = Case(mode=mode, hidden=hidden, batch=batch, seq_len=100,
+                            weight_dtype=args.weight_dtype)
                 recs = isolated.run_case(case, peers, threads=args.threads,
                                          rounds=args.rounds, samples=args.samples)
                 recs = {r["engine"]: r for r in recs if "us_per_step" in r}
@@ -72,7 +82,7 @@ def main(argv=None):
                 present = [p for p in peers if p in us]
                 best = min((us[p] for p in present), default=None)
                 ratio = us["fastrnn"] / best if best else None
-                limit = bar(args.threads, batch, hidden)
+                limit = bar(args.threads, batch, hidden, args.weight_dtype)
                 ok = ratio is not None and ratio <= limit and not wrong
                 met += ok
                 cells = [f"{us[p]:.2f}" if p in us else "-" for p in peers]
@@ -82,8 +92,8 @@ def main(argv=None):
                       + ("yes" if ok else "no") + (f" (outputs differ: {wrong})" if wrong
                                                    else "") + " |", flush=True)
                 records.append(dict(mode=mode, hidden=hidden, batch=batch,
-                                    threads=args.threads, us=us, ratio=ratio, bar=limit,
-                                    met=ok))
+                                    threads=args.threads, weight_dtype=args.weight_dtype,
+                                    us=us, ratio=ratio, bar=limit, met=ok))
     print(f"\n{met} of {len(records)} cases meet their bar", flush=True)
     if args.json:
         with open(args.json, "w") as f:
