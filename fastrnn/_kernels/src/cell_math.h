@@ -45,9 +45,8 @@ extern FR_HIDDEN const fr_kernels fr_kernels_avx512;
  * rounding and conversion instructions) took 19, and the cell updates are a fifth of
  * an AVX2 step at hidden 128, batch 16: Xeon, AVX2 kernels, 1 thread, T=100, new / old
  * time 0.92-0.94x for LSTM hidden 64-128 at batch 1-64, 0.97x at 256; GRU 0.93-0.99x.
- * The fused kernels use its lane-by-lane twin
- * vexp in cell_math_impl.h (the same constants; on AVX-512 vexp reduces to 2^f
- * instead, see there). */
+ * The fused kernels use its lane-by-lane twin vexp in cell_math_impl.h (the same
+ * constants; on AVX-512 vexp reduces to 2^f instead, see there). */
 #define FR_EXP_MAGIC 12583039.0f       /* 1.5 * 2^23 + 127 */
 #define FR_EXP_LOG2E 1.44269504088896341f
 #define FR_EXP_LN2 0.693147180559945309f
