@@ -699,13 +699,18 @@ cdef bint _non_increasing_within(const int* v, Py_ssize_t n, int hi):
     return True
 
 
-cdef bint _disjoint(const int* a, Py_ssize_t na, const int* b, Py_ssize_t nb):
-    """No value in both a and b (two halves of a batch: at most 32 each)."""
-    cdef Py_ssize_t i, j
+cdef bint _disjoint(const int* a, Py_ssize_t na, const int* b, Py_ssize_t nb,
+                    Py_ssize_t n):
+    """No value in both a and b, whose values are in [0, n) (checked): one mark per
+    value, so that parts of any size cost their length."""
+    seen = np.zeros(n, np.uint8)
+    cdef unsigned char[::1] mark = seen
+    cdef Py_ssize_t i
     for i in range(na):
-        for j in range(nb):
-            if a[i] == b[j]:
-                return False
+        mark[a[i]] = 1
+    for i in range(nb):
+        if mark[b[i]]:
+            return False
     return True
 
 
@@ -1055,7 +1060,7 @@ cdef class Kernel:
             pair.part[k].og.row = T * width if batch_major else width
             pair.part[k].og.index = <const int*>_data(rows)
         if not _disjoint(pair.part[0].og.index, pair.part[0].B, pair.part[1].og.index,
-                         pair.part[1].B):
+                         pair.part[1].B, out.shape[0] if batch_major else out.shape[1]):
             raise ValueError("run_pair: the two parts' rows of out must differ (the cores "
                              "write them at once)")
         pair.family, pair.params, pair.d = <Family>self.family, self.params, self.dispatch
