@@ -517,3 +517,6 @@ def test_l2_cache_size_read_from_sysfs(tmp_path):
     assert l2_cache_bytes(str(tmp_path)) == 2 << 20
     (tmp_path / "index2" / "size").write_text("lots\n")
     assert l2_cache_bytes(str(tmp_path)) == DEFAULT_CACHE_BYTES
+    for absurd in ("0K", "-512K", "4096G"):   # out of Plan's bounds: not trusted
+        (tmp_path / "index2" / "size").write_text(f"{absurd}\n")
+        assert l2_cache_bytes(str(tmp_path)) == DEFAULT_CACHE_BYTES

@@ -74,12 +74,14 @@ FUSED_X_MIN_BATCH = {"generic": 16, "avx2": FUSED_BATCH_LIMIT + 1, "avx512": 16}
 # 16, 1.06x at 32, 0.91x at 64; with 0.5-2 MB of weights, hidden 64-256, 0.92-1.03x from
 # batch 16). Read from the CPU's cache description (sysfs); 1 MiB where it says nothing.
 DEFAULT_CACHE_BYTES = 1 << 20
+MAX_CACHE_BYTES = 1 << 40
 _SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}   # sysfs writes 2048K
 
 
 def l2_cache_bytes(root="/sys/devices/system/cpu/cpu0/cache"):
     """One core's L2 size in bytes as Linux describes it under `root`, or
-    DEFAULT_CACHE_BYTES where it does not (another OS, a container hiding sysfs)."""
+    DEFAULT_CACHE_BYTES where it does not (another OS, a container hiding sysfs) or
+    gives a size out of [1, MAX_CACHE_BYTES]."""
     for index in sorted(glob.glob(f"{root}/index*")):
         try:
             with open(f"{index}/level") as f:
@@ -94,10 +96,13 @@ def l2_cache_bytes(root="/sys/devices/system/cpu/cpu0/cache"):
             continue
         try:
             if size[-1:].upper() in _SIZE_UNITS:
-                return int(size[:-1]) * _SIZE_UNITS[size[-1].upper()]
-            return int(size)
+                value = int(size[:-1]) * _SIZE_UNITS[size[-1].upper()]
+            else:
+                value = int(size)
         except ValueError:
             break
+        # within Plan's bounds for cache_bytes, or every default plan would be refused
+        return value if 1 <= value <= MAX_CACHE_BYTES else DEFAULT_CACHE_BYTES
     return DEFAULT_CACHE_BYTES
 
 # Elements of the gate buffer the input projection fills at once. A chunk of steps
@@ -188,7 +193,7 @@ class Plan:
                              f"{best!r})")
         checks = (("fused_max_batch", 0, FUSED_BATCH_LIMIT), ("fused_x_min_batch", 1, None),
                   ("split_min_hidden", 0, None), ("chunk_elements", 1, None),
-                  ("cache_bytes", 0, 1 << 40))
+                  ("cache_bytes", 0, MAX_CACHE_BYTES))
         for name, lo, hi in checks:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < lo or (
