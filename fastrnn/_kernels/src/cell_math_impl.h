@@ -316,8 +316,10 @@ FR_PANEL_MATVEC(f16, uint16_t, FR_NAME(load_f16))
  * vector at a time costs a cross-lane shuffle each. K is padded to even with zeros;
  * the pad's h is never read. */
 typedef uint32_t FR_NAME(vpair) __attribute__((vector_size(FR_VBYTES), aligned(4), may_alias));
-#define FR_PAIR_LO(w) ((FR_VF)(*(const FR_NAME(vpair) *)(w) << 16))
-#define FR_PAIR_HI(w) ((FR_VF)(*(const FR_NAME(vpair) *)(w) & 0xffff0000u))
+#define FR_WORD_LO(v) ((FR_VF)((v) << 16))         /* a loaded word's halves */
+#define FR_WORD_HI(v) ((FR_VF)((v) & 0xffff0000u))
+#define FR_PAIR_LO(w) FR_WORD_LO(*(const FR_NAME(vpair) *)(w))
+#define FR_PAIR_HI(w) FR_WORD_HI(*(const FR_NAME(vpair) *)(w))
 /* One load of a word for both its halves: gcc folds the load into the shift and into
  * the mask, reading each word twice, which in the one-sequence product (no reuse: every
  * word comes once per step from L2) cost 11-18% of an AVX-512 step (Xeon, LSTM hidden
@@ -343,8 +345,8 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
         for (int i = 0; i < per_k; ++i) {
             FR_NAME(vpair) word = *(const FR_NAME(vpair) *)(w + i * FR_L);
             FR_KEEP_IN_REGISTER(word);
-            a[i] += (FR_VF)(word << 16) * x0;
-            a[odd + i] += (FR_VF)(word & 0xffff0000u) * x1;
+            a[i] += FR_WORD_LO(word) * x0;
+            a[odd + i] += FR_WORD_HI(word) * x1;
         }
     }
     if (K & 1) {
@@ -1036,6 +1038,8 @@ FR_HIDDEN const fr_kernels FR_NAME(kernels) = {
 #undef FR_VREDUCE
 #undef FR_VRCP
 #undef FR_PAIR_HI
+#undef FR_WORD_LO
+#undef FR_WORD_HI
 #undef FR_KEEP_IN_REGISTER
 #undef FR_VF
 #undef FR_VFU
