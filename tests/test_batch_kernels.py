@@ -70,6 +70,35 @@ def test_half_storage_batches_match_float32_of_the_same_values(isa, weight_dtype
 
 
 @pytest.mark.parametrize("isa", RUNS)
+@pytest.mark.parametrize("weight_dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("mode", MODES)
+def test_half_storage_projection_widened_by_row_blocks(isa, weight_dtype, mode):
+    """The hoisted projection of half-precision panels, widened 64 rows at a time for
+    all of a chunk's columns: input sizes on both sides of a row block (and odd, for
+    the bfloat16 pairs), steps x batch that leave column groups of 1-6 and a lone
+    column past 64, and shorter sequences whose last steps project few rows."""
+    for inputs in (1, 63, 64, 65, 131):
+        m, _ = make_model(mode, inputs, 20, scale=20 ** -0.5, weight_dtype=weight_dtype)
+        rounded = {k: np.asarray(v, np.float32) for k, v in m.state_dict().items()}
+        ref = type(m)(inputs, 20)
+        ref.load_state_dict(rounded)
+        for model in (m, ref):  # hoisted at every batch
+            model.plan = fastrnn.Plan.default(isa=isa).replace(
+                fused=True, fused_max_batch=64, fused_x_min_batch=65, cache_bytes=0)
+        rng = np.random.default_rng(inputs)
+        for steps, batch in ((65, 1), (67, 1), (13, 5), (40, 3)):
+            x = rng.standard_normal((steps, batch, inputs)).astype(np.float32)
+            np.testing.assert_allclose(m(x)[0], ref(x)[0], rtol=1e-4, atol=2e-5,
+                                       err_msg=f"{weight_dtype} {isa} I={inputs} "
+                                               f"T={steps} B={batch}")
+        x = rng.standard_normal((30, 4, inputs)).astype(np.float32)
+        lengths = [30, 17, 2, 1]
+        np.testing.assert_allclose(m(x, lengths=lengths)[0], ref(x, lengths=lengths)[0],
+                                   rtol=1e-4, atol=2e-5,
+                                   err_msg=f"{weight_dtype} {isa} I={inputs} lengths")
+
+
+@pytest.mark.parametrize("isa", RUNS)
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 def test_both_sides_of_the_default_thresholds(isa, mode):
     """The ISA's own defaults: batches at and past fused_max_batch (fused, then BLAS)
