@@ -100,6 +100,28 @@ def test_half_storage_projection_widened_by_row_blocks(isa, weight_dtype, mode):
 
 @pytest.mark.parametrize("isa", RUNS)
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("weight_dtype", [None, "bfloat16"])
+@pytest.mark.parametrize("x_in_step", [False, True])
+def test_panels_of_256_rows_and_more_in_row_blocks(isa, mode, weight_dtype, x_in_step):
+    """Panels of 256+ rows go through the column blocks a row block at a time, the
+    partial sums kept between blocks: 300 recurrent rows (whole blocks and a partial
+    one) and 257 input rows (odd: the last bfloat16 pair holds one row), batches of
+    one block of columns and of several, against float64 NumPy."""
+    hidden, inputs = 300, 257
+    m, sd = make_model(mode, inputs, hidden, scale=hidden ** -0.5, weight_dtype=weight_dtype)
+    m.plan = fastrnn.Plan.default(isa=isa).replace(
+        fused=True, fused_max_batch=64, fused_x_min_batch=1 if x_in_step else 65,
+        cache_bytes=1 << 30 if x_in_step else 0)
+    sd = {k: np.asarray(v, np.float32) for k, v in m.state_dict().items()}  # as stored
+    x = np.random.default_rng(3).standard_normal((4, 64, inputs)).astype(np.float32)
+    want = reference.forward(family(mode), sd, x.astype(np.float64), 1, False, hidden)[0]
+    for b in (2, 7, 13, 64):
+        np.testing.assert_allclose(m(x[:, :b])[0], want[:, :b], rtol=1e-4, atol=2e-5,
+                                   err_msg=f"{mode} {isa} {weight_dtype} batch {b}")
+
+
+@pytest.mark.parametrize("isa", RUNS)
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 def test_both_sides_of_the_default_thresholds(isa, mode):
     """The ISA's own defaults: batches at and past fused_max_batch (fused, then BLAS)
     and fused_x_min_batch (hoisted, then in-step) give the reference's outputs."""
