@@ -99,14 +99,15 @@ def test_half_storage_projection_widened_by_row_blocks(isa, weight_dtype, mode):
 
 
 @pytest.mark.parametrize("isa", RUNS)
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("weight_dtype", [None, "bfloat16"])
 @pytest.mark.parametrize("x_in_step", [False, True])
 def test_panels_of_256_rows_and_more_in_row_blocks(isa, mode, weight_dtype, x_in_step):
-    """Panels of 256+ rows go through the column blocks a row block at a time, the
-    partial sums kept between blocks: 300 recurrent rows (whole blocks and a partial
-    one) and 257 input rows (odd: the last bfloat16 pair holds one row), batches of
-    one block of columns and of several, against float64 NumPy."""
+    """Panels of 256+ rows go through the column blocks a row block (a fixed number of
+    bytes: rows by gate count and storage) at a time, the partial sums kept between
+    blocks: 300 recurrent rows (whole blocks and a partial one) and 257 input rows (odd:
+    the last bfloat16 pair holds one row), batches of one block of columns and of
+    several, against float64 NumPy."""
     hidden, inputs = 300, 257
     m, sd = make_model(mode, inputs, hidden, scale=hidden ** -0.5, weight_dtype=weight_dtype)
     m.plan = fastrnn.Plan.default(isa=isa).replace(

@@ -527,15 +527,17 @@ static inline __attribute__((always_inline)) FR_TARGET int FR_NAME(panel_blocks)
 }
 #endif
 
-#ifdef FR_KBLOCK
-/* panel_blocks over rows FR_KBLOCK at a time (see panel_matvec_m), a function of its
- * own (one copy per gate count), so that the steps' plain passes compile as before. */
+#ifdef FR_KBLOCK_BYTES
+/* panel_blocks over a row block of FR_KBLOCK_BYTES of weights at a time (see
+ * panel_matvec_m; an even number of rows: bfloat16 pairs), a function of its own (one
+ * copy per gate count), so that the steps' plain passes compile as before. */
 static inline __attribute__((always_inline)) FR_TARGET int FR_NAME(panel_blocked_g)(
         int wt, int G, int K, const void *restrict w, ptrdiff_t at, const float *restrict h,
         int ldh, int m, float *restrict acc, int lda)
 {
     int b = 0;
-    const int kb = m > FR_NB ? FR_KBLOCK : K;  /* FR_KBLOCK even: bfloat16 pairs */
+    const int rows = (FR_KBLOCK_BYTES / (G * FR_U * (wt == FR_W_F32 ? 4 : 2))) & ~1;
+    const int kb = m > FR_NB ? rows : K;
     for (int k0 = 0; k0 < K; k0 += kb)
         b = FR_NAME(panel_blocks)(wt, G, k0, K - k0 < kb ? K : k0 + kb, k0 > 0, FR_PF_ROWS,
                                   w, at, h, ldh, m, acc, lda);
@@ -557,11 +559,11 @@ static __attribute__((noinline)) FR_TARGET int FR_NAME(panel_blocked)(
 #endif
 
 /* Panel p's product for m columns (h rows of stride ldh) into acc (m rows of stride
- * lda, G*FR_U used). Where the ISA sets FR_KBLOCK (AVX2 and AVX-512: 6 columns per pass, so that
- * a batch above 6 passes over each panel several times), the rows of the panel go
- * FR_KBLOCK at a time through every column block, the partial sums kept in acc
- * between row blocks: a row block (FR_KBLOCK * G * FR_U weights, 32 KB for an LSTM's
- * float32 panel) stays in L1 for the column blocks after the first, where a whole
+ * lda, G*FR_U used). Where the ISA sets FR_KBLOCK_BYTES (AVX2 and AVX-512: 6 columns per
+ * pass, so that a batch above 6 passes over each panel several times), the rows of the
+ * panel go that many bytes of weights at a time through every column block, the
+ * partial sums kept in acc between row blocks: a row block (AVX-512: 32 KB, 128 rows of
+ * an LSTM's float32 panel) stays in L1 for the column blocks after the first, where a whole
  * panel (128 KB at hidden 512) came back from L2 for each; and the first column block
  * of each pass prefetches its weights FR_PF_ROWS rows ahead (past the panel's end: the
  * next panel's first rows), which the hardware prefetcher did not do for a pass's one
@@ -576,7 +578,7 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
     int b = 0;
 #if FR_NB >= 2
     const ptrdiff_t at = p * FR_NAME(panel_size)(wt, G, K);
-#ifdef FR_KBLOCK
+#ifdef FR_KBLOCK_BYTES
     if (K >= FR_KBLOCK_MIN_K)
         b = FR_NAME(panel_blocked)(wt, G, K, w, at, h, ldh, m, acc, lda);
     else
@@ -1097,7 +1099,7 @@ FR_HIDDEN const fr_kernels FR_NAME(kernels) = {
 #undef FR_VBYTES
 #undef FR_NB
 #undef FR_MV_REGS
-#undef FR_KBLOCK
+#undef FR_KBLOCK_BYTES
 #undef FR_PF_ROWS
 #undef FR_KBLOCK_MIN_K
 #undef FR_PROJ_ROWS

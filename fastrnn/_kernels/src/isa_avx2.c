@@ -14,16 +14,16 @@
 #define FR_ACC 8   /* accumulators, of 16 ymm registers */
 #define FR_VBYTES 32
 #define FR_NB 6
-/* Panels of 256 rows and more: the batch product's rows in blocks of 64 (16 KB of an
- * LSTM's float32 panel) through every 6-column block, the first column block of each
- * pass prefetching its weights 32 rows ahead (cell_math_impl.h, panel_matvec_m). Xeon
- * (KVM, 2 cores), 1 thread, T=100, interleaved processes, new / old time: LSTM H=512
- * 0.90-0.95x at batch 8-64, GRU H=512 0.85-0.98x, H=256 0.91-1.01x (docs/avx2.md).
- * Blocks of 128 rows ran as fast on that Xeon (48 KB of L1D; 64 / 128: 0.97-1.03x at
- * hidden 256-512, batch 8-64), but most AVX2 cores (Zen 2 and 3, Haswell to Cascade
- * Lake) have 32 KB, which a 32 KB block and the columns' h overflow: no block would
- * stay in L1 from one column block to the next. */
-#define FR_KBLOCK 64
+/* Panels of 256 rows and more: the batch product's rows in blocks of 16 KB of weights
+ * (64 rows of an LSTM's float32 panel) through every 6-column block, the first column
+ * block of each pass prefetching its weights 32 rows ahead (cell_math_impl.h,
+ * panel_matvec_m). Xeon (KVM, 2 cores), 1 thread, T=100, interleaved processes, new /
+ * old time, with blocks of 128 rows: LSTM H=512 0.90-0.95x at batch 8-64, GRU H=512
+ * 0.85-0.98x, H=256 0.91-1.01x (docs/avx2.md). Blocks of 32 KB ran as fast or up to 3%
+ * faster on that Xeon (48 KB of L1D), but most AVX2 cores (Zen 2 and 3, Haswell to
+ * Cascade Lake) have 32 KB, which a 32 KB block and the columns' h overflow: no block
+ * would stay in L1 from one column block to the next. */
+#define FR_KBLOCK_BYTES 16384
 #define FR_PF_ROWS 32
 #define FR_KBLOCK_MIN_K 256
 #define FR_MV_REGS 15

@@ -23,16 +23,19 @@
 #define FR_VBYTES 64
 #define FR_NB 6    /* columns per pass of the small-batch product */
 #define FR_MV_REGS 31 /* registers for its accumulators and weights */
-/* Panels of 256 rows and more in row blocks of 128 (32 KB of an LSTM's panel, kept in L1
- * through every 6-column block), the first block prefetching 32 rows ahead, as on AVX2
+/* Panels of 256 rows and more in row blocks of 32 KB of weights (128 rows of an LSTM's
+ * float32 panel, kept in L1 through every 6-column block), the first block prefetching
+ * 32 rows ahead, as on AVX2
  * (cell_math_impl.h, panel_matvec_m). Xeon (KVM, 2 MB L2), 1 thread, T=100, 5-7
  * alternating processes, new / old time: LSTM hidden 256 0.95-0.96x at batch 8-64,
  * hidden 512 0.97x at 8-16, 1.00x at 64; GRU 0.99-1.00x (hidden 128: unchanged).
  * Blocks of 64 rows there (48 KB of L1D, as Zen 5's): 1.02-1.05x at hidden 256, 0.98-
- * 0.99x at 512, so 128 stays; a core with 32 KB of L1D (Zen 4, Skylake-SP) would keep a
- * 64-row block in L1 where a 128-row one is evicted (untested: the AVX2 table, whose
- * cores mostly have 32 KB, uses 64). */
-#define FR_KBLOCK 128
+ * 0.99x at 512, so 32 KB stays; a core with 32 KB of L1D (Zen 4, Skylake-SP) would keep
+ * a 16 KB block in L1 where a 32 KB one is evicted (untested: the AVX2 table, whose
+ * cores mostly have 32 KB, uses 16 KB). In bytes rather than 128 rows for every
+ * family: RNN batches 0.94-0.96x the time (their 128-row blocks had been 8 KB),
+ * bfloat16 LSTM 0.96x, GRU level (170 rows). */
+#define FR_KBLOCK_BYTES 32768
 #define FR_PF_ROWS 32
 #define FR_KBLOCK_MIN_K 256
 #include "cell_math_impl.h"
