@@ -14,8 +14,8 @@
 #define FR_ACC 8   /* accumulators, of 16 ymm registers */
 #define FR_VBYTES 32
 #define FR_NB 6
-/* Panels of 256 rows and more: the batch product's rows in blocks of 16 KB of weights
- * (64 rows of an LSTM's float32 panel) through every 6-column block, the first column
+/* Panels of 256 rows and more: the batch product's rows in blocks of at most 16 KB of
+ * weights (64 rows of an LSTM's float32 panel) through every 6-column block, the first column
  * block of each pass prefetching its weights 32 rows ahead (cell_math_impl.h,
  * panel_matvec_m). Xeon (KVM, 2 cores), 1 thread, T=100, interleaved processes, new /
  * old time, with blocks of 128 rows: LSTM H=512 0.90-0.95x at batch 8-64, GRU H=512

@@ -32,9 +32,9 @@
  * Blocks of 64 rows there (48 KB of L1D, as Zen 5's): 1.02-1.05x at hidden 256, 0.98-
  * 0.99x at 512, so 32 KB stays; a core with 32 KB of L1D (Zen 4, Skylake-SP) would keep
  * a 16 KB block in L1 where a 32 KB one is evicted (untested: the AVX2 table, whose
- * cores mostly have 32 KB, uses 16 KB). In bytes rather than 128 rows for every
- * family: RNN batches 0.94-0.96x the time (their 128-row blocks had been 8 KB),
- * bfloat16 LSTM 0.96x, GRU level (170 rows). */
+ * cores mostly have 32 KB, uses 16 KB). In bytes (multiples of 32 rows) rather than
+ * 128 rows for every family: RNN batches 0.92-0.96x the time (their 128-row blocks had
+ * been 8 KB), GRU (160 rows) 0.96-0.99x, bfloat16 LSTM (256 rows) 0.96x. */
 #define FR_KBLOCK_BYTES 32768
 #define FR_PF_ROWS 32
 #define FR_KBLOCK_MIN_K 256
