@@ -23,6 +23,11 @@ def _model(mode, isa, weight_dtype=None, **plan):
     return m, sd
 
 
+def _as_stored(m):
+    """m's weights in float32: the rounded values its half-precision storage holds."""
+    return {k: np.asarray(v, np.float32) for k, v in m.state_dict().items()}
+
+
 def _reference(mode, sd, x):
     out = reference.forward(family(mode), sd, x.astype(np.float64), 1, False, H,
                             relu=mode == "RNN_RELU")[0]
@@ -61,7 +66,7 @@ def test_half_storage_batches_match_float32_of_the_same_values(isa, weight_dtype
     x = _x()
     for b in (2, 3, 5, 7, 13, 64):
         m, _ = _model("LSTM", isa, weight_dtype=weight_dtype)
-        rounded = {k: np.asarray(v, np.float32) for k, v in m.state_dict().items()}
+        rounded = _as_stored(m)
         ref = fastrnn.LSTM(I, H)
         ref.load_state_dict(rounded)
         ref.plan = fastrnn.Plan.default(isa=isa).replace(fused=True, fused_max_batch=64)
@@ -79,7 +84,7 @@ def test_half_storage_projection_widened_by_row_blocks(isa, weight_dtype, mode):
     column past 64, and shorter sequences whose last steps project few rows."""
     for inputs in (1, 63, 64, 65, 131):
         m, _ = make_model(mode, inputs, 20, scale=20 ** -0.5, weight_dtype=weight_dtype)
-        rounded = {k: np.asarray(v, np.float32) for k, v in m.state_dict().items()}
+        rounded = _as_stored(m)
         ref = type(m)(inputs, 20)
         ref.load_state_dict(rounded)
         for model in (m, ref):  # hoisted at every batch
@@ -113,7 +118,7 @@ def test_panels_of_256_rows_and_more_in_row_blocks(isa, mode, weight_dtype, x_in
     m.plan = fastrnn.Plan.default(isa=isa).replace(
         fused=True, fused_max_batch=64, fused_x_min_batch=1 if x_in_step else 65,
         cache_bytes=1 << 30 if x_in_step else 0)
-    sd = {k: np.asarray(v, np.float32) for k, v in m.state_dict().items()}  # as stored
+    sd = _as_stored(m)
     x = np.random.default_rng(3).standard_normal((4, 64, inputs)).astype(np.float32)
     want = reference.forward(family(mode), sd, x.astype(np.float64), 1, False, hidden)[0]
     for b in (2, 7, 13, 64):
