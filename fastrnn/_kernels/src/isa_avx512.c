@@ -25,8 +25,8 @@
 #define FR_MV_REGS 31 /* registers for its accumulators and weights */
 /* Panels of 256 rows and more in row blocks of 32 KB of weights (128 rows of an LSTM's
  * float32 panel, kept in L1 through every 6-column block), the first block prefetching
- * 32 rows ahead, as on AVX2
- * (cell_math_impl.h, panel_matvec_m). Xeon (KVM, 2 MB L2), 1 thread, T=100, 5-7
+ * 32 rows ahead, as on AVX2 (cell_math_impl.h, panel_matvec_m). Xeon (KVM, 2 MB L2), 1
+ * thread, T=100, 5-7
  * alternating processes, new / old time: LSTM hidden 256 0.95-0.96x at batch 8-64,
  * hidden 512 0.97x at 8-16, 1.00x at 64; GRU 0.99-1.00x (hidden 128: unchanged).
  * Blocks of 64 rows there (48 KB of L1D, as Zen 5's): 1.02-1.05x at hidden 256, 0.98-
