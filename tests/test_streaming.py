@@ -1,6 +1,7 @@
 """Step-by-step inference: model.step and model.stream."""
 import pickle
 import threading
+import time
 import tracemalloc
 
 import numpy as np
@@ -340,6 +341,29 @@ def test_two_core_split_of_batches_matches_one_core(mode, batch, rng):
             s = model.stream(batch=batch)
             runs.append((model(x, lengths=lengths)[0],
                          np.stack([s.step(x[t]) for t in range(25)])))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_split_steps_while_the_helper_sleeps_match_one_core(mode, rng):
+    """After a pause longer than the helper's spin it sleeps, and a short split job does
+    not wake it: the caller runs both halves of each step (stream steps 5 ms apart);
+    a long call wakes it part way (steps of the caller alone, then shared). Either way
+    bitwise the results of one core."""
+    model, _ = make_model(mode, 6, 40, num_layers=2, scale=40 ** -0.5)   # 3 panels
+    with_plan(model, split_min_hidden=0)
+    x = rng.standard_normal((400, 1, 6)).astype(np.float32)
+    runs = []
+    for threads in (1, 2):
+        with kernel_threads(threads):
+            s = model.stream()
+            steps = []
+            for t in range(12):
+                time.sleep(0.005)
+                steps.append(s.step(x[t, 0]))
+            time.sleep(0.005)
+            runs.append((np.stack(steps), model(x)[0]))
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
 

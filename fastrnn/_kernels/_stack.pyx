@@ -29,7 +29,8 @@ cdef extern from "parallel.h" nogil:
     ctypedef void (*fr_task_fn)(void* arg, int part) noexcept nogil
     int fr_pool_acquire()
     void fr_pool_release()
-    void fr_pool_run(fr_task_fn fn, void* arg)
+    double FR_LONG_JOB
+    void fr_pool_run(fr_task_fn fn, void* arg, double flops)
 
 # Hidden units per panel of the fused kernels' packed weights (packing.py's layout).
 PANEL_UNITS = FR_U
@@ -251,7 +252,9 @@ cdef inline void fused_step(Family family, const CellParams* p, bint split, bint
             args.c, args.h_out, args.scratch, args.npan, args.rev = (c, h_out, scratch,
                                                                      npan, rev)
             args.phase = phase
-            fr_pool_run(fused_step_half, &args)
+            # the job's size: W_hh h (and W_ih x when the step takes it from the panels)
+            fr_pool_run(fused_step_half, &args, 2.0 * m * p.gate_rows * (
+                p.proj_size + (p.input_size if x != NULL else 0)))
         else:
             fused_cell(family, p, phase, 0, npan, rev, m, gin, x, h, c, h_out, scratch)
     if family == LSTM:
@@ -285,7 +288,7 @@ cdef inline void project_panels(const CellParams* p, bint split, const float* x,
     proj.npan, proj.ldx, proj.n, proj.w, proj.x, proj.out = (
         num_panels(p), ldx, n, p.w_ih_panels, x, out)
     if split:
-        fr_pool_run(project_half, &proj)
+        fr_pool_run(project_half, &proj, 2.0 * n * p.gate_rows * p.input_size)
     else:
         p.fns.panel_project_f32(proj.wt, proj.G, proj.K, proj.npan, 0, proj.npan, proj.w,
                                 proj.x, proj.ldx, proj.n, proj.out)
@@ -558,7 +561,7 @@ cdef void run_layer(Family family, const CellParams* p, const Dispatch* d,
                 batch_sizes, x, ldx, out, og)
             dirs.h_n, dirs.c_n = h_n, c_n
             dirs.ws, dirs.parity = ws, parity
-            fr_pool_run(direction_part, &dirs)
+            fr_pool_run(direction_part, &dirs, FR_LONG_JOB)
             return
     for k in range(num_directions):
         scan(family, &p[k], d, T, B, batch_sizes, k == 1, x, ldx,
@@ -1075,7 +1078,7 @@ cdef class Kernel:
                 pair.part[k].ws = &(<Workspace>ws).buffers
             with nogil:
                 if fr_pool_acquire():
-                    fr_pool_run(pair_part, &pair)
+                    fr_pool_run(pair_part, &pair, FR_LONG_JOB)
                     fr_pool_release()
                 else:
                     mxcsr = fr_ftz_enter()

@@ -7,6 +7,14 @@
  * meet at a spin barrier rather than through a pool's queue; between calls the
  * helper spins a little longer, then sleeps on a condition variable.
  *
+ * The helper's part of a job is claimed, by the helper or by the caller, whichever
+ * comes for it first: a caller done with its own part takes the helper's too when
+ * the helper has not started it (asleep, not yet woken, its core taken by another
+ * process), rather than wait for it. And a sleeping helper is woken only for work
+ * that outlasts its waking (fr_pool_run): a stream stepped every 10 ms (LSTM hidden
+ * 128, 2 cores of a KVM guest) had taken 57 us a step on two cores against 7 on one,
+ * each step waiting for the sleeping helper's core.
+ *
  * One caller at a time owns the helper (fr_pool_acquire); a concurrent caller finds
  * it taken and runs single-threaded. After fork() the child starts without the
  * helper and creates its own when first needed.
@@ -21,6 +29,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <time.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -35,23 +44,49 @@ typedef struct {
     atomic_int owned;            /* a caller holds the helper */
     atomic_int alive;            /* the helper thread exists (in this process) */
     atomic_ulong posted;         /* jobs posted ... */
-    atomic_ulong finished;       /* ... and finished by the helper */
+    atomic_ulong taken;          /* ... their helper's parts claimed (by either thread) ... */
+    atomic_ulong finished;       /* ... and finished */
     atomic_int sleeping;
     fr_task_fn fn;
     void *arg;
     pthread_t thread;            /* the helper, once alive */
     int caller_cpu;              /* the CPU the helper was last kept off (-1: none) */
+    long long alone_since;       /* short jobs the caller ran while the helper slept: */
+    long long alone_last;        /* the first one's start and the last one's end (ns) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
 } fr_pool_t;
+
+static long long fr_now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
 
 static fr_pool_t fr_pool = {
     .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .caller_cpu = -1,
 };
 
-/* Spins before the helper sleeps: ~50 us, longer than the gap between two steps of
- * one call, far shorter than a caller's pause between calls. */
-#define FR_SPINS 20000
+/* How long the helper spins for the next job before it sleeps: far longer than the gap
+ * between two steps of one call, or between step calls back to back, far shorter than
+ * a served stream's pause between frames. In time rather than a count of pauses, which
+ * take 10 to 140 cycles from one core to the next; the clock is read every 256. */
+#define FR_SPIN_NS 200000
+
+/* A sleeping helper takes tens of microseconds to wake (50 us and more in a KVM guest,
+ * where the wake is an interrupt to another virtual CPU), and the caller pays for the
+ * wake-up call itself. So a job of fewer floating-point operations than FR_WAKE_FLOPS
+ * (a few tens of microseconds on one core) does not wake it: the caller runs both parts.
+ * Only when such short jobs have kept the caller busy for FR_WAKE_AFTER_NS, each
+ * posted less than FR_SPIN_NS after the last one's end (the steps of one call, step
+ * calls back to back: pauses a woken helper would spin through), is more of them
+ * likely to follow, and the helper is woken. */
+#define FR_WAKE_FLOPS 2e6
+#define FR_WAKE_AFTER_NS 30000
+/* the flops of a job that always wakes the helper (a whole call's half) */
+#define FR_LONG_JOB 1e300
+
 
 static void *fr_helper_main(void *unused)
 {
@@ -66,8 +101,11 @@ static void *fr_helper_main(void *unused)
     for (;;) {
         unsigned long now;
         int spins = 0;
+        long long spin_start = fr_now_ns();
         while ((now = atomic_load_explicit(&fr_pool.posted, memory_order_acquire)) == seen) {
-            if (++spins < FR_SPINS) { FR_PAUSE(); continue; }
+            FR_PAUSE();
+            if ((++spins & 255) != 0 || fr_now_ns() - spin_start < FR_SPIN_NS)
+                continue;
             pthread_mutex_lock(&fr_pool.mu);
             atomic_store_explicit(&fr_pool.sleeping, 1, memory_order_seq_cst);
             while (atomic_load_explicit(&fr_pool.posted, memory_order_seq_cst) == seen)
@@ -75,10 +113,17 @@ static void *fr_helper_main(void *unused)
             atomic_store_explicit(&fr_pool.sleeping, 0, memory_order_relaxed);
             pthread_mutex_unlock(&fr_pool.mu);
             spins = 0;
+            spin_start = fr_now_ns();
         }
         seen = now;
-        fr_pool.fn(fr_pool.arg, 1);
-        atomic_store_explicit(&fr_pool.finished, now, memory_order_release);
+        /* the part is ours unless the caller took it (then it finishes the job) */
+        unsigned long expect = now - 1;
+        if (atomic_compare_exchange_strong_explicit(&fr_pool.taken, &expect, now,
+                                                    memory_order_acq_rel,
+                                                    memory_order_relaxed)) {
+            fr_pool.fn(fr_pool.arg, 1);
+            atomic_store_explicit(&fr_pool.finished, now, memory_order_release);
+        }
     }
     return NULL;
 }
@@ -132,6 +177,7 @@ static int fr_pool_acquire(void)
             atfork_done = 1;
         }
         unsigned long p = atomic_load(&fr_pool.posted);
+        atomic_store(&fr_pool.taken, p);
         atomic_store(&fr_pool.finished, p);
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -154,19 +200,41 @@ static void fr_pool_release(void)
     atomic_store_explicit(&fr_pool.owned, 0, memory_order_release);
 }
 
-/* fn(arg, 0) here and fn(arg, 1) on the helper; returns when both are done. */
-static void fr_pool_run(fr_task_fn fn, void *arg)
+/* fn(arg, 0) here and fn(arg, 1) on the helper, or here too when the helper has not
+ * claimed it by the time fn(arg, 0) returns; returns when both are done. flops: the
+ * job's size, which decides whether a sleeping helper is woken for it (FR_WAKE_FLOPS;
+ * FR_LONG_JOB: always). */
+static void fr_pool_run(fr_task_fn fn, void *arg, double flops)
 {
     fr_pool.fn = fn;
     fr_pool.arg = arg;
     unsigned long job = atomic_load_explicit(&fr_pool.posted, memory_order_relaxed) + 1;
     atomic_store_explicit(&fr_pool.posted, job, memory_order_seq_cst);
-    if (atomic_load_explicit(&fr_pool.sleeping, memory_order_seq_cst)) {
-        pthread_mutex_lock(&fr_pool.mu);
-        pthread_cond_signal(&fr_pool.cv);
-        pthread_mutex_unlock(&fr_pool.mu);
+    const int asleep = atomic_load_explicit(&fr_pool.sleeping, memory_order_seq_cst);
+    if (asleep) {
+        int wake = flops >= FR_WAKE_FLOPS;
+        if (!wake) {
+            const long long now = fr_now_ns();
+            if (now - fr_pool.alone_last >= FR_SPIN_NS)
+                fr_pool.alone_since = now;   /* after a pause: a new run of short jobs */
+            wake = now - fr_pool.alone_since >= FR_WAKE_AFTER_NS;
+        }
+        if (wake) {
+            pthread_mutex_lock(&fr_pool.mu);
+            pthread_cond_signal(&fr_pool.cv);
+            pthread_mutex_unlock(&fr_pool.mu);
+        }
     }
     fn(arg, 0);
+    unsigned long expect = job - 1;
+    if (atomic_compare_exchange_strong_explicit(&fr_pool.taken, &expect, job,
+                                                memory_order_acq_rel, memory_order_relaxed)) {
+        fn(arg, 1);
+        atomic_store_explicit(&fr_pool.finished, job, memory_order_release);
+        if (asleep)
+            fr_pool.alone_last = fr_now_ns();
+        return;
+    }
     while (atomic_load_explicit(&fr_pool.finished, memory_order_acquire) != job)
         FR_PAUSE();
 }
