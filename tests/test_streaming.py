@@ -1,5 +1,8 @@
 """Step-by-step inference: model.step and model.stream."""
+import os
 import pickle
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -366,6 +369,35 @@ def test_split_steps_while_the_helper_sleeps_match_one_core(mode, rng):
             runs.append((np.stack(steps), model(x)[0]))
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux CPU affinity")
+def test_a_thread_bound_to_one_cpu_runs_split_calls_alone():
+    """Two threads asked for, one CPU allowed: no helper thread is started (it could only
+    take turns with its caller) and the results are one core's; allowed a second CPU
+    again, the same call starts it."""
+    code = """if True:
+        import os, numpy as np, fastrnn
+        m = fastrnn.LSTM(8, 256)   # batch 1 from hidden 128: split across two cores
+        x = np.ones((20, 1, 8), np.float32)
+        fastrnn.set_num_threads(1)
+        one = m(x)[0]
+        cpus = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(cpus)})
+        tasks = len(os.listdir("/proc/self/task"))
+        fastrnn.set_num_threads(2, blas=1)
+        two = m(x)[0]
+        assert len(os.listdir("/proc/self/task")) == tasks, "a helper thread started"
+        assert (one == two).all()
+        os.sched_setaffinity(0, cpus)
+        m(x)
+        print(len(os.listdir("/proc/self/task")) - tasks)
+    """
+    env = dict(os.environ, FASTRNN_PROFILE="off")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True, cwd=os.path.dirname(__file__)).stdout
+    if len(os.sched_getaffinity(0)) > 1:
+        assert out.strip() == "1"
 
 
 def _assert_one_and_two_cores_agree(model, x, lengths):

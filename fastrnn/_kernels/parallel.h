@@ -162,12 +162,35 @@ static void fr_pool_keep_off_caller(void)
 #endif
 }
 
+/* 0 when the calling thread may run on no CPU but the one it is on (taskset, a cpuset
+ * of one CPU): a helper there would only take turns with its caller, and its spinning
+ * would take the caller's time (a stream step 1.27x one thread's). */
+static int fr_pool_other_cpus(void)
+{
+#if defined(__linux__)
+    int cpu = sched_getcpu();
+    if (cpu < 0 || cpu == fr_pool.caller_cpu)
+        return 1;   /* unknown, or the helper is kept off this CPU on another one */
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || !CPU_ISSET(cpu, &allowed))
+        return 1;
+    CPU_CLR(cpu, &allowed);
+    return CPU_COUNT(&allowed) > 0;
+#else
+    return 1;
+#endif
+}
+
 /* 1 if the caller now owns the helper (start it if needed), 0 if it must run alone. */
 static int fr_pool_acquire(void)
 {
     int expected = 0;
     if (!atomic_compare_exchange_strong(&fr_pool.owned, &expected, 1))
         return 0;
+    if (!fr_pool_other_cpus()) {
+        atomic_store(&fr_pool.owned, 0);
+        return 0;
+    }
     if (!atomic_load(&fr_pool.alive)) {
         static int atfork_done = 0;
         pthread_t t;
