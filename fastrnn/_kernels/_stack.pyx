@@ -146,6 +146,11 @@ cdef inline bint split_pays(const Dispatch* d, const CellParams* p, int B) noexc
         B >= 2 and hidden > FR_U and <long long>hidden * hidden * B >= 16384)
 
 
+# The share of plan.cache_bytes a layer's panels may fill for x_from_panels: 7/8.
+cdef enum:
+    X_FIT_EIGHTHS = 7
+
+
 cdef inline bint x_from_panels(const CellParams* p, const Dispatch* d, int B,
                                bint split) noexcept nogil:
     """Whether a fused batch reads W_ih x from the W_ih panels in every step, rather
@@ -154,11 +159,15 @@ cdef inline bint x_from_panels(const CellParams* p, const Dispatch* d, int B,
     them when the step is split), else only at FR_MAXB sequences per weight load.
     Reading 8 MB of weights a step from L3 (LSTM hidden 512) made batch 16 1.13x and
     32 1.05x slower than the hoisted projection, while at FR_MAXB in-step won
-    (0.91-0.97x); with the weights in L2 (hidden 64-256) in-step was 0.92-1.03x from
-    batch 16 (AVX-512 Xeon, 2 MB L2, 1 thread, T=100)."""
+    (0.91-0.97x); with the weights in L2 (hidden 64-224) in-step was 0.92-1.03x from
+    batch 16 (AVX-512 Xeon, 2 MB L2, 1 thread, T=100). "Fit" leaves an eighth of the
+    L2 to the rest of the step (x, h, c, the stack): an LSTM's hidden 256 (2 MB of
+    panels on that 2 MB L2) ran batch 16 at 1.09x and 32 at 1.02x the hoisted time,
+    while 1.2-1.6 MB of panels (LSTM 192-224, GRU 256) were level (0.98-1.01x)."""
     if B < d.fused_x_min_batch:
         return False
-    return B >= FR_MAXB or p.panel_bytes <= d.cache_bytes * (2 if split else 1)
+    return B >= FR_MAXB or (p.panel_bytes * 8
+                            <= d.cache_bytes * X_FIT_EIGHTHS * (2 if split else 1))
 
 
 cdef inline int num_panels(const CellParams* p) noexcept nogil:

@@ -67,12 +67,14 @@ SPLIT_MIN_HIDDEN = 128
 FUSED_X_MIN_BATCH = {"generic": 16, "avx2": FUSED_BATCH_LIMIT + 1, "avx512": 16}
 
 # Below FUSED_BATCH_LIMIT sequences, W_ih x comes from the panels in the step only where
-# W_ih's and W_hh's panels together fit this many bytes (a core's L2; per core when the
-# step is split): weights read from L3 at every step lost to the hoisted projection
-# (AVX-512 Xeon with 2 MB of L2, 1 thread, T=100, in-step / hoisted: LSTM hidden 512
-# 1.36x at batch 8, 1.13x at 16, 1.05x at 32, 1.01x at 48, 0.97x at 64; GRU 512 1.13x at
-# 16, 1.06x at 32, 0.91x at 64; with 0.5-2 MB of weights, hidden 64-256, 0.92-1.03x from
-# batch 16). Read from the CPU's cache description (sysfs); 1 MiB where it says nothing.
+# W_ih's and W_hh's panels together fill at most 7/8 of this many bytes (a core's L2; per
+# core when the step is split): weights read from L3 at every step lost to the hoisted
+# projection (AVX-512 Xeon with 2 MB of L2, 1 thread, T=100, in-step / hoisted: LSTM
+# hidden 512 1.36x at batch 8, 1.13x at 16, 1.05x at 32, 1.01x at 48, 0.97x at 64; GRU
+# 512 1.13x at 16, 1.06x at 32, 0.91x at 64; with 0.5-1.6 MB of weights, hidden 64-224,
+# 0.92-1.03x from batch 16; with 2 MB, LSTM 256, 1.09x at 16, 1.02x at 32; _stack.pyx,
+# x_from_panels). Read from the CPU's cache description (sysfs); 1 MiB where it says
+# nothing.
 DEFAULT_CACHE_BYTES = 1 << 20
 MAX_CACHE_BYTES = 1 << 40
 _SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}   # sysfs writes 2048K
@@ -140,7 +142,8 @@ class Plan:
         Batches up to this many sequences run fused (0 to 64).
     fused_x_min_batch : int, optional
         Fused batches of at least this many read W_ih's panels at every step (None:
-        the ISA's default), below 64 sequences only where the panels fit `cache_bytes`.
+        the ISA's default), below 64 sequences only where the panels fill at most 7/8 of
+        `cache_bytes`.
     cache_bytes : int, optional
         The L2 cache of one core, in bytes (None: as Linux reports it, else 1 MiB).
     split_min_hidden : int, optional
