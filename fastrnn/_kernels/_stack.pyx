@@ -245,6 +245,21 @@ cdef void fused_step_half(void* arg, int part) noexcept nogil:
                    a.h_out, a.scratch)
 
 
+cdef inline double phase_flops(Family family, const CellParams* p, int phase, int m,
+                              bint x_in_step) noexcept nogil:
+    """The multiply-adds (x2) of one phase of a fused step, which decide whether a
+    sleeping helper is woken for it (fr_pool_run): W_hh h, and W_ih x where the step
+    takes it from the panels (gin NULL). The textbook GRU's first phase multiplies W_hh's
+    r and z rows and all of W_ih's, its second W_hh's n rows."""
+    cdef double hh_rows = p.gate_rows
+    cdef double ih_rows = p.gate_rows if x_in_step else 0
+    if family == GRU_TEXTBOOK:
+        hh_rows = p.gate_rows * (2.0 / 3.0 if phase == 1 else 1.0 / 3.0)
+        if phase == 2:
+            ih_rows = 0
+    return 2.0 * m * (hh_rows * p.proj_size + ih_rows * p.input_size)
+
+
 cdef inline void fused_step(Family family, const CellParams* p, bint split, bint rev,
                             int m, const float* gin, const float* x, const float* h,
                             float* c, float* h_out, float* scratch) noexcept nogil:
@@ -261,9 +276,7 @@ cdef inline void fused_step(Family family, const CellParams* p, bint split, bint
             args.c, args.h_out, args.scratch, args.npan, args.rev = (c, h_out, scratch,
                                                                      npan, rev)
             args.phase = phase
-            # the job's size: W_hh h (and W_ih x when the step takes it from the panels)
-            fr_pool_run(fused_step_half, &args, 2.0 * m * p.gate_rows * (
-                p.proj_size + (p.input_size if x != NULL else 0)))
+            fr_pool_run(fused_step_half, &args, phase_flops(family, p, phase, m, gin == NULL))
         else:
             fused_cell(family, p, phase, 0, npan, rev, m, gin, x, h, c, h_out, scratch)
     if family == LSTM:
