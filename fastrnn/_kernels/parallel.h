@@ -12,7 +12,7 @@
  * the helper has not started it (asleep, not yet woken, its core taken by another
  * process), rather than wait for it. And a sleeping helper is woken only for work
  * that outlasts its waking (fr_pool_run): a stream stepped every 10 ms (LSTM hidden
- * 128, 2 cores of a KVM guest) had taken 57 us a step on two cores against 7 on one,
+ * 128, 2 cores of a KVM guest) had taken 57 us a step on two cores against 6.5 on one,
  * each step waiting for the sleeping helper's core.
  *
  * One caller at a time owns the helper (fr_pool_acquire); a concurrent caller finds
@@ -51,6 +51,8 @@ typedef struct {
     void *arg;
     pthread_t thread;            /* the helper, once alive */
     int caller_cpu;              /* the CPU the helper was last kept off (-1: none) */
+    long long affinity_seen;     /* when the caller's CPUs were last read (ns) ... */
+    int lone_cpu;                /* ... and found this one alone (-1: not so) */
     long long alone_since;       /* short jobs the caller ran while the helper slept: */
     long long alone_last;        /* the first one's start and the last one's end (ns) */
     pthread_mutex_t mu;
@@ -66,6 +68,7 @@ static long long fr_now_ns(void)
 
 static fr_pool_t fr_pool = {
     .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .caller_cpu = -1,
+    .lone_cpu = -1,
 };
 
 /* How long the helper spins for the next job before it sleeps: far longer than the gap
@@ -77,8 +80,9 @@ static fr_pool_t fr_pool = {
 /* A sleeping helper takes tens of microseconds to wake (50 us and more in a KVM guest,
  * where the wake is an interrupt to another virtual CPU), and the caller pays for the
  * wake-up call itself. So a job of fewer floating-point operations than FR_WAKE_FLOPS
- * (a few tens of microseconds on one core) does not wake it: the caller runs both parts.
- * Only when such short jobs have kept the caller busy for FR_WAKE_AFTER_NS, each
+ * (about 10 us of batched products at an AVX-512 core's FMA peak; a batch-1 step of
+ * 2 Mflop, an LSTM's hidden 512, streams 4 MB of weights and takes 100-250 us) does
+ * not wake it: the caller runs both parts. Only when such short jobs have kept the caller busy for FR_WAKE_AFTER_NS, each
  * posted less than FR_SPIN_NS after the last one's end (the steps of one call, step
  * calls back to back: pauses a woken helper would spin through), is more of them
  * likely to follow, and the helper is woken. */
@@ -131,6 +135,7 @@ static void *fr_helper_main(void *unused)
 static void fr_pool_after_fork(void)
 {
     fr_pool.caller_cpu = -1;
+    fr_pool.lone_cpu = -1;
     atomic_store(&fr_pool.alive, 0);
     atomic_store(&fr_pool.owned, 0);
     atomic_store(&fr_pool.sleeping, 0);
@@ -162,6 +167,12 @@ static void fr_pool_keep_off_caller(void)
 #endif
 }
 
+/* How often a caller still on the CPU it was last seen on reads the CPUs it may use
+ * again (a cpuset can shrink or grow, a CPU go offline or come back, between calls):
+ * a system call in every kernel call would cost a short stream step a tenth of its
+ * time. So a change is seen within 10 ms, or at once when the caller moves. */
+#define FR_AFFINITY_RECHECK_NS 10000000LL
+
 /* 0 when the calling thread may run on no CPU but the one it is on (taskset, a cpuset
  * of one CPU): a helper there would only take turns with its caller, and its spinning
  * would take the caller's time (a stream step 1.27x one thread's). */
@@ -169,13 +180,27 @@ static int fr_pool_other_cpus(void)
 {
 #if defined(__linux__)
     int cpu = sched_getcpu();
-    if (cpu < 0 || cpu == fr_pool.caller_cpu)
-        return 1;   /* unknown, or the helper is kept off this CPU on another one */
+    if (cpu < 0)
+        return 1;   /* unknown */
+    const long long now = fr_now_ns();
+    const int recent = now - fr_pool.affinity_seen < FR_AFFINITY_RECHECK_NS;
+    if (cpu == fr_pool.caller_cpu) {
+        if (recent)
+            return 1;   /* the helper is kept off this CPU, on another one */
+        fr_pool.caller_cpu = -1;   /* read the CPUs again; keep_off_caller re-pins */
+    } else if (cpu == fr_pool.lone_cpu && recent) {
+        return 0;
+    }
+    fr_pool.affinity_seen = now;
+    fr_pool.lone_cpu = -1;
     cpu_set_t allowed;
     if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || !CPU_ISSET(cpu, &allowed))
         return 1;
     CPU_CLR(cpu, &allowed);
-    return CPU_COUNT(&allowed) > 0;
+    if (CPU_COUNT(&allowed) > 0)
+        return 1;
+    fr_pool.lone_cpu = cpu;
+    return 0;
 #else
     return 1;
 #endif

@@ -3,8 +3,8 @@
 With more than one thread, engines measured in turn on the same cores disturb each
 other through threads that spin while idle; `quiet_spinning()` (called by the CLI and
 bench/run.py before torch is imported) asks OpenMP to sleep instead, and the ONNX
-Runtime peer is built without spinning. fastrnn's own helper spins only for ~50 us
-after a call.
+Runtime peer is built without spinning. fastrnn's own helper spins for 200 us after
+a call, then sleeps.
 """
 import os
 
