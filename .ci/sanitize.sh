@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The sanitizer gate: build the kernels with AddressSanitizer + UndefinedBehaviorSanitizer
 # (FASTRNN_SANITIZE=1, -O1 -g) in a copy of this checkout, then run the test suite on
-# them twice, with the widest ISA the CPU has and with FASTRNN_ISA=generic. Any report
+# them twice, with the widest ISA the CPU has and with FASTRNN_ISA=generic; and the
+# two-core pool's C harness (tests/native/pool_race.c) under ThreadSanitizer. Any report
 # fails the run: the sanitizers halt the process, and their reports are looked for in
 # the suite's output too (a subprocess's report on its stderr may be swallowed by the
 # test, not its exit status). Known findings to be fixed elsewhere: .ci/ubsan.supp.
@@ -25,6 +26,13 @@ cd "$WORK/src"
 echo "sanitize: building in $WORK/src" >&2
 FASTRNN_SANITIZE=1 python setup.py build_ext --inplace -q >"$WORK/build.log" 2>&1 \
     || { cat "$WORK/build.log"; exit 1; }
+
+# The two-core pool's threads under ThreadSanitizer (a C harness: the Python suite
+# cannot run under TSan with an uninstrumented interpreter).
+echo "sanitize: the two-core pool under ThreadSanitizer" >&2
+gcc -O1 -g -fsanitize=thread -Wall -Wextra -Werror -Ifastrnn/_kernels \
+    tests/native/pool_race.c -o "$WORK/pool_race" -lpthread
+TSAN_OPTIONS="halt_on_error=1" "$WORK/pool_race"
 
 # The ASan runtime must come first in the process (python itself is not instrumented).
 export LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
