@@ -1039,8 +1039,10 @@ cdef class Kernel:
         unidirectional float32 stack fused at this batch, at least
         SEQUENCE_SPLIT_MIN_BATCH sequences and SEQUENCE_SPLIT_MIN_STEPS steps, and every
         layer's panels within plan.cache_bytes (each core streams all of them at every
-        step), an odd batch only below SEQUENCE_SPLIT_BELOW (an LSTM's hidden units:
-        lstm_hidden; its halves are copied)."""
+        step; all of it, not x_from_panels' 7/8: an LSTM's hidden 256, 2 MB of panels on
+        a 2 MB L2, ran its halves at 0.95-0.98x the panel split's time at batch 8-64), an
+        odd batch only below SEQUENCE_SPLIT_BELOW (an LSTM's hidden units: lstm_hidden;
+        its halves are copied)."""
         cdef int k
         if (_kernel_threads < 2 or self.is_double or self.num_directions != 1
                 or B < SEQUENCE_SPLIT_MIN_BATCH or T < SEQUENCE_SPLIT_MIN_STEPS
