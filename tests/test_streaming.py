@@ -394,7 +394,7 @@ def test_a_thread_bound_to_one_cpu_runs_split_calls_alone():
         assert len(os.listdir("/proc/self/task")) == tasks, "a helper thread started"
         assert (one == two).all()
         os.sched_setaffinity(0, cpus)
-        time.sleep(0.05)   # the CPUs a thread may use are read again every 10 ms
+        time.sleep(0.15)   # the CPUs a thread may use are read again every 100 ms
         m(x)
         print(len(os.listdir("/proc/self/task")) - tasks)
     """

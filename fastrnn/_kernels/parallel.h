@@ -47,12 +47,17 @@ typedef struct {
     atomic_ulong taken;          /* ... their helper's parts claimed (by either thread) ... */
     atomic_ulong finished;       /* ... and finished */
     atomic_int sleeping;
+    atomic_int signalled;        /* a sleeping helper has been woken, not yet up */
     fr_task_fn fn;
     void *arg;
     pthread_t thread;            /* the helper, once alive */
-    int caller_cpu;              /* the CPU the helper was last kept off (-1: none) */
-    long long affinity_seen;     /* when the caller's CPUs were last read (ns) ... */
-    int lone_cpu;                /* ... and found this one alone (-1: not so) */
+    int seen_cpu;                /* the caller's CPU when its CPUs were last read (-1: */
+    long long seen_at;           /* never), when (ns), and the others it may use: */
+    int others_known, others_count;
+    int pinned_known;            /* the helper's CPUs as last set (others then) */
+#if defined(__linux__)
+    cpu_set_t others, pinned;
+#endif
     long long alone_since;       /* short jobs the caller ran while the helper slept: */
     long long alone_last;        /* the first one's start and the last one's end (ns) */
     pthread_mutex_t mu;
@@ -67,8 +72,7 @@ static long long fr_now_ns(void)
 }
 
 static fr_pool_t fr_pool = {
-    .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .caller_cpu = -1,
-    .lone_cpu = -1,
+    .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .seen_cpu = -1,
 };
 
 /* How long the helper spins for the next job before it sleeps: far longer than the gap
@@ -111,6 +115,7 @@ static void *fr_helper_main(void *unused)
             if ((++spins & 255) != 0 || fr_now_ns() - spin_start < FR_SPIN_NS)
                 continue;
             pthread_mutex_lock(&fr_pool.mu);
+            atomic_store_explicit(&fr_pool.signalled, 0, memory_order_relaxed);
             atomic_store_explicit(&fr_pool.sleeping, 1, memory_order_seq_cst);
             while (atomic_load_explicit(&fr_pool.posted, memory_order_seq_cst) == seen)
                 pthread_cond_wait(&fr_pool.cv, &fr_pool.mu);
@@ -134,13 +139,49 @@ static void *fr_helper_main(void *unused)
 
 static void fr_pool_after_fork(void)
 {
-    fr_pool.caller_cpu = -1;
-    fr_pool.lone_cpu = -1;
+    fr_pool.seen_cpu = -1;
+    fr_pool.pinned_known = 0;
     atomic_store(&fr_pool.alive, 0);
     atomic_store(&fr_pool.owned, 0);
     atomic_store(&fr_pool.sleeping, 0);
+    atomic_store(&fr_pool.signalled, 0);
     pthread_mutex_init(&fr_pool.mu, NULL);
     pthread_cond_init(&fr_pool.cv, NULL);
+}
+
+/* How often a caller still on the CPU it was on reads the CPUs it may use again (a
+ * cpuset can shrink or grow, a CPU go offline or come back, between calls): a system
+ * call in every kernel call would cost a short stream step a tenth of its time. A
+ * caller that moves reads them at once. */
+#define FR_AFFINITY_RECHECK_NS 100000000LL
+
+/* 0 when the calling thread may run on no CPU but the one it is on (taskset, a cpuset
+ * of one CPU): a helper there would only take turns with its caller, and its spinning
+ * would take the caller's time (a stream step 1.27x one thread's). Leaves the other
+ * CPUs it may use in fr_pool.others for fr_pool_keep_off_caller. */
+static int fr_pool_other_cpus(void)
+{
+#if defined(__linux__)
+    const int cpu = sched_getcpu();
+    if (cpu < 0)
+        return 1;   /* unknown */
+    const long long now = fr_now_ns();
+    if (cpu == fr_pool.seen_cpu && now - fr_pool.seen_at < FR_AFFINITY_RECHECK_NS)
+        return !fr_pool.others_known || fr_pool.others_count > 0;
+    fr_pool.seen_cpu = cpu;
+    fr_pool.seen_at = now;
+    cpu_set_t allowed;
+    fr_pool.others_known = sched_getaffinity(0, sizeof allowed, &allowed) == 0
+                           && CPU_ISSET(cpu, &allowed);
+    if (!fr_pool.others_known)
+        return 1;
+    CPU_CLR(cpu, &allowed);
+    fr_pool.others = allowed;
+    fr_pool.others_count = CPU_COUNT(&allowed);
+    return fr_pool.others_count > 0;
+#else
+    return 1;
+#endif
 }
 
 /* Keep the helper off the CPU the caller runs on. A sleeping helper woken by its
@@ -149,60 +190,20 @@ static void fr_pool_after_fork(void)
  * load balancer moves one: after a pause between calls of more than a few ms, split
  * steps ran 2.5-3x slower than steady ones (LSTM H=512, batch 1, 2 cores: 92-124
  * against 36 us/step) and no faster than one core. The helper may run on any other CPU
- * the process may use; re-pinned only when the caller's CPU changed. */
+ * the caller may use (fr_pool_other_cpus read them); re-pinned only when those change
+ * (the caller moved, or its CPUs changed), since setting a sleeping helper's CPUs at
+ * every call had cost a stream stepped every 10 ms 3 us a step at hidden 128. */
 static void fr_pool_keep_off_caller(void)
 {
 #if defined(__linux__)
-    int cpu = sched_getcpu();
-    if (cpu < 0 || cpu == fr_pool.caller_cpu)
+    if (!fr_pool.others_known || fr_pool.others_count == 0)
         return;
-    cpu_set_t allowed;
-    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || !CPU_ISSET(cpu, &allowed))
+    if (fr_pool.pinned_known && CPU_EQUAL(&fr_pool.pinned, &fr_pool.others))
         return;
-    CPU_CLR(cpu, &allowed);
-    if (CPU_COUNT(&allowed) == 0)
-        return;   /* one CPU for the process: nothing to keep apart */
-    if (pthread_setaffinity_np(fr_pool.thread, sizeof allowed, &allowed) == 0)
-        fr_pool.caller_cpu = cpu;
-#endif
-}
-
-/* How often a caller still on the CPU it was last seen on reads the CPUs it may use
- * again (a cpuset can shrink or grow, a CPU go offline or come back, between calls):
- * a system call in every kernel call would cost a short stream step a tenth of its
- * time. So a change is seen within 10 ms, or at once when the caller moves. */
-#define FR_AFFINITY_RECHECK_NS 10000000LL
-
-/* 0 when the calling thread may run on no CPU but the one it is on (taskset, a cpuset
- * of one CPU): a helper there would only take turns with its caller, and its spinning
- * would take the caller's time (a stream step 1.27x one thread's). */
-static int fr_pool_other_cpus(void)
-{
-#if defined(__linux__)
-    int cpu = sched_getcpu();
-    if (cpu < 0)
-        return 1;   /* unknown */
-    const long long now = fr_now_ns();
-    const int recent = now - fr_pool.affinity_seen < FR_AFFINITY_RECHECK_NS;
-    if (cpu == fr_pool.caller_cpu) {
-        if (recent)
-            return 1;   /* the helper is kept off this CPU, on another one */
-        fr_pool.caller_cpu = -1;   /* read the CPUs again; keep_off_caller re-pins */
-    } else if (cpu == fr_pool.lone_cpu && recent) {
-        return 0;
+    if (pthread_setaffinity_np(fr_pool.thread, sizeof fr_pool.others, &fr_pool.others) == 0) {
+        fr_pool.pinned = fr_pool.others;
+        fr_pool.pinned_known = 1;
     }
-    fr_pool.affinity_seen = now;
-    fr_pool.lone_cpu = -1;
-    cpu_set_t allowed;
-    if (sched_getaffinity(0, sizeof allowed, &allowed) != 0 || !CPU_ISSET(cpu, &allowed))
-        return 1;
-    CPU_CLR(cpu, &allowed);
-    if (CPU_COUNT(&allowed) > 0)
-        return 1;
-    fr_pool.lone_cpu = cpu;
-    return 0;
-#else
-    return 1;
 #endif
 }
 
@@ -236,7 +237,7 @@ static int fr_pool_acquire(void)
             return 0;
         }
         fr_pool.thread = t;
-        fr_pool.caller_cpu = -1;
+        fr_pool.pinned_known = 0;
         atomic_store(&fr_pool.alive, 1);
     }
     fr_pool_keep_off_caller();
@@ -267,8 +268,11 @@ static void fr_pool_run(fr_task_fn fn, void *arg, double flops)
                 fr_pool.alone_since = now;   /* after a pause: a new run of short jobs */
             wake = now - fr_pool.alone_since >= FR_WAKE_AFTER_NS;
         }
-        if (wake) {
+        /* once: the jobs posted while a woken helper gets up (tens of us) would each
+         * signal it again, a system call apiece */
+        if (wake && !atomic_load_explicit(&fr_pool.signalled, memory_order_relaxed)) {
             pthread_mutex_lock(&fr_pool.mu);
+            atomic_store_explicit(&fr_pool.signalled, 1, memory_order_relaxed);
             pthread_cond_signal(&fr_pool.cv);
             pthread_mutex_unlock(&fr_pool.mu);
         }
