@@ -393,7 +393,10 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
 /* One body for every storage: the k loop steps by KSTEP rows of LOAD(p, j) weight
  * vectors, j < KSTEP (bfloat16 pairs hold two k per word: see panel_matvec_bf16),
  * each row widened once into registers, then multiplied into every column with one
- * broadcast of h per column. */
+ * broadcast of h per column. Kept in registers (FR_KEEP_IN_REGISTER): with 2 or 3
+ * columns gcc folded each float32 load into every column's FMA, reading each weight
+ * vector 2-3 times, and those blocks ran at 45% of the FMA peak (batch 3 took as long
+ * as batch 6; Xeon, AVX-512, LSTM hidden 112). */
 #define FR_PANEL_MV(SUFFIX, WT, LOAD, KSTEP, NB)                                            \
 static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##SUFFIX##_##NB)( \
         int G, int k0, int k1, int add, int pf, const WT *restrict wp,                      \
@@ -415,7 +418,10 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##S
             for (int j = 0; j < KSTEP; ++j) {                                               \
                 if (k + j == k1) break;  /* an odd K's last pair holds one k */             \
                 FR_VF wv[gpg * FR_S];                                                       \
-                for (int i = 0; i < nv; ++i) wv[i] = LOAD(w + i * FR_L, j);                 \
+                for (int i = 0; i < nv; ++i) {                                              \
+                    wv[i] = LOAD(w + i * FR_L, j);                                          \
+                    FR_KEEP_IN_REGISTER(wv[i]);                                             \
+                }                                                                           \
                 for (int b = 0; b < NB; ++b) {                                              \
                     const FR_VF x = FR_SPLAT(h[(ptrdiff_t)b * ldh + k + j]);                \
                     for (int i = 0; i < nv; ++i) a[b][i] += wv[i] * x;                      \
