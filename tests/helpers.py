@@ -27,9 +27,12 @@ def family(mode):
 
 
 def with_plan(model, **changes):
-    """`model` with its dispatch plan changed (the fused kernels on, even under
-    FASTRNN_KERNEL=blas, unless `fused` is given); it repacks on its next call."""
+    """`model` with its dispatch plan changed (the fused kernels on, up to their largest
+    batch, even under FASTRNN_KERNEL=blas or FASTRNN_ISA=generic, whose default runs no
+    batch fused, unless `fused` or `fused_max_batch` is given); it repacks on its next
+    call."""
     changes.setdefault("fused", True)
+    changes.setdefault("fused_max_batch", _stack.FUSED_BATCH_LIMIT)
     model.plan = fastrnn.Plan.default().replace(**changes)
     return model
 

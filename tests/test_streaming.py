@@ -314,7 +314,7 @@ def test_two_core_split_gives_identical_results(mode, kwargs, rng):
     """A step split by panels across two cores does the same arithmetic, and so does a
     sequence's input projection, split by the same panels: bitwise equal results."""
     model, _ = make_model(mode, 6, 40, num_layers=2, scale=40 ** -0.5, **kwargs)  # 3 panels
-    with_plan(model, fused_max_batch=64, split_min_hidden=0)
+    with_plan(model, split_min_hidden=0)
     x = rng.standard_normal((30, 1, 6)).astype(np.float32)
     with kernel_threads(1):
         seq1 = model(x)[0]
@@ -355,7 +355,7 @@ def test_split_steps_while_the_helper_sleeps_match_one_core(mode, rng):
     a long call wakes it part way (steps of the caller alone, then shared). Either way
     bitwise the results of one core."""
     model, _ = make_model(mode, 6, 40, num_layers=2, scale=40 ** -0.5)   # 3 panels
-    with_plan(model, fused_max_batch=64, split_min_hidden=0)
+    with_plan(model, split_min_hidden=0)
     x = rng.standard_normal((400, 1, 6)).astype(np.float32)
     runs = []
     for threads in (1, 2):
@@ -380,7 +380,8 @@ def test_a_thread_bound_to_one_cpu_runs_split_calls_alone():
         import os, time, numpy as np, fastrnn
         m = fastrnn.LSTM(8, 256)
         # the fused kernels, split from any hidden size, whatever FASTRNN_ISA is (the
-        # generic ISA's defaults run batch 1 through BLAS, which never splits)
+        # generic ISA's defaults run batch 1 through BLAS, which never splits); the
+        # suite's with_plan, which this child cannot import (PYTHONSAFEPATH)
         m.plan = fastrnn.Plan.default().replace(fused=True, fused_max_batch=64,
                                                 split_min_hidden=0)
         x = np.ones((20, 1, 8), np.float32)
@@ -431,7 +432,7 @@ def _forked_child(q):
     import fastrnn
     from fastrnn._kernels import _stack
     _stack.set_kernel_threads(2)
-    m = with_plan(fastrnn.GRU(8, 64), fused_max_batch=64, split_min_hidden=0)
+    m = with_plan(fastrnn.GRU(8, 64), split_min_hidden=0)
     q.put(float(m(np.ones((20, 1, 8), np.float32))[0].sum()))
 
 
@@ -440,8 +441,7 @@ def test_split_survives_fork():
     wait for its parent's."""
     import multiprocessing as mp
     with kernel_threads(2):
-        fastrnn_model = with_plan(make_model("GRU", 8, 64)[0], fused_max_batch=64,
-                                  split_min_hidden=0)
+        fastrnn_model = with_plan(make_model("GRU", 8, 64)[0], split_min_hidden=0)
         fastrnn_model(np.ones((5, 1, 8), np.float32))   # the parent's helper is running
         ctx = mp.get_context("fork")
         q = ctx.Queue()
