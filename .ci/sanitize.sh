@@ -32,7 +32,7 @@ FASTRNN_SANITIZE=1 python setup.py build_ext --inplace -q >"$WORK/build.log" 2>&
 echo "sanitize: the two-core pool under ThreadSanitizer" >&2
 gcc -O1 -g -fsanitize=thread -Wall -Wextra -Werror -Ifastrnn/_kernels \
     tests/native/pool_race.c -o "$WORK/pool_race" -lpthread
-TSAN_OPTIONS="halt_on_error=1" "$WORK/pool_race"
+TSAN_OPTIONS="halt_on_error=1" timeout 600 "$WORK/pool_race"   # a hang fails too
 
 # The ASan runtime must come first in the process (python itself is not instrumented).
 export LD_PRELOAD="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"

@@ -86,10 +86,10 @@ static fr_pool_t fr_pool = {
  * wake-up call itself. So a job of fewer floating-point operations than FR_WAKE_FLOPS
  * (about 10 us of batched products at an AVX-512 core's FMA peak; a batch-1 step of
  * 2 Mflop, an LSTM's hidden 512, streams 4 MB of weights and takes 100-250 us) does
- * not wake it: the caller runs both parts. Only when such short jobs have kept the caller busy for FR_WAKE_AFTER_NS, each
- * posted less than FR_SPIN_NS after the last one's end (the steps of one call, step
- * calls back to back: pauses a woken helper would spin through), is more of them
- * likely to follow, and the helper is woken. */
+ * not wake it: the caller runs both parts. Only when such short jobs have kept the
+ * caller busy for FR_WAKE_AFTER_NS, each posted less than FR_SPIN_NS after the last
+ * one's end (the steps of one call, step calls back to back: pauses a woken helper
+ * would spin through), is more of them likely to follow, and the helper is woken. */
 #define FR_WAKE_FLOPS 2e6
 #define FR_WAKE_AFTER_NS 30000
 /* the flops of a job that always wakes the helper (a whole call's half) */
