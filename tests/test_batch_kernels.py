@@ -111,8 +111,9 @@ def test_panels_of_256_rows_and_more_in_row_blocks(isa, mode, weight_dtype, x_in
     """Panels of 256+ rows go through the column blocks a row block (a fixed number of
     bytes: rows by gate count and storage) at a time, the partial sums kept between
     blocks: 300 recurrent rows (whole blocks and a partial one) and 257 input rows (odd:
-    the last bfloat16 pair holds one row), batches of one block of columns and of
-    several, against float64 NumPy."""
+    the last bfloat16 pair holds one row), batches of one block of columns (each block
+    size: their passes over a panel's row differ) and of several, against float64
+    NumPy."""
     hidden, inputs = 300, 257
     m, sd = make_model(mode, inputs, hidden, scale=hidden ** -0.5, weight_dtype=weight_dtype)
     m.plan = fastrnn.Plan.default(isa=isa).replace(
@@ -121,7 +122,7 @@ def test_panels_of_256_rows_and_more_in_row_blocks(isa, mode, weight_dtype, x_in
     sd = _as_stored(m)
     x = np.random.default_rng(3).standard_normal((4, 64, inputs)).astype(np.float32)
     want = reference.forward(family(mode), sd, x.astype(np.float64), 1, False, hidden)[0]
-    for b in (2, 7, 13, 64):
+    for b in (2, 3, 4, 5, 7, 9, 13, 64):
         np.testing.assert_allclose(m(x[:, :b])[0], want[:, :b], rtol=1e-4, atol=2e-5,
                                    err_msg=f"{mode} {isa} {weight_dtype} batch {b}")
 

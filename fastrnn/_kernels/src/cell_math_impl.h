@@ -383,58 +383,101 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
 /* The same product for NB columns at once (NB sequences of a small batch): each
  * weight vector is loaded once and multiplied into NB columns' accumulators, so the
  * weights stream through the cache once per NB sequences. acc is (NB, lda).
- * FR_MV_GPG(NB) gates go per pass over k, so that their NB * gates * FR_S accumulators
- * and gates * FR_S weight vectors fit FR_MV_REGS registers (AVX-512, 31: all four
- * gates of a panel at 6 columns; AVX2, 15: one gate's two vectors at 4 or 6 columns,
- * two gates at 2); the passes read disjoint parts of each k's row. */
-#define FR_MV_GPG(NB) (FR_MV_REGS / (((NB) + 1) * FR_S) < 1 ? 1                          \
-                       : FR_MV_REGS / (((NB) + 1) * FR_S) > 4 ? 4                           \
-                       : FR_MV_REGS / (((NB) + 1) * FR_S))
+ * A panel's row of G * FR_S weight vectors goes in passes over k of at most
+ * FR_MV_HELD(NB) vectors (the weights held in registers, one broadcast of h at a time)
+ * or FR_MV_XFIRST(NB) (the NB broadcasts held, the weights one vector at a time),
+ * whichever gives the larger pass (more accumulators: independent FMA chains to cover
+ * the FMA latency), in passes of equal size, all within FR_MV_REGS + 1 registers. The
+ * passes read disjoint parts of each k's row, and every sum goes in k order either way:
+ * a sequence's outputs do not depend on the block it went in. AVX-512 (32 registers)
+ * holds all four gates of a panel at up to 6 columns. AVX2 (16), an LSTM's 8 vectors:
+ * 2 columns 4 vectors a pass (8 accumulators), 3 columns the broadcasts first, 4 a pass
+ * (12; one gate a pass had 6 and ran at 74-78% of the FMA peak, bound by its latency), 4
+ * columns 3, 3 and 2 (12, 12, 8; 2 a pass in streamed panels), 5-6 columns 2 a pass (10-
+ * 12); a GRU's 6 at 2 columns all in one pass, the broadcasts first (12, where 4 + 2 had
+ * 8 and 4). */
+#define FR_MV_CAP(v) ((v) < 1 ? 1 : (v) > 4 * FR_S ? 4 * FR_S : (v))
+#define FR_MV_HELD(NB) FR_MV_CAP(FR_MV_REGS / ((NB) + 1))
+#define FR_MV_XFIRST(NB) FR_MV_CAP((FR_MV_REGS - (NB)) / (NB))
+#define FR_MV_MAXV(NB) (FR_MV_HELD(NB) > FR_MV_XFIRST(NB) ? FR_MV_HELD(NB) : FR_MV_XFIRST(NB))
+/* Vectors per pass when the row's nvec vectors go at most cap at a time in equal passes;
+ * with lines, each pass starts at a cache line and reads whole ones (where the weights
+ * stream from beyond L2, a line shared by two passes cost more than the accumulators
+ * gained). */
+static inline __attribute__((always_inline)) int FR_NAME(pass_vectors)(int nvec, int cap, int lines)
+{
+    enum { line = 64 / FR_VBYTES > 1 ? 64 / FR_VBYTES : 1 };
+    if (lines && cap >= line)
+        cap = cap / line * line;
+    const int passes = (nvec + cap - 1) / cap;
+    const int per = (nvec + passes - 1) / passes;
+    return lines && per >= line ? (per + line - 1) / line * line : per;
+}
 /* One body for every storage: the k loop steps by KSTEP rows of LOAD(p, j) weight
  * vectors, j < KSTEP (bfloat16 pairs hold two k per word: see panel_matvec_bf16),
- * each row widened once into registers, then multiplied into every column with one
- * broadcast of h per column. Kept in registers (FR_KEEP_IN_REGISTER): with 2 or 3
- * columns gcc folded each float32 load into every column's FMA, reading each weight
- * vector 2-3 times, and those blocks ran at 45% of the FMA peak (batch 3 took as long
- * as batch 6; Xeon, AVX-512, LSTM hidden 112). */
+ * each row widened once into registers. Kept in registers (FR_KEEP_IN_REGISTER): with
+ * 2 or 3 columns gcc folded each float32 load into every column's FMA, reading each
+ * weight vector 2-3 times, and those blocks ran at 45% of the FMA peak (batch 3 took as
+ * long as batch 6; Xeon, AVX-512, LSTM hidden 112). */
 #define FR_PANEL_MV(SUFFIX, WT, LOAD, KSTEP, NB)                                            \
 static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##SUFFIX##_##NB)( \
-        int G, int k0, int k1, int add, int pf, const WT *restrict wp,                      \
+        int G, int k0, int k1, int add, int pf, int lines, const WT *restrict wp,           \
         const float *restrict h, int ldh, float *restrict acc, int lda)                     \
 {                                                                                           \
-    enum { gpg = FR_MV_GPG(NB) };                                                           \
+    enum { maxv = FR_MV_MAXV(NB) };                                                         \
+    const int nvec = G * FR_S;                                                              \
+    const int held = FR_NAME(pass_vectors)(nvec, FR_MV_HELD(NB), lines);                    \
+    const int xfirst = FR_NAME(pass_vectors)(nvec, FR_MV_XFIRST(NB), lines) > held;         \
+    const int per = xfirst ? FR_NAME(pass_vectors)(nvec, FR_MV_XFIRST(NB), lines) : held;   \
     const ptrdiff_t pf_ = (ptrdiff_t)pf * G * FR_U;                                         \
     _Pragma("GCC unroll 4")                                                                 \
-    for (int g0 = 0; g0 < G; g0 += gpg) {                                                   \
-        const int nv = (G - g0 < gpg ? G - g0 : gpg) * FR_S;                                \
-        FR_VF a[NB][gpg * FR_S];                                                            \
+    for (int v0 = 0; v0 < nvec; v0 += per) {                                                \
+        const int nv = nvec - v0 < per ? nvec - v0 : per;                                   \
+        FR_VF a[NB][maxv];                                                                  \
         for (int b = 0; b < NB; ++b)                                                        \
             for (int i = 0; i < nv; ++i)                                                    \
-                a[b][i] = add ? (FR_VF)FR_LD(acc + (ptrdiff_t)b * lda + g0 * FR_U + i * FR_L) \
+                a[b][i] = add ? (FR_VF)FR_LD(acc + (ptrdiff_t)b * lda + (v0 + i) * FR_L)    \
                               : (FR_VF){0};                                                 \
         for (int k = k0; k < k1; k += KSTEP) {                                              \
-            const WT *restrict w = wp + (ptrdiff_t)(k / KSTEP) * G * FR_U + g0 * FR_U;      \
-            FR_MV_PREFETCH(w, G, nv, WT);                                                   \
+            const WT *restrict w = wp + (ptrdiff_t)(k / KSTEP) * G * FR_U + v0 * FR_L;      \
+            FR_MV_PREFETCH(w, nv, WT);                                                      \
             for (int j = 0; j < KSTEP; ++j) {                                               \
                 if (k + j == k1) break;  /* an odd K's last pair holds one k */             \
-                FR_VF wv[gpg * FR_S];                                                       \
+                const float *restrict h_lo = h + k + j;                                     \
+                const float *restrict h_hi = h_lo + 3 * (ptrdiff_t)ldh;                     \
+                if (xfirst) {                                                               \
+                    FR_VF x[NB];                                                            \
+                    for (int b = 0; b < NB; ++b)                                            \
+                        x[b] = FR_SPLAT(FR_MV_H(b));                                        \
+                    for (int i = 0; i < nv; ++i) {                                          \
+                        FR_VF wv = LOAD(w + i * FR_L, j);                                   \
+                        FR_KEEP_IN_REGISTER(wv);                                            \
+                        for (int b = 0; b < NB; ++b) a[b][i] += wv * x[b];                  \
+                    }                                                                       \
+                    continue;                                                               \
+                }                                                                           \
+                FR_VF wv[maxv];                                                             \
                 for (int i = 0; i < nv; ++i) {                                              \
                     wv[i] = LOAD(w + i * FR_L, j);                                          \
                     FR_KEEP_IN_REGISTER(wv[i]);                                             \
                 }                                                                           \
                 for (int b = 0; b < NB; ++b) {                                              \
-                    const FR_VF x = FR_SPLAT(h[(ptrdiff_t)b * ldh + k + j]);                \
+                    const FR_VF x = FR_SPLAT(FR_MV_H(b));                                   \
                     for (int i = 0; i < nv; ++i) a[b][i] += wv[i] * x;                      \
                 }                                                                           \
             }                                                                               \
         }                                                                                   \
         for (int b = 0; b < NB; ++b)                                                        \
             for (int i = 0; i < nv; ++i)                                                    \
-                FR_ST(acc + (ptrdiff_t)b * lda + g0 * FR_U + i * FR_L, a[b][i]);            \
+                FR_ST(acc + (ptrdiff_t)b * lda + (v0 + i) * FR_L, a[b][i]);                 \
     }                                                                                       \
 }
-/* The cache lines of the pass's weights pf rows ahead (pf_ elements), when pf > 0. */
-#define FR_MV_PREFETCH(w, G, nv, WT)                                                        \
+/* Column b's h at k + j: columns 3-5 from a second base, so that every column's address
+ * is a base plus 0, 1 or 2 times ldh (two base registers and one index) */
+#define FR_MV_H(b) ((b) < 3 ? h_lo : h_hi)[(ptrdiff_t)((b) % 3) * ldh]
+/* The cache lines of the pass's weights (nv vectors from w) pf rows ahead (pf_
+ * elements), when pf > 0. */
+#define FR_MV_PREFETCH(w, nv, WT)                                                           \
     do {                                                                                    \
         if (pf_)                                                                            \
             for (int o_ = 0; o_ < (int)((nv) * FR_L * sizeof(WT)); o_ += 64)                \
@@ -460,27 +503,31 @@ FR_PANEL_MVS(3)
 #undef FR_PANEL_MVS
 #undef FR_MV_F32
 #undef FR_MV_PREFETCH
+#undef FR_MV_H
 #undef FR_MV_F16
 #undef FR_MV_BF16
-#undef FR_MV_GPG
+#undef FR_MV_CAP
+#undef FR_MV_HELD
+#undef FR_MV_XFIRST
+#undef FR_MV_MAXV
 
 /* NB columns of a panel's product (at: the panel's first element in w), by the body
  * of the weights' storage type. */
 #define FR_PANEL_MV_NB(NB)                                                                 \
 static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##NB)(       \
-        int wt, int G, int k0, int k1, int add, int pf, const void *restrict w, ptrdiff_t at, \
-        const float *restrict h, int ldh, float *restrict acc, int lda)                    \
+        int wt, int G, int k0, int k1, int add, int pf, int lines, const void *restrict w,   \
+        ptrdiff_t at, const float *restrict h, int ldh, float *restrict acc, int lda)      \
 {                                                                                          \
     if (wt == FR_W_F16)                                                                    \
-        FR_NAME(panel_mv_f16_##NB)(G, k0, k1, add, pf, (const uint16_t *)w + at, h, ldh, acc,  \
-                                   lda);                                                   \
+        FR_NAME(panel_mv_f16_##NB)(G, k0, k1, add, pf, lines, (const uint16_t *)w + at, h, ldh, \
+                                   acc, lda);                                              \
     else if (wt == FR_W_BF16)                                                              \
-        FR_NAME(panel_mv_bf16_##NB)(G, k0, k1, add, pf,                                    \
+        FR_NAME(panel_mv_bf16_##NB)(G, k0, k1, add, pf, lines,                             \
                                     (const uint32_t *)((const uint16_t *)w + at), h, ldh,  \
                                     acc, lda);                                             \
     else                                                                                   \
-        FR_NAME(panel_mv_f32_##NB)(G, k0, k1, add, pf, (const float *)w + at, h, ldh, acc,     \
-                                   lda);                                                   \
+        FR_NAME(panel_mv_f32_##NB)(G, k0, k1, add, pf, lines, (const float *)w + at, h, ldh, \
+                                   acc, lda);                                              \
 }
 FR_PANEL_MV_NB(2)
 #if FR_NB >= 4
@@ -497,14 +544,16 @@ FR_PANEL_MV_NB(3)
 #if FR_NB >= 2
 /* Rows [k0, k1) of panel p's product for columns [0, m) in blocks of 2-6 (add: onto
  * the partial sums already in acc, else from zero); returns the columns done, the
- * rest (0 or 1) left to panel_matvec. */
+ * rest (0 or 1) left to panel_matvec. pf > 0 (panels of FR_KBLOCK_MIN_K rows and more,
+ * whose weights stream from beyond L2 on cores with 512 KB of it) also keeps each
+ * block's passes to whole cache lines (pass_vectors). */
 static inline __attribute__((always_inline)) FR_TARGET int FR_NAME(panel_blocks)(
         int wt, int G, int k0, int k1, int add, int pf, const void *restrict w, ptrdiff_t at,
         const float *restrict h, int ldh, int m, float *restrict acc, int lda)
 {
     int b = 0;
     /* the first block prefetches, the others find the rows in cache */
-#define FR_BLOCK(NB) FR_NAME(panel_mv_##NB)(wt, G, k0, k1, add, b == 0 ? pf : 0, w, at,       \
+#define FR_BLOCK(NB) FR_NAME(panel_mv_##NB)(wt, G, k0, k1, add, b == 0 ? pf : 0, pf != 0, w, at, \
                                             h + (ptrdiff_t)b * ldh, ldh,                     \
                                             acc + (ptrdiff_t)b * lda, lda)
 #if FR_NB >= 6
@@ -536,8 +585,11 @@ static inline __attribute__((always_inline)) FR_TARGET int FR_NAME(panel_blocks)
 #ifdef FR_KBLOCK_BYTES
 /* panel_blocks over a row block of at most FR_KBLOCK_BYTES of weights at a time (see
  * panel_matvec_m), in whole multiples of FR_PF_ROWS rows (even: bfloat16 pairs; a GRU's
- * 84-row AVX2 blocks had run 3-4% slower than 64), a function of its own (one copy per
- * gate count), so that the steps' plain passes compile as before. */
+ * 84-row AVX2 blocks had run 3-4% slower than 64), in functions of their own, one per
+ * gate count, so that the steps' plain passes compile as before and each function's
+ * k loops keep their columns' h addresses in registers (in one function for every gate
+ * count, a GRU's 6-column loop reloaded two of them from the stack at each k: batch 16
+ * 2-8% slower, AVX2 and AVX-512). */
 static inline __attribute__((always_inline)) FR_TARGET int FR_NAME(panel_blocked_g)(
         int wt, int G, int K, const void *restrict w, ptrdiff_t at, const float *restrict h,
         int ldh, int m, float *restrict acc, int lda)
@@ -552,17 +604,30 @@ static inline __attribute__((always_inline)) FR_TARGET int FR_NAME(panel_blocked
     return b;
 }
 
-static __attribute__((noinline)) FR_TARGET int FR_NAME(panel_blocked)(
+#define FR_BLOCKED(GC)                                                                     \
+static __attribute__((noinline)) FR_TARGET int FR_NAME(panel_blocked_##GC)(                \
+        int wt, int K, const void *restrict w, ptrdiff_t at, const float *restrict h,      \
+        int ldh, int m, float *restrict acc, int lda)                                      \
+{                                                                                          \
+    return FR_NAME(panel_blocked_g)(wt, GC, K, w, at, h, ldh, m, acc, lda);                \
+}
+FR_BLOCKED(4)
+FR_BLOCKED(3)
+FR_BLOCKED(2)
+FR_BLOCKED(1)
+#undef FR_BLOCKED
+
+static inline __attribute__((always_inline)) FR_TARGET int FR_NAME(panel_blocked)(
         int wt, int G, int K, const void *restrict w, ptrdiff_t at, const float *restrict h,
         int ldh, int m, float *restrict acc, int lda)
 {
     if (G == 4)
-        return FR_NAME(panel_blocked_g)(wt, 4, K, w, at, h, ldh, m, acc, lda);
+        return FR_NAME(panel_blocked_4)(wt, K, w, at, h, ldh, m, acc, lda);
     if (G == 3)
-        return FR_NAME(panel_blocked_g)(wt, 3, K, w, at, h, ldh, m, acc, lda);
+        return FR_NAME(panel_blocked_3)(wt, K, w, at, h, ldh, m, acc, lda);
     if (G == 2)
-        return FR_NAME(panel_blocked_g)(wt, 2, K, w, at, h, ldh, m, acc, lda);
-    return FR_NAME(panel_blocked_g)(wt, 1, K, w, at, h, ldh, m, acc, lda);
+        return FR_NAME(panel_blocked_2)(wt, K, w, at, h, ldh, m, acc, lda);
+    return FR_NAME(panel_blocked_1)(wt, K, w, at, h, ldh, m, acc, lda);
 }
 #endif
 
