@@ -62,8 +62,9 @@ SPLIT_MIN_HIDDEN = 128
 # hoisted projection, reading W_ih once per chunk, wins by far). AVX2 (measured as
 # FUSED_MAX_BATCH above, in-step / hoisted time): 1.27-1.48x at batch 8 and 1.0-1.11x at
 # 16 for hidden 128-512 (0.95-1.04x at hidden 64), mixed at 64 (0.83-1.18x): the
-# AVX2 product, one gate per pass, gains little from more sequences per weight load, so
-# the hoisted projection serves every fused batch (FUSED_BATCH_LIMIT + 1: never in-step).
+# AVX2 product (two weight vectors a pass at 5-6 sequences: 16 registers) gains little
+# from more sequences per weight load, so the hoisted projection serves every fused
+# batch (FUSED_BATCH_LIMIT + 1: never in-step).
 FUSED_X_MIN_BATCH = {"generic": 16, "avx2": FUSED_BATCH_LIMIT + 1, "avx512": 16}
 
 # Below FUSED_BATCH_LIMIT sequences, W_ih x comes from the panels in the step only where
