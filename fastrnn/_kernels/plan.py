@@ -59,13 +59,15 @@ SPLIT_MIN_HIDDEN = 128
 # every step instead of one hoisted projection per chunk. AVX-512: with 16+ sequences
 # per weight load the fused product runs nearer the FMA peak (1 thread, T=50, LSTM/GRU
 # H 64-512: 1.0-1.12x at 16-64; at 4-8 it loses up to 5% at H >= 256; at batch 1 the
-# hoisted projection, reading W_ih once per chunk, wins by far). AVX2 (measured as
-# FUSED_MAX_BATCH above, in-step / hoisted time): 1.27-1.48x at batch 8 and 1.0-1.11x at
-# 16 for hidden 128-512 (0.95-1.04x at hidden 64), mixed at 64 (0.83-1.18x): the
-# AVX2 product (two weight vectors a pass at 5-6 sequences: 16 registers) gains little
-# from more sequences per weight load, so the hoisted projection serves every fused
-# batch (FUSED_BATCH_LIMIT + 1: never in-step).
-FUSED_X_MIN_BATCH = {"generic": 16, "avx2": FUSED_BATCH_LIMIT + 1, "avx512": 16}
+# hoisted projection, reading W_ih once per chunk, wins by far). AVX2, the same 16
+# (FASTRNN_ISA=avx2 on the Xeon, 1 thread, T=100, 9 alternating rounds, in-step /
+# hoisted time where the panels fit the L2): 0.92-0.97x at batch 16-64 for LSTM hidden
+# 32-160 and GRU 64-256 (input = hidden), 1.03x for an LSTM's hidden 64 under input 256
+# (within the noise); at batch 8 0.92-1.06x, at 1-3 1.04-1.21x; at 2 threads level
+# (0.99-1.01x). AVX2 had hoisted at every batch: when that was set the panels lost
+# (1.27-1.48x at batch 8, 1.0-1.11x at 16), and with the kernel before the product's
+# passes were sized by vectors they were level at 8 and 0.90-0.98x at 64.
+FUSED_X_MIN_BATCH = {"generic": 16, "avx2": 16, "avx512": 16}
 
 # Below FUSED_BATCH_LIMIT sequences, W_ih x comes from the panels in the step only where
 # W_ih's and W_hh's panels together fill at most 7/8 of this many bytes (a core's L2; per
