@@ -49,6 +49,7 @@ def config():
                          "threadpoolctl": _version("threadpoolctl")},
         "cpu": {"model": profile.cpu_model(), "machine": platform.machine(),
                 "cores": os.cpu_count(), "usable_cores": _usable_cores(),
+                "cpu_quota": _threads.cpu_quota(),
                 "isa": isa, "best_isa": profile.hardware_isa() or isa},
         "blas": blas,
         "threads": {"fastrnn": fastrnn.get_num_threads(),
@@ -76,8 +77,10 @@ def render(cfg):
              f"python {cfg['python']['version']} ({cfg['python']['executable']}); " +
              ", ".join(f"{k} {v or '-'}" for k, v in cfg["dependencies"].items())]
     cpu = cfg["cpu"]
+    quota = cpu.get("cpu_quota")
+    limit = "" if quota is None else f", a CPU quota of {quota:g}"
     lines.append(f"cpu: {cpu['model']} ({cpu['machine']}, {cpu['usable_cores']} of "
-                 f"{cpu['cores']} cores usable)")
+                 f"{cpu['cores']} cores usable{limit})")
     capped = " (capped by FASTRNN_ISA)" if cpu["isa"] != cpu["best_isa"] else ""
     lines.append(f"isa: {cpu['isa']} in force, {cpu['best_isa']} available{capped}")
     if not cfg["blas"]:
@@ -87,7 +90,9 @@ def render(cfg):
                      f"{lib['num_threads']} thread(s), {lib['threading_layer']}) "
                      f"{lib['filepath']}")
     t = cfg["threads"]
-    lines.append(f"threads: {t['fastrnn']} (step split: {t['kernel_split']}, "
+    alone = (" (run alone: a CPU quota under 2)"
+             if t["kernel_split"] >= 2 and quota is not None and quota < 2 else "")
+    lines.append(f"threads: {t['fastrnn']} (step split: {t['kernel_split']}{alone}, "
                  f"blas: {t['blas']}; fastrnn.set_num_threads)")
     plan = cfg["plan"]
     if "error" in plan:

@@ -77,6 +77,73 @@ def set_num_threads(n: int, blas: Optional[int] = None) -> None:
 
     _controller().limit(limits=n if blas is None else blas)
     _stack.set_kernel_threads(n)
+    _stack.set_cpu_quota(cpu_quota() if n >= 2 else None)
+
+
+def cpu_quota(proc: str = "/proc/self", root: str = "") -> Optional[float]:
+    """The CPU time this process's control group may use, in CPUs (a container's CPU
+    limit), or None where there is none or it cannot be read.
+
+    cgroup v2's ``cpu.max`` (quota and period) or v1's ``cpu.cfs_quota_us`` and
+    ``cpu.cfs_period_us``, for the process's group and each group above it that this
+    process can see (the smallest wins), found through ``/proc/self/cgroup`` and the
+    mounts in ``/proc/self/mountinfo``. `proc` and `root` (a prefix of every mount
+    point) are for the tests.
+
+    Returns
+    -------
+    float or None
+    """
+    try:
+        with open(os.path.join(proc, "cgroup")) as f:
+            groups = [line.rstrip("\n").split(":", 2) for line in f]
+        with open(os.path.join(proc, "mountinfo")) as f:
+            mounts = [line.split() for line in f]
+    except OSError:
+        return None
+    quotas = []
+    for group in groups:
+        if len(group) != 3:
+            continue
+        hierarchy, controllers, path = group
+        v2 = hierarchy == "0" and controllers == ""
+        if not v2 and "cpu" not in controllers.split(","):
+            continue
+        for fields in mounts:
+            if "-" not in fields or len(fields) < 5:
+                continue
+            fstype, options = fields[fields.index("-") + 1:][:1], fields[-1].split(",")
+            if fstype != (["cgroup2"] if v2 else ["cgroup"]) or (not v2 and "cpu" not in options):
+                continue
+            mount_root, mount_point = fields[3].rstrip("/"), root + fields[4]
+            # the group and its ancestors up to the mount's root; a group outside the
+            # mount (a container's view of its own group, mounted from elsewhere): the
+            # mount's root group, which is the container's
+            rel = path[len(mount_root):].strip("/").split("/") \
+                if (path + "/").startswith(mount_root + "/") else [""]
+            for depth in range(len(rel) if rel != [""] else 0, -1, -1):
+                quota = _group_quota(os.path.join(mount_point, *rel[:depth]), v2)
+                if quota is not None:
+                    quotas.append(quota)
+    return min(quotas) if quotas else None
+
+
+def _group_quota(directory: str, v2: bool) -> Optional[float]:
+    try:
+        if v2:
+            with open(os.path.join(directory, "cpu.max")) as f:
+                quota, period = f.read().split()[:2]
+        else:
+            with open(os.path.join(directory, "cpu.cfs_quota_us")) as f:
+                quota = f.read().strip()
+            with open(os.path.join(directory, "cpu.cfs_period_us")) as f:
+                period = f.read().strip()
+        if quota in ("max", "-1"):
+            return None
+        cpus = int(quota) / int(period)
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
+    return cpus if cpus > 0 else None
 
 
 def get_num_threads() -> int:

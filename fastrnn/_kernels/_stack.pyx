@@ -28,6 +28,7 @@ cnp.import_array()
 cdef extern from "parallel.h" nogil:
     ctypedef void (*fr_task_fn)(void* arg, int part) noexcept nogil
     int fr_pool_acquire()
+    void fr_pool_set_quota_alone(int alone)
     void fr_pool_release()
     double FR_LONG_JOB
     void fr_pool_run(fr_task_fn fn, void* arg, double flops)
@@ -91,6 +92,12 @@ def set_kernel_threads(int n):
 
 def get_kernel_threads():
     return _kernel_threads
+
+
+def set_cpu_quota(cpus):
+    """The process's CPU quota in CPUs (None: none): under 2, split calls run on the
+    calling thread alone (parallel.h, fr_pool_set_quota_alone)."""
+    fr_pool_set_quota_alone(cpus is not None and cpus < 2)
 
 
 def _activations_f32(float[::1] x, bint vector=False, isa=None):

@@ -58,6 +58,7 @@ typedef struct {
 #if defined(__linux__)
     cpu_set_t others, pinned;
 #endif
+    atomic_int quota_alone;      /* the process's CPU quota is under 2 CPUs */
     long long alone_since;       /* short jobs the caller ran while the helper slept: */
     long long alone_last;        /* the first one's start and the last one's end (ns) */
     pthread_mutex_t mu;
@@ -207,9 +208,22 @@ static void fr_pool_keep_off_caller(void)
 #endif
 }
 
+/* Set from fastrnn._threads.cpu_quota when the threads are set: with a CPU quota (a
+ * container's CPU limit: cgroup cpu.max, cpu.cfs_quota_us) of under 2 CPUs, two busy
+ * threads use the period's time up early and are throttled for the rest of it, every
+ * thread of the process with them (a stall of up to a period, 100 ms by default), and
+ * the helper's spin between jobs spends the quota too; the affinity a container gives
+ * a process (all of the host's CPUs) does not show it. Split calls then run alone. */
+static void fr_pool_set_quota_alone(int alone)
+{
+    atomic_store_explicit(&fr_pool.quota_alone, alone, memory_order_relaxed);
+}
+
 /* 1 if the caller now owns the helper (start it if needed), 0 if it must run alone. */
 static int fr_pool_acquire(void)
 {
+    if (atomic_load_explicit(&fr_pool.quota_alone, memory_order_relaxed))
+        return 0;
     int expected = 0;
     if (!atomic_compare_exchange_strong(&fr_pool.owned, &expected, 1))
         return 0;
