@@ -7,8 +7,9 @@
  * pauses longer than the helper's spin between some runs, so that every path is taken:
  * the helper's part claimed by the helper, by the caller while the helper sleeps, by
  * the caller while it is waking. Then two callers at once contend for the helper (the
- * one that does not own it runs alone). Each job's two parts write their own rows; the
- * caller checks both after every job. */
+ * one that does not own it runs alone), while a third thread turns the CPU-quota rule
+ * (fr_pool_set_quota_alone: every caller alone) on and off. Each job's two parts write
+ * their own rows; the caller checks both after every job. */
 #include "parallel.h"
 
 #include <stdio.h>
@@ -67,16 +68,32 @@ static void *caller(void *arg)
     return NULL;
 }
 
+static atomic_int callers_done;
+
+static void *quota_toggler(void *arg)
+{
+    (void)arg;
+    for (int i = 0; !atomic_load(&callers_done); i++) {
+        fr_pool_set_quota_alone(i & 1);
+        usleep(200);
+    }
+    fr_pool_set_quota_alone(0);
+    return NULL;
+}
+
 int main(void)
 {
     caller((void *)1);
-    pthread_t a, b;
-    if (pthread_create(&a, NULL, caller, (void *)2) || pthread_create(&b, NULL, caller, (void *)3)) {
+    pthread_t a, b, q;
+    if (pthread_create(&a, NULL, caller, (void *)2) || pthread_create(&b, NULL, caller, (void *)3)
+        || pthread_create(&q, NULL, quota_toggler, NULL)) {
         fprintf(stderr, "pool_race: pthread_create failed\n");
         return 1;
     }
     pthread_join(a, NULL);
     pthread_join(b, NULL);
+    atomic_store(&callers_done, 1);
+    pthread_join(q, NULL);
     puts("pool_race: ok");
     return 0;
 }
