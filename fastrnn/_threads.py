@@ -63,6 +63,10 @@ def set_num_threads(n: int, blas: Optional[int] = None) -> None:
     ``blas=1``, 48 with ``blas=2``); a server of batch-1 streams does best with
     ``set_num_threads(2, blas=1)``.
 
+    The split needs a second CPU: a thread allowed one CPU, or a process whose control
+    group has a CPU quota of less than 2 CPUs (a container's CPU limit, read here:
+    `cpu_quota`), runs split calls alone.
+
     Examples
     --------
     >>> fastrnn.set_num_threads(2, blas=1)
