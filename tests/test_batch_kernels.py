@@ -310,3 +310,51 @@ def test_input_projection_in_step_only_where_the_panels_leave_room(mode, gates):
     assert not in_step(panel_bytes, 16) and not in_step(panel_bytes, 63)
     assert in_step(panel_bytes, 64) and in_step(0, 64)     # 64 sequences per weight load
     assert not in_step(roomy, 15)               # below fused_x_min_batch
+
+
+@pytest.mark.parametrize("isa", RUNS)
+@pytest.mark.parametrize("mode,kwargs", [
+    ("RNN_TANH", {}), ("RNN_RELU", {}), ("GRU", {"reset_after": False}),
+])
+@pytest.mark.parametrize("hidden,inputs", [(130, I), (300, 257)])
+def test_one_gate_panels_in_groups_both_directions(isa, mode, kwargs, hidden, inputs):
+    """Panels of one gate (an RNN's, the textbook GRU's n rows) multiplied FR_GROUP at a
+    time: 9 panels (two groups and one alone) and 19 with rows in row blocks, both
+    directions (a reversed direction's group steps down through the panels), every batch
+    to 16 and 64, hoisted and in-step W_ih x, against float64 NumPy; and each sequence's
+    outputs in a batch of 64 are, bit for bit, those of it in the smaller batches (the
+    sums keep their k order whatever the group or block)."""
+    m, sd = make_model(mode, inputs, hidden, scale=hidden ** -0.5, bidirectional=True,
+                       **kwargs)
+    x = np.random.default_rng(4).standard_normal((4, 64, inputs)).astype(np.float32)
+    want = reference.forward(family(mode), sd, x.astype(np.float64), 1, True, hidden,
+                             relu=mode == "RNN_RELU", **kwargs)[0]
+    for x_in_step in (False, True):
+        m.plan = fastrnn.Plan.default(isa=isa).replace(
+            fused=True, fused_max_batch=64, fused_x_min_batch=1 if x_in_step else 65,
+            cache_bytes=1 << 30 if x_in_step else 0)
+        full = m(x)[0]
+        for b in list(range(1, 17)) + [64]:
+            got = m(x[:, :b])[0]
+            np.testing.assert_allclose(got, want[:, :b], rtol=1e-4, atol=2e-5,
+                                       err_msg=f"{mode} {isa} H={hidden} batch {b}")
+            if b >= 2:
+                np.testing.assert_array_equal(got, full[:, :b],
+                                              err_msg=f"{mode} {isa} H={hidden} batch {b}")
+
+
+@pytest.mark.parametrize("isa", RUNS)
+@pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN_TANH"])
+def test_two_halves_bitwise_equal_one_core(isa, mode):
+    """A batch split into halves on two cores gives one core's bits, halves of 7 and 13
+    included (a block of columns is never left one column, which sums in another
+    order: docs/reliability.md)."""
+    m, _ = _model(mode, isa)
+    x = np.random.default_rng(5).standard_normal((12, 64, I)).astype(np.float32)
+    for b in (4, 14, 26, 64):
+        with kernel_threads(1):
+            one = m(x[:, :b])[0]
+        with kernel_threads(2):
+            assert m.kernel.splits_sequences(12, b)
+            two = m(x[:, :b])[0]
+        np.testing.assert_array_equal(one, two, err_msg=f"{mode} {isa} batch {b}")

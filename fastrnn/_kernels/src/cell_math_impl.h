@@ -379,6 +379,13 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec
         FR_NAME(panel_matvec_f32)(G, K, (const float *)w + at, h, acc);
 }
 
+/* Panels of one gate (an RNN's, the textbook GRU's n rows) go FR_GROUP at a time through
+ * the products of 2+ columns, as one panel of FR_GROUP gates would: alone, their
+ * FR_S vectors a row left NB * FR_S accumulators, too few to cover the FMA latency
+ * (AVX-512, RNN hidden 512: batch 2 1.42x torch's time, slower than two sequences one
+ * at a time). */
+#define FR_GROUP 4
+
 #if FR_NB >= 2
 /* The same product for NB columns at once (NB sequences of a small batch): each
  * weight vector is loaded once and multiplied into NB columns' accumulators, so the
@@ -421,11 +428,13 @@ static inline __attribute__((always_inline)) int FR_NAME(pass_vectors)(int nvec,
  * long as batch 6; Xeon, AVX-512, LSTM hidden 112). */
 #define FR_PANEL_MV(SUFFIX, WT, LOAD, KSTEP, NB)                                            \
 static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##SUFFIX##_##NB)( \
-        int G, int k0, int k1, int add, int pf, int lines, const WT *restrict wp,           \
-        const float *restrict h, int ldh, float *restrict acc, int lda)                     \
+        int G, int np_, ptrdiff_t pstride, ptrdiff_t astride, int k0, int k1, int add,      \
+        int pf, int lines, const WT *restrict wp, const float *restrict h, int ldh,         \
+        float *restrict acc, int lda)                                                       \
 {                                                                                           \
     enum { maxv = FR_MV_MAXV(NB) };                                                         \
-    const int nvec = G * FR_S;                                                              \
+    const int nv1 = G * FR_S;                                                               \
+    const int nvec = np_ * nv1;                                                             \
     const int held = FR_NAME(pass_vectors)(nvec, FR_MV_HELD(NB), lines);                    \
     const int xfirst = FR_NAME(pass_vectors)(nvec, FR_MV_XFIRST(NB), lines) > held;         \
     const int per = xfirst ? FR_NAME(pass_vectors)(nvec, FR_MV_XFIRST(NB), lines) : held;   \
@@ -436,11 +445,10 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##S
         FR_VF a[NB][maxv];                                                                  \
         for (int b = 0; b < NB; ++b)                                                        \
             for (int i = 0; i < nv; ++i)                                                    \
-                a[b][i] = add ? (FR_VF)FR_LD(acc + (ptrdiff_t)b * lda + (v0 + i) * FR_L)    \
-                              : (FR_VF){0};                                                 \
+                a[b][i] = add ? (FR_VF)FR_LD(acc + FR_MV_A(b, v0 + i)) : (FR_VF){0};        \
         for (int k = k0; k < k1; k += KSTEP) {                                              \
-            const WT *restrict w = wp + (ptrdiff_t)(k / KSTEP) * G * FR_U + v0 * FR_L;      \
-            FR_MV_PREFETCH(w, nv, WT);                                                      \
+            const WT *restrict w = wp + (ptrdiff_t)(k / KSTEP) * G * FR_U;                  \
+            FR_MV_PREFETCH(w, v0, nv, WT);                                                  \
             for (int j = 0; j < KSTEP; ++j) {                                               \
                 if (k + j == k1) break;  /* an odd K's last pair holds one k */             \
                 const float *restrict h_lo = h + k + j;                                     \
@@ -450,7 +458,7 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##S
                     for (int b = 0; b < NB; ++b)                                            \
                         x[b] = FR_SPLAT(FR_MV_H(b));                                        \
                     for (int i = 0; i < nv; ++i) {                                          \
-                        FR_VF wv = LOAD(w + i * FR_L, j);                                   \
+                        FR_VF wv = LOAD(FR_MV_W(w, v0 + i), j);                             \
                         FR_KEEP_IN_REGISTER(wv);                                            \
                         for (int b = 0; b < NB; ++b) a[b][i] += wv * x[b];                  \
                     }                                                                       \
@@ -458,7 +466,7 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##S
                 }                                                                           \
                 FR_VF wv[maxv];                                                             \
                 for (int i = 0; i < nv; ++i) {                                              \
-                    wv[i] = LOAD(w + i * FR_L, j);                                          \
+                    wv[i] = LOAD(FR_MV_W(w, v0 + i), j);                                    \
                     FR_KEEP_IN_REGISTER(wv[i]);                                             \
                 }                                                                           \
                 for (int b = 0; b < NB; ++b) {                                              \
@@ -469,19 +477,26 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##S
         }                                                                                   \
         for (int b = 0; b < NB; ++b)                                                        \
             for (int i = 0; i < nv; ++i)                                                    \
-                FR_ST(acc + (ptrdiff_t)b * lda + (v0 + i) * FR_L, a[b][i]);                 \
+                FR_ST(acc + FR_MV_A(b, v0 + i), a[b][i]);                                   \
     }                                                                                       \
 }
 /* Column b's h at k + j: columns 3-5 from a second base, so that every column's address
  * is a base plus 0, 1 or 2 times ldh (two base registers and one index) */
 #define FR_MV_H(b) ((b) < 3 ? h_lo : h_hi)[(ptrdiff_t)((b) % 3) * ldh]
-/* The cache lines of the pass's weights (nv vectors from w) pf rows ahead (pf_
- * elements), when pf > 0. */
-#define FR_MV_PREFETCH(w, nv, WT)                                                           \
+/* Vector t of a group's rows at k (w: panel 0's row): panel t / nv1 (np_ panels,
+ * pstride elements apart), its vector t % nv1; and where its sum for column b goes in
+ * acc (each panel's columns astride floats apart) */
+#define FR_MV_W(w, t) ((w) + ((t) / nv1) * pstride + ((t) % nv1) * FR_L)
+#define FR_MV_A(b, t) ((ptrdiff_t)(b) * lda + ((t) / nv1) * astride + ((t) % nv1) * FR_L)
+/* The cache lines of the pass's weights (nv vectors from vector v0) pf rows ahead (pf_
+ * elements), when pf > 0: one prefetch per line a pass starts in (passes keep to whole
+ * lines there: lines). */
+#define FR_MV_PREFETCH(w, v0, nv, WT)                                                       \
     do {                                                                                    \
         if (pf_)                                                                            \
-            for (int o_ = 0; o_ < (int)((nv) * FR_L * sizeof(WT)); o_ += 64)                \
-                __builtin_prefetch((const char *)((w) + pf_) + o_, 0, 3);                   \
+            for (int i_ = 0; i_ < (nv); ++i_)                                               \
+                if ((((v0) + i_) % nv1) * FR_L * sizeof(WT) % 64 == 0)                      \
+                    __builtin_prefetch((const char *)(FR_MV_W(w, (v0) + i_) + pf_), 0, 3);  \
     } while (0)
 #define FR_MV_F32(p, j) FR_LD(p)
 #define FR_MV_F16(p, j) FR_NAME(load_f16)(p)
@@ -504,6 +519,8 @@ FR_PANEL_MVS(3)
 #undef FR_MV_F32
 #undef FR_MV_PREFETCH
 #undef FR_MV_H
+#undef FR_MV_W
+#undef FR_MV_A
 #undef FR_MV_F16
 #undef FR_MV_BF16
 #undef FR_MV_CAP
@@ -511,23 +528,25 @@ FR_PANEL_MVS(3)
 #undef FR_MV_XFIRST
 #undef FR_MV_MAXV
 
-/* NB columns of a panel's product (at: the panel's first element in w), by the body
- * of the weights' storage type. */
+/* NB columns of the product of np_ panels (at: the first one's first element in w, the
+ * others pstride elements on, in w's storage elements as at; their sums astride floats
+ * apart in acc), by the body of the weights' storage type. */
 #define FR_PANEL_MV_NB(NB)                                                                 \
 static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_mv_##NB)(       \
-        int wt, int G, int k0, int k1, int add, int pf, int lines, const void *restrict w,   \
-        ptrdiff_t at, const float *restrict h, int ldh, float *restrict acc, int lda)      \
+        int wt, int G, int np_, ptrdiff_t pstride, ptrdiff_t astride, int k0, int k1,      \
+        int add, int pf, int lines, const void *restrict w, ptrdiff_t at,                  \
+        const float *restrict h, int ldh, float *restrict acc, int lda)                    \
 {                                                                                          \
     if (wt == FR_W_F16)                                                                    \
-        FR_NAME(panel_mv_f16_##NB)(G, k0, k1, add, pf, lines, (const uint16_t *)w + at, h, ldh, \
-                                   acc, lda);                                              \
-    else if (wt == FR_W_BF16)                                                              \
-        FR_NAME(panel_mv_bf16_##NB)(G, k0, k1, add, pf, lines,                             \
+        FR_NAME(panel_mv_f16_##NB)(G, np_, pstride, astride, k0, k1, add, pf, lines,       \
+                                   (const uint16_t *)w + at, h, ldh, acc, lda);            \
+    else if (wt == FR_W_BF16)   /* pairs: two elements a word */                           \
+        FR_NAME(panel_mv_bf16_##NB)(G, np_, pstride / 2, astride, k0, k1, add, pf, lines,  \
                                     (const uint32_t *)((const uint16_t *)w + at), h, ldh,  \
                                     acc, lda);                                             \
     else                                                                                   \
-        FR_NAME(panel_mv_f32_##NB)(G, k0, k1, add, pf, lines, (const float *)w + at, h, ldh, \
-                                   acc, lda);                                              \
+        FR_NAME(panel_mv_f32_##NB)(G, np_, pstride, astride, k0, k1, add, pf, lines,       \
+                                   (const float *)w + at, h, ldh, acc, lda);               \
 }
 FR_PANEL_MV_NB(2)
 #if FR_NB >= 4
@@ -543,26 +562,41 @@ FR_PANEL_MV_NB(3)
 
 #if FR_NB >= 2
 /* Rows [k0, k1) of panel p's product for columns [0, m) in blocks of 2-6 (add: onto
- * the partial sums already in acc, else from zero); returns the columns done, the
- * rest (0 or 1) left to panel_matvec. pf > 0 (panels of FR_KBLOCK_MIN_K rows and more,
- * whose weights stream from beyond L2 on cores with 512 KB of it) also keeps each
- * block's passes to whole cache lines (pass_vectors). */
+ * the partial sums already in acc, else from zero); returns the columns done, the rest
+ * (with blocks to 6: only a batch of one) left to panel_matvec. pf > 0 (panels of
+ * FR_KBLOCK_MIN_K rows and more, whose weights stream from beyond L2 on cores with
+ * 512 KB of it) also keeps each block's passes to whole cache lines (pass_vectors). */
 static inline __attribute__((always_inline)) FR_TARGET int FR_NAME(panel_blocks)(
-        int wt, int G, int k0, int k1, int add, int pf, const void *restrict w, ptrdiff_t at,
-        const float *restrict h, int ldh, int m, float *restrict acc, int lda)
+        int wt, int G, int np_, ptrdiff_t pstride, ptrdiff_t astride, int k0, int k1, int add,
+        int pf, const void *restrict w, ptrdiff_t at, const float *restrict h, int ldh, int m,
+        float *restrict acc, int lda)
 {
     int b = 0;
-    /* the first block prefetches, the others find the rows in cache */
-#define FR_BLOCK(NB) FR_NAME(panel_mv_##NB)(wt, G, k0, k1, add, b == 0 ? pf : 0, pf != 0, w, at, \
+    /* the first block prefetches, the others find the rows in cache; a group's panels
+     * one by one where a panel alone fills FR_ACC accumulators (AVX2, 4+ columns: the
+     * group's passes would be no fuller) */
+#define FR_BLOCK_OF(NB, NP, J) FR_NAME(panel_mv_##NB)(wt, G, NP, pstride, astride, k0, k1, add, \
+                                            b == 0 ? pf : 0, pf != 0, w, at + (J) * pstride, \
                                             h + (ptrdiff_t)b * ldh, ldh,                     \
-                                            acc + (ptrdiff_t)b * lda, lda)
+                                            acc + (ptrdiff_t)b * lda + (J) * astride, lda)
+#define FR_BLOCK(NB)                                                                       \
+    do {                                                                                   \
+        if (np_ > 1 && (NB) * G * FR_S >= FR_ACC)                                          \
+            for (int j_ = 0; j_ < np_; ++j_)                                               \
+                FR_BLOCK_OF(NB, 1, j_);                                                    \
+        else                                                                               \
+            FR_BLOCK_OF(NB, np_, 0);                                                       \
+    } while (0)
 #if FR_NB >= 6
-    /* sixes, then what is left (1 to 6, or 8 as 4 + 4: 5 + 3 ran 10% slower) in one
-     * pass over the panel: 3 or 5 sequences read the weights once, not twice (2 + 1,
-     * 4 + 1), which at hidden 200-300 had made batch 3 slower than ONNX Runtime */
-    for (; b + 6 <= m && m - b != 8; b += 6)
+    /* sixes, then what is left (2 to 6, or 8 as 4 + 4: 5 + 3 ran 10% slower; 7 as 4 + 3)
+     * in one pass over the panel: 3 or 5 sequences read the weights once, not twice
+     * (2 + 1, 4 + 1), which at hidden 200-300 had made batch 3 slower than ONNX Runtime.
+     * No column of 2+ is left alone: panel_matvec sums in another order (k in FR_ACC
+     * interleaved parts), and a sequence's results would depend on the batch it went in
+     * (batch 7 as 6 + 1, and so one core's batch of 14 against two cores' halves of 7) */
+    for (; b + 6 <= m && m - b != 8 && m - b != 7; b += 6)
         FR_BLOCK(6);
-    for (; b + 4 <= m && m - b == 8; b += 4)
+    for (; b + 4 <= m && (m - b == 8 || m - b == 7); b += 4)
         FR_BLOCK(4);
     for (; b + 5 <= m; b += 5)
         FR_BLOCK(5);
@@ -578,6 +612,7 @@ static inline __attribute__((always_inline)) FR_TARGET int FR_NAME(panel_blocks)
     for (; b + 2 <= m; b += 2)
         FR_BLOCK(2);
 #undef FR_BLOCK
+#undef FR_BLOCK_OF
     return b;
 }
 #endif
@@ -591,75 +626,107 @@ static inline __attribute__((always_inline)) FR_TARGET int FR_NAME(panel_blocks)
  * count, a GRU's 6-column loop reloaded two of them from the stack at each k: batch 16
  * 2-8% slower, AVX2 and AVX-512). */
 static inline __attribute__((always_inline)) FR_TARGET int FR_NAME(panel_blocked_g)(
-        int wt, int G, int K, const void *restrict w, ptrdiff_t at, const float *restrict h,
-        int ldh, int m, float *restrict acc, int lda)
+        int wt, int G, int np_, ptrdiff_t pstride, ptrdiff_t astride, int K,
+        const void *restrict w, ptrdiff_t at, const float *restrict h, int ldh, int m,
+        float *restrict acc, int lda)
 {
     int b = 0;
-    const int rows = FR_KBLOCK_BYTES / (G * FR_U * (wt == FR_W_F32 ? 4 : 2))
+    const int rows = FR_KBLOCK_BYTES / (np_ * G * FR_U * (wt == FR_W_F32 ? 4 : 2))
                      / FR_PF_ROWS * FR_PF_ROWS;
     const int kb = m > FR_NB ? rows : K;
     for (int k0 = 0; k0 < K; k0 += kb)
-        b = FR_NAME(panel_blocks)(wt, G, k0, K - k0 < kb ? K : k0 + kb, k0 > 0, FR_PF_ROWS,
-                                  w, at, h, ldh, m, acc, lda);
+        b = FR_NAME(panel_blocks)(wt, G, np_, pstride, astride, k0,
+                                  K - k0 < kb ? K : k0 + kb, k0 > 0, FR_PF_ROWS, w, at, h,
+                                  ldh, m, acc, lda);
     return b;
 }
 
-#define FR_BLOCKED(GC)                                                                     \
-static __attribute__((noinline)) FR_TARGET int FR_NAME(panel_blocked_##GC)(                \
-        int wt, int K, const void *restrict w, ptrdiff_t at, const float *restrict h,      \
-        int ldh, int m, float *restrict acc, int lda)                                      \
+#define FR_BLOCKED(GC, NP)                                                                 \
+static __attribute__((noinline)) FR_TARGET int FR_NAME(panel_blocked_##GC##_##NP)(          \
+        int wt, ptrdiff_t pstride, ptrdiff_t astride, int K, const void *restrict w,       \
+        ptrdiff_t at, const float *restrict h, int ldh, int m, float *restrict acc, int lda) \
 {                                                                                          \
-    return FR_NAME(panel_blocked_g)(wt, GC, K, w, at, h, ldh, m, acc, lda);                \
+    return FR_NAME(panel_blocked_g)(wt, GC, NP, pstride, astride, K, w, at, h, ldh, m,     \
+                                    acc, lda);                                             \
 }
-FR_BLOCKED(4)
-FR_BLOCKED(3)
-FR_BLOCKED(2)
-FR_BLOCKED(1)
+FR_BLOCKED(4, 1)
+FR_BLOCKED(3, 1)
+FR_BLOCKED(2, 1)
+FR_BLOCKED(1, 1)
+FR_BLOCKED(1, 4)   /* FR_GROUP */
 #undef FR_BLOCKED
 
 static inline __attribute__((always_inline)) FR_TARGET int FR_NAME(panel_blocked)(
-        int wt, int G, int K, const void *restrict w, ptrdiff_t at, const float *restrict h,
-        int ldh, int m, float *restrict acc, int lda)
+        int wt, int G, int np_, ptrdiff_t pstride, ptrdiff_t astride, int K,
+        const void *restrict w, ptrdiff_t at, const float *restrict h, int ldh, int m,
+        float *restrict acc, int lda)
 {
+    if (np_ > 1)
+        return FR_NAME(panel_blocked_1_4)(wt, pstride, astride, K, w, at, h, ldh, m, acc, lda);
     if (G == 4)
-        return FR_NAME(panel_blocked_4)(wt, K, w, at, h, ldh, m, acc, lda);
+        return FR_NAME(panel_blocked_4_1)(wt, pstride, astride, K, w, at, h, ldh, m, acc, lda);
     if (G == 3)
-        return FR_NAME(panel_blocked_3)(wt, K, w, at, h, ldh, m, acc, lda);
+        return FR_NAME(panel_blocked_3_1)(wt, pstride, astride, K, w, at, h, ldh, m, acc, lda);
     if (G == 2)
-        return FR_NAME(panel_blocked_2)(wt, K, w, at, h, ldh, m, acc, lda);
-    return FR_NAME(panel_blocked_1)(wt, K, w, at, h, ldh, m, acc, lda);
+        return FR_NAME(panel_blocked_2_1)(wt, pstride, astride, K, w, at, h, ldh, m, acc, lda);
+    return FR_NAME(panel_blocked_1_1)(wt, pstride, astride, K, w, at, h, ldh, m, acc, lda);
 }
 #endif
 
-/* Panel p's product for m columns (h rows of stride ldh) into acc (m rows of stride
- * lda, G*FR_U used). Where the ISA sets FR_KBLOCK_BYTES (AVX2 and AVX-512: 6 columns per
- * pass, so that a batch above 6 passes over each panel several times), the rows of the
- * panel go that many bytes of weights at a time through every column block, the
- * partial sums kept in acc between row blocks: a row block (AVX-512: 32 KB, 128 rows of
- * an LSTM's float32 panel) stays in L1 for the column blocks after the first, where a whole
- * panel (128 KB at hidden 512) came back from L2 for each; and the first column block
+/* The product of np_ panels, p and the next np_ - 1 pstep (+1 or -1) apart, for m
+ * columns (h rows of stride ldh) into acc (m rows of stride lda, G*FR_U used, for each
+ * panel astride floats on from the one before). Where the ISA sets FR_KBLOCK_BYTES
+ * (AVX2 and AVX-512: 6 columns per pass, so that a batch above 6 passes over each
+ * panel several times), the rows of the panel go that many bytes of weights at a time
+ * through every column block, the partial sums kept in acc between row blocks: a row
+ * block (AVX-512: 32 KB, 128 rows of an LSTM's float32 panel) stays in L1 for the
+ * column blocks after the first, where a whole panel (128 KB at hidden 512) came back
+ * from L2 for each; and the first column block
  * of each pass prefetches its weights FR_PF_ROWS rows ahead (past the panel's end: the
  * next panel's first rows), which the hardware prefetcher did not do for a pass's one
  * line in every G*FR_U*4 bytes: at hidden 512 an LSTM's W_hh (4 MB) comes from L3
  * every step. Both from FR_KBLOCK_MIN_K rows on; shorter panels (weights that stay in
  * L2) keep the plain passes (no gain at hidden 128, 1.02-1.07x in a short run). Each
  * sum is still taken in k order, so the results do not change. */
-static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec_m)(
-        int wt, int G, int K, int p, const void *restrict w, const float *restrict h,
-        int ldh, int m, float *restrict acc, int lda)
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panels_matvec_m)(
+        int wt, int G, int np_, int pstep, ptrdiff_t astride, int K, int p,
+        const void *restrict w, const float *restrict h, int ldh, int m, float *restrict acc,
+        int lda)
 {
     int b = 0;
 #if FR_NB >= 2
     const ptrdiff_t at = p * FR_NAME(panel_size)(wt, G, K);
+    const ptrdiff_t pstride = pstep * FR_NAME(panel_size)(wt, G, K);
+    if (np_ > 1 && FR_S > 1 && m > FR_NB) {
+        /* AVX2 (a panel's row two vectors): a group pays only in blocks of 2-3 columns,
+         * and beyond one block of columns its shorter row blocks cost more (RNN hidden
+         * 256, batch 9 and 16: 1.04-1.13x the time of panels one by one) */
+        for (int j = 0; j < np_; ++j)
+            FR_NAME(panels_matvec_m)(wt, G, 1, 0, 0, K, p + j * pstep, w, h, ldh, m,
+                                     acc + j * astride, lda);
+        return;
+    }
 #ifdef FR_KBLOCK_BYTES
     if (K >= FR_KBLOCK_MIN_K)
-        b = FR_NAME(panel_blocked)(wt, G, K, w, at, h, ldh, m, acc, lda);
+        b = FR_NAME(panel_blocked)(wt, G, np_, pstride, astride, K, w, at, h, ldh, m, acc,
+                                   lda);
     else
 #endif
-    b = FR_NAME(panel_blocks)(wt, G, 0, K, 0, 0, w, at, h, ldh, m, acc, lda);
+    b = FR_NAME(panel_blocks)(wt, G, np_, pstride, astride, 0, K, 0, 0, w, at, h, ldh, m,
+                              acc, lda);
 #endif
     for (; b < m; ++b)
-        FR_NAME(panel_matvec)(wt, G, K, p, w, h + (ptrdiff_t)b * ldh, acc + (ptrdiff_t)b * lda);
+        for (int j = 0; j < np_; ++j)
+            FR_NAME(panel_matvec)(wt, G, K, p + j * pstep, w, h + (ptrdiff_t)b * ldh,
+                                  acc + (ptrdiff_t)b * lda + j * astride);
+}
+
+/* Panel p's product for m columns: panels_matvec_m of one panel. */
+static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_matvec_m)(
+        int wt, int G, int K, int p, const void *restrict w, const float *restrict h,
+        int ldh, int m, float *restrict acc, int lda)
+{
+    FR_NAME(panels_matvec_m)(wt, G, 1, 0, 0, K, p, w, h, ldh, m, acc, lda);
 }
 
 #if FR_NB >= 2
@@ -713,9 +780,9 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_projec
             FR_NAME(widen_rows)(wt, G, k0, k1, w, at, wf);
             for (int c0 = 0; c0 < n; c0 += FR_MAXB) {
                 const int m = n - c0 < FR_MAXB ? n - c0 : FR_MAXB;
-                const int b = FR_NAME(panel_blocks)(FR_W_F32, G, 0, k1 - k0, k0 > 0, 0, wf, 0,
-                                                    x + (ptrdiff_t)c0 * ldx + k0, ldx, m,
-                                                    out + (ptrdiff_t)c0 * ld + p * G * FR_U,
+                const int b = FR_NAME(panel_blocks)(FR_W_F32, G, 1, 0, 0, 0, k1 - k0, k0 > 0, 0,
+                                                    wf, 0, x + (ptrdiff_t)c0 * ldx + k0, ldx,
+                                                    m, out + (ptrdiff_t)c0 * ld + p * G * FR_U,
                                                     ld);
                 if (k0 == 0 && b < m)   /* the leftover column, all of K at once */
                     FR_NAME(panel_matvec)(wt, G, K, p, w, x + (ptrdiff_t)(c0 + b) * ldx,
@@ -744,9 +811,17 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(panel_projec
 #endif
     for (int c0 = 0; c0 < n; c0 += FR_MAXB) {
         const int m = n - c0 < FR_MAXB ? n - c0 : FR_MAXB;
-        for (int p = p0; p < p1; ++p)
-            FR_NAME(panel_matvec_m)(wt, G, K, p, w, x + (ptrdiff_t)c0 * ldx, ldx, m,
-                                    out + (ptrdiff_t)c0 * ld + p * G * FR_U, ld);
+        for (int p = p0; p < p1; ++p) {
+            float *restrict o = out + (ptrdiff_t)c0 * ld + p * G * FR_U;
+            /* one-gate panels FR_GROUP at a time (their outputs side by side in a row) */
+            if (G == 1 && p + FR_GROUP <= p1) {
+                FR_NAME(panels_matvec_m)(wt, 1, FR_GROUP, 1, FR_U, K, p, w,
+                                         x + (ptrdiff_t)c0 * ldx, ldx, m, o, ld);
+                p += FR_GROUP - 1;
+            } else {
+                FR_NAME(panel_matvec_m)(wt, G, K, p, w, x + (ptrdiff_t)c0 * ldx, ldx, m, o, ld);
+            }
+        }
     }
 }
 
@@ -805,10 +880,11 @@ static inline __attribute__((always_inline)) int FR_NAME(cell_gates)(int cell)
  * chains (exp, reciprocal, exp again) of different panels overlap one another instead
  * of each waiting out its own: 10-18% of a step at hidden 64. float32 products wait on
  * the cache, and each panel's update hides behind the next one's loads (grouping them
- * lost 2-4% there). The step's accs holds a group. */
-static inline __attribute__((always_inline)) int FR_NAME(group_panels)(int wt, int m)
+ * lost 2-4% there). Panels of one gate (G) go FR_GROUP at a time, their products
+ * together (group_products). The step's accs holds a group. */
+static inline __attribute__((always_inline)) int FR_NAME(group_panels)(int wt, int m, int G)
 {
-    return wt != FR_W_F32 && m <= 2 ? 4 : 1;
+    return G == 1 ? FR_GROUP : wt != FR_W_F32 && m <= 2 ? 4 : 1;
 }
 
 /* The q-th panel of a call over [p0, p1): ascending, or descending when rev (see
@@ -829,11 +905,23 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(group_produc
 {
     for (int q = q0; q < q1; ++q) {
         const int p = FR_NAME(panel_at)(p0, p1, rev, q);
-        FR_NAME(panel_matvec_m)(wt, G, K, p, w, h, K, m,
-                                accs + (ptrdiff_t)(q - q0) * m * G * FR_U, G * FR_U);
+        float *restrict acc = accs + (ptrdiff_t)(q - q0) * m * G * FR_U;
+        float *restrict xw = xws + (ptrdiff_t)(q - q0) * m * Gx * FR_U;
+        /* one-gate panels FR_GROUP at a time (the group's panels are side by side in p,
+         * in the order of q) */
+        if (G == 1 && Gx == 1 && q + FR_GROUP <= q1) {
+            const int pstep = rev ? -1 : 1;
+            FR_NAME(panels_matvec_m)(wt, 1, FR_GROUP, pstep, (ptrdiff_t)m * FR_U, K, p, w, h, K,
+                                     m, acc, FR_U);
+            if (wx != NULL)
+                FR_NAME(panels_matvec_m)(wt, 1, FR_GROUP, pstep, (ptrdiff_t)m * FR_U, n_in, p,
+                                         wx, x, n_in, m, xw, FR_U);
+            q += FR_GROUP - 1;
+            continue;
+        }
+        FR_NAME(panel_matvec_m)(wt, G, K, p, w, h, K, m, acc, G * FR_U);
         if (wx != NULL)
-            FR_NAME(panel_matvec_m)(wt, Gx, n_in, p, wx, x, n_in, m,
-                                    xws + (ptrdiff_t)(q - q0) * m * Gx * FR_U, Gx * FR_U);
+            FR_NAME(panel_matvec_m)(wt, Gx, n_in, p, wx, x, n_in, m, xw, Gx * FR_U);
     }
 }
 
@@ -938,7 +1026,7 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(fused_body)(
 {
     const int G = FR_NAME(cell_gates)(cell);
     const int npan = (H + FR_U - 1) / FR_U;
-    const int group = FR_NAME(group_panels)(wt, m);
+    const int group = FR_NAME(group_panels)(wt, m, G);
     for (int q0 = p0; q0 < p1; q0 += group) {
         const int q1 = q0 + group < p1 ? q0 + group : p1;
         float accs[FR_MAXB * 4 * FR_U], xws[FR_MAXB * 4 * FR_U];
@@ -1081,7 +1169,7 @@ static inline __attribute__((always_inline)) FR_TARGET void FR_NAME(grut_body)(
         float *restrict scratch, float *restrict h_out)
 {
     const int npan = (H + FR_U - 1) / FR_U, ld = npan * FR_U;
-    const int group = FR_NAME(group_panels)(wt, m);
+    const int group = FR_NAME(group_panels)(wt, m, phase == 1 ? 2 : 1);
     float *restrict zs = scratch;
     float *restrict xn = scratch + (ptrdiff_t)m * ld;
     float *restrict rh = scratch + (ptrdiff_t)2 * m * ld;
