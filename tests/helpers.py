@@ -1,4 +1,7 @@
 import contextlib
+import os
+import subprocess
+import sys
 
 import numpy as np
 
@@ -46,3 +49,15 @@ def kernel_threads(n):
         yield
     finally:
         _stack.set_kernel_threads(before)
+
+
+def helper_threads_started(code):
+    """Run `code` in a fresh interpreter (FASTRNN_PROFILE=off, from tests/, where it
+    cannot import this module) and check what it prints: the threads started by its
+    last call, which must be 1 (the split's helper) where this process may use two
+    CPUs."""
+    env = dict(os.environ, FASTRNN_PROFILE="off")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True, cwd=os.path.dirname(__file__)).stdout
+    if len(os.sched_getaffinity(0)) > 1:
+        assert out.strip() == "1"
