@@ -117,14 +117,16 @@ class _Progress:
 
 def same_weights(family, hidden):
     """The hidden size of `family` whose step multiplies as many recurrent weights as an
-    LSTM's of `hidden` (the smallest whose LSTM equivalent, as the kernels reckon it, is
-    `hidden` or more): split_min_hidden is in an LSTM's units (_stack.pyx, lstm_hidden:
-    int(sqrt(gates * H^2 / 4)))."""
+    LSTM's of `hidden` (the smallest whose LSTM equivalent, as the kernels reckon it:
+    _stack.lstm_equivalent, is `hidden` or more): split_min_hidden is in an LSTM's
+    units."""
+    from fastrnn._kernels._stack import lstm_equivalent
+
     gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[family]
     size = int(hidden * math.sqrt(4 / gates))
-    while int(math.sqrt(gates * size * size / 4)) < hidden:
+    while lstm_equivalent(gates, size) < hidden:
         size += 1
-    while size > 1 and int(math.sqrt(gates * (size - 1) ** 2 / 4)) >= hidden:
+    while size > 1 and lstm_equivalent(gates, size - 1) >= hidden:
         size -= 1
     return size
 

@@ -13,7 +13,7 @@ import pytest
 
 import fastrnn
 from fastrnn import _tune
-from fastrnn._kernels import profile
+from fastrnn._kernels import _stack, profile
 from fastrnn._kernels._stack import cpu_isa
 from fastrnn._kernels.plan import FUSED_MAX_BATCH, FUSED_X_MIN_BATCH, SPLIT_MIN_HIDDEN
 
@@ -363,8 +363,6 @@ def test_split_phase_times_a_gru_with_an_lstms_recurrent_weights():
     split phase times a GRU at the hidden size with as many recurrent weights: a loss at
     GRU 148 (an LSTM's 128) stops the threshold above 128, not a loss at GRU 128 (an
     LSTM's 110), which had put it above 128 for LSTMs that gain from the split."""
-    import math
-
     def decide(point):
         if point["phase"] != "split_min_hidden":
             return 0.6
@@ -382,8 +380,11 @@ def test_split_phase_times_a_gru_with_an_lstms_recurrent_weights():
     data = _tune.Tuner(budget=60, measure=_fake(
         lambda p: 0.98 if p["phase"] == "split_min_hidden" else 0.6), cpus=2).run()
     assert data["plan"]["split_min_hidden"] == profile.NEVER
+    # the kernels' own equivalent (_stack.lstm_hidden): sqrt(gates * H^2 / 4), floored
+    assert [_stack.lstm_equivalent(g, h) for g, h in ((4, 128), (3, 148), (3, 147), (1, 256))] \
+        == [128, 128, 127, 128]
     for hidden in _tune.SPLIT_HIDDEN:
         for family, gates in (("LSTM", 4), ("GRU", 3), ("RNN", 1)):
             size = _tune.same_weights(family, hidden)
-            assert int(math.sqrt(gates * size * size / 4)) >= hidden
-            assert int(math.sqrt(gates * (size - 1) ** 2 / 4)) < hidden
+            assert _stack.lstm_equivalent(gates, size) >= hidden
+            assert _stack.lstm_equivalent(gates, size - 1) < hidden

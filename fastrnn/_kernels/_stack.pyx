@@ -134,12 +134,22 @@ def empty_aligned(shape, dtype, int align=64):
 
 # -- the plan as the nogil code reads it ---------------------------------------------
 
+cdef inline int lstm_units(int gate_rows, int proj_size) noexcept nogil:
+    return <int>sqrt(<double>gate_rows * proj_size / 4.0)
+
+
 cdef inline int lstm_hidden(const CellParams* p) noexcept nogil:
     """The hidden size of an LSTM whose step multiplies as many recurrent weights as this
     layer's (gate_rows x proj_size = 4 H^2): H for an LSTM, 0.87 H for a GRU, 0.5 H for
     an RNN. A split step's gain is the half of those weights each core streams, its cost
     one meeting of the cores, whatever the family: the thresholds compare this."""
-    return <int>sqrt(<double>p.gate_rows * p.proj_size / 4.0)
+    return lstm_units(p.gate_rows, p.proj_size)
+
+
+def lstm_equivalent(int gates, int hidden):
+    """lstm_hidden of a layer of `gates` gates and `hidden` units (fastrnn tune times
+    each family at the size whose equivalent is its LSTM size)."""
+    return lstm_units(gates * hidden, hidden)
 
 
 cdef inline bint split_pays(const Dispatch* d, const CellParams* p, int B) noexcept nogil:
