@@ -73,6 +73,8 @@ def _usable_cores():
 
 def render(cfg):
     """The text show_config() prints."""
+    from fastrnn._threads import quota_runs_alone
+
     lines = [f"fastrnn {cfg['fastrnn']['version']} ({cfg['fastrnn']['path']})",
              f"python {cfg['python']['version']} ({cfg['python']['executable']}); " +
              ", ".join(f"{k} {v or '-'}" for k, v in cfg["dependencies"].items())]
@@ -91,7 +93,7 @@ def render(cfg):
                      f"{lib['filepath']}")
     t = cfg["threads"]
     alone = (" (run alone: a CPU quota under 2)"
-             if t["kernel_split"] >= 2 and quota is not None and quota < 2 else "")
+             if t["kernel_split"] >= 2 and quota_runs_alone(quota) else "")
     lines.append(f"threads: {t['fastrnn']} (step split: {t['kernel_split']}{alone}, "
                  f"blas: {t['blas']}; fastrnn.set_num_threads)")
     plan = cfg["plan"]

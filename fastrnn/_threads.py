@@ -81,7 +81,13 @@ def set_num_threads(n: int, blas: Optional[int] = None) -> None:
 
     _controller().limit(limits=n if blas is None else blas)
     _stack.set_kernel_threads(n)
-    _stack.set_cpu_quota(cpu_quota() if n >= 2 else None)
+    _stack.set_quota_alone(n >= 2 and quota_runs_alone(cpu_quota()))
+
+
+def quota_runs_alone(quota: Optional[float]) -> bool:
+    """Whether split calls run on the calling thread alone under a CPU quota of `quota`
+    CPUs (cpu_quota; None: none): two threads at once need two CPUs' time."""
+    return quota is not None and quota < 2
 
 
 def cpu_quota(proc: str = "/proc/self", root: str = "") -> Optional[float]:

@@ -52,10 +52,9 @@ DEFAULT_BUDGET = 90.0
 def cores():
     """CPUs this process may run on: 1 under a CPU quota of less than 2, where split
     calls run alone (fastrnn._threads.cpu_quota)."""
-    from fastrnn._threads import cpu_quota
+    from fastrnn._threads import cpu_quota, quota_runs_alone
 
-    quota = cpu_quota()
-    if quota is not None and quota < 2:
+    if quota_runs_alone(cpu_quota()):
         return 1
     try:
         return len(os.sched_getaffinity(0))

@@ -107,3 +107,16 @@ def test_under_a_quota_below_two_cpus_split_calls_run_alone():
         print(len(os.listdir("/proc/self/task")) - tasks)
     """
     helper_threads_started(code)
+
+
+def test_info_shows_the_quota_and_the_split_run_alone():
+    from fastrnn import _info
+
+    cfg = _info.config()
+    cfg["cpu"]["cpu_quota"], cfg["threads"]["kernel_split"] = 1.5, 2
+    text = _info.render(cfg)
+    assert "a CPU quota of 1.5)" in text and "step split: 2 (run alone" in text
+    cfg["cpu"]["cpu_quota"] = 2.0
+    text = _info.render(cfg)
+    assert "a CPU quota of 2)" in text and "run alone" not in text
+    assert _threads.quota_runs_alone(1.99) and not _threads.quota_runs_alone(None)

@@ -94,10 +94,10 @@ def get_kernel_threads():
     return _kernel_threads
 
 
-def set_cpu_quota(cpus):
-    """The process's CPU quota in CPUs (None: none): under 2, split calls run on the
-    calling thread alone (parallel.h, fr_pool_set_quota_alone)."""
-    fr_pool_set_quota_alone(cpus is not None and cpus < 2)
+def set_quota_alone(bint alone):
+    """Split calls run on the calling thread alone (the process's CPU quota is too small
+    for two: fastrnn._threads.quota_runs_alone; parallel.h, fr_pool_set_quota_alone)."""
+    fr_pool_set_quota_alone(alone)
 
 
 def _activations_f32(float[::1] x, bint vector=False, isa=None):
