@@ -110,11 +110,25 @@ def l2_cache_bytes(root="/sys/devices/system/cpu/cpu0/cache"):
         return value if 1 <= value <= MAX_CACHE_BYTES else DEFAULT_CACHE_BYTES
     return DEFAULT_CACHE_BYTES
 
-# Elements of the gate buffer the input projection fills at once. A chunk of steps
-# this size keeps the projection large (>= several hundred rows for small batches)
-# while the buffer stays in L2/L3 between the projection and the scan, and bounds
-# memory for long sequences.
+# Elements of the gate buffer the input projection fills at once: as many floats as
+# one core's L2 holds (plan.cache_bytes / 4), within [CHUNK_MIN, CHUNK_ELEMENTS]. A chunk
+# of steps keeps the projection large (64+ rows for small batches, its column groups'
+# size) while the buffer stays in cache between the projection and the scan, and
+# bounds memory for long sequences. 1 << 19 (2 MB) had been set for every machine, on
+# a Xeon with 2 MB of L2, where the rule gives the same. On an AMD EPYC with 512 KB
+# of L2 (AVX2, 1 thread, T=100, input = hidden, 2 MB / 512 KB buffer time, minimum of 15
+# interleaved calls, 2026-12-02): LSTM hidden 128-256 at batch 8-16 0.79-0.93x, GRU
+# 256 batch 16 0.93x, GRU 512 batch 8 0.90-0.97x, rec-only LSTM 256 batch 16 0.74x;
+# batch 1 and batch 64, LSTM 512 batch 8, level (0.98-1.02x). A 256 KB buffer there was
+# mixed (0.74-1.08x).
 CHUNK_ELEMENTS = 1 << 19
+CHUNK_MIN = 1 << 15
+
+
+def default_chunk_elements(cache_bytes):
+    """The default gate buffer for a core with `cache_bytes` of L2: its size in
+    floats, within [CHUNK_MIN, CHUNK_ELEMENTS]."""
+    return max(CHUNK_MIN, min(CHUNK_ELEMENTS, cache_bytes // 4))
 
 
 def _env_int(name, lo, hi):
@@ -154,7 +168,8 @@ class Plan:
         of hidden H counts 0.87 H, an RNN H / 2) are split across the cores.
     chunk_elements : int, optional
         The gate buffer's size, in elements, for the input projection of a chunk of
-        steps.
+        steps (None: `cache_bytes` / 4, within [32768, 524288]; `replace` with a new
+        `cache_bytes` moves a default chunk with it).
     source : str, optional
         Where the plan came from, for fastrnn's reports (not compared).
 
@@ -183,7 +198,7 @@ class Plan:
     fused_x_min_batch: Optional[int] = None   # None: the ISA's default (FUSED_X_MIN_BATCH)
     cache_bytes: Optional[int] = None         # None: l2_cache_bytes()
     split_min_hidden: int = SPLIT_MIN_HIDDEN
-    chunk_elements: int = CHUNK_ELEMENTS
+    chunk_elements: Optional[int] = None     # None: default_chunk_elements(cache_bytes)
     source: str = field(default="defaults", compare=False)
 
     def __post_init__(self):
@@ -193,13 +208,15 @@ class Plan:
             object.__setattr__(self, "fused_x_min_batch", FUSED_X_MIN_BATCH[self.isa])
         if self.cache_bytes is None:
             object.__setattr__(self, "cache_bytes", _L2_BYTES)
+        if self.chunk_elements is None and isinstance(self.cache_bytes, int):
+            object.__setattr__(self, "chunk_elements", default_chunk_elements(self.cache_bytes))
         best = _stack.cpu_isa()
         if ISAS.index(self.isa) > ISAS.index(best):
             raise ValueError(f"isa={self.isa!r} is not available on this CPU (it runs up to "
                              f"{best!r})")
         checks = (("fused_max_batch", 0, FUSED_BATCH_LIMIT), ("fused_x_min_batch", 1, None),
-                  ("split_min_hidden", 0, None), ("chunk_elements", 1, None),
-                  ("cache_bytes", 0, MAX_CACHE_BYTES))
+                  ("split_min_hidden", 0, None), ("cache_bytes", 0, MAX_CACHE_BYTES),
+                  ("chunk_elements", 1, None))
         for name, lo, hi in checks:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < lo or (
@@ -255,6 +272,9 @@ class Plan:
             Its ``source`` is ``"given"`` unless `changes` sets it.
         """
         changes.setdefault("source", "given")
+        if ("cache_bytes" in changes and "chunk_elements" not in changes
+                and self.chunk_elements == default_chunk_elements(self.cache_bytes)):
+            changes["chunk_elements"] = None   # a default chunk follows the new cache size
         return replace(self, **changes)
 
 
