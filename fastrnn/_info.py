@@ -48,7 +48,7 @@ def config():
         "dependencies": {"numpy": _version("numpy"), "scipy": _version("scipy"),
                          "threadpoolctl": _version("threadpoolctl")},
         "cpu": {"model": profile.cpu_model(), "machine": platform.machine(),
-                "cores": os.cpu_count(), "usable_cores": _usable_cores(),
+                "cores": os.cpu_count(), "usable_cores": _threads.usable_cpus(),
                 "cpu_quota": _threads.cpu_quota(),
                 "isa": isa, "best_isa": profile.hardware_isa() or isa},
         "blas": blas,
@@ -62,13 +62,6 @@ def config():
                     "description": found.describe()},
         "environment": env,
     }
-
-
-def _usable_cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count()
 
 
 def render(cfg):

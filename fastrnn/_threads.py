@@ -84,6 +84,15 @@ def set_num_threads(n: int, blas: Optional[int] = None) -> None:
     _stack.set_quota_alone(n >= 2 and quota_runs_alone(cpu_quota()))
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity; the machine's count where the OS
+    does not say)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def quota_runs_alone(quota: Optional[float]) -> bool:
     """Whether split calls run on the calling thread alone under a CPU quota of `quota`
     CPUs (cpu_quota; None: none): two threads at once need two CPUs' time."""

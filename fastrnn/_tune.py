@@ -26,7 +26,6 @@ Each phase gets a share of the budget; a measurement that would overrun it is no
 started, and a phase cut short keeps the default where it did not measure.
 """
 import math
-import os
 import statistics
 import sys
 import time
@@ -52,14 +51,9 @@ DEFAULT_BUDGET = 90.0
 def cores():
     """CPUs this process may run on: 1 under a CPU quota of less than 2, where split
     calls run alone (fastrnn._threads.cpu_quota)."""
-    from fastrnn._threads import cpu_quota, quota_runs_alone
+    from fastrnn._threads import cpu_quota, quota_runs_alone, usable_cpus
 
-    if quota_runs_alone(cpu_quota()):
-        return 1
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    return 1 if quota_runs_alone(cpu_quota()) else usable_cpus()
 
 
 def measure_pair(point, call_a, call_b, rounds, time_left):

@@ -120,3 +120,17 @@ def test_info_shows_the_quota_and_the_split_run_alone():
     text = _info.render(cfg)
     assert "a CPU quota of 2)" in text and "run alone" not in text
     assert _threads.quota_runs_alone(1.99) and not _threads.quota_runs_alone(None)
+
+
+def test_usable_cpus_is_the_affinity_that_info_and_tune_count(monkeypatch):
+    from fastrnn import _info, _tune
+
+    assert _threads.usable_cpus() == len(os.sched_getaffinity(0))
+    assert _info.config()["cpu"]["usable_cores"] == _threads.usable_cpus()
+    monkeypatch.setattr(_threads, "cpu_quota", lambda *a, **k: None)
+    assert _tune.cores() == _threads.usable_cpus()
+    monkeypatch.setattr(_threads, "cpu_quota", lambda *a, **k: 1.5)
+    assert _tune.cores() == 1
+    monkeypatch.delattr(os, "sched_getaffinity")
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert _threads.usable_cpus() == 1
