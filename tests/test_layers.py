@@ -332,13 +332,15 @@ def test_plan_bounds_and_defaults(monkeypatch):
     with pytest.raises(ValueError, match=r"chunk_elements must be an int >= 1, got 0"):
         plan.replace(chunk_elements=0)
     # the gate buffer: one core's L2 in floats, within [2^15, 2^19]
+    from fastrnn._kernels.plan import default_chunk_elements
+
     isa = plan.isa
     assert fastrnn.Plan(isa, cache_bytes=512 * 1024).chunk_elements == 1 << 17
     assert fastrnn.Plan(isa, cache_bytes=2 << 20).chunk_elements == 1 << 19
     assert fastrnn.Plan(isa, cache_bytes=32 << 20).chunk_elements == 1 << 19
     assert fastrnn.Plan(isa, cache_bytes=0).chunk_elements == 1 << 15
     assert fastrnn.Plan(isa, cache_bytes=1 << 20, chunk_elements=99).chunk_elements == 99
-    assert plan.chunk_elements == max(1 << 15, min(1 << 19, plan.cache_bytes // 4))
+    assert plan.chunk_elements == default_chunk_elements(plan.cache_bytes)
     assert plan.replace(cache_bytes=1 << 20).chunk_elements == 1 << 18
     assert plan.replace(chunk_elements=7).replace(cache_bytes=1 << 20).chunk_elements == 7
     with pytest.raises(TypeError, match="plan must be a fastrnn Plan"):
