@@ -36,6 +36,7 @@ def with_plan(model, **changes):
     call."""
     changes.setdefault("fused", True)
     changes.setdefault("fused_max_batch", _stack.FUSED_BATCH_LIMIT)
+    changes.setdefault("streamed_max_batch", None)   # a profile's: not in a test's way
     model.plan = fastrnn.Plan.default().replace(**changes)
     return model
 

@@ -317,6 +317,63 @@ def test_batch_above_fused_limit_runs_in_groups(mode, proj, bidir, weight_dtype,
         np.testing.assert_allclose(g, b, atol=3e-6)
 
 
+@pytest.mark.parametrize("mode,kwargs,name", [
+    ("LSTM", {}, "LSTM"), ("LSTM", {"proj_size": 8}, "LSTM"), ("GRU", {}, "GRU"),
+    ("RNN_TANH", {}, "RNN"), ("GRU", {"reset_after": False}, None)])
+def test_streamed_limit_follows_the_weights_size(mode, kwargs, name, rng):
+    """A model whose W_hh panels exceed plan.cache_bytes runs fused up to its family's
+    streamed_max_batch (a textbook GRU, and a family not given: fused_max_batch), one
+    whose panels fit up to fused_max_batch; on both sides of either limit the outputs
+    and final states are the BLAS path's, over two layers with lengths."""
+    model, _ = make_model(mode, 11, 40, num_layers=2, scale=40 ** -0.5, **kwargs)
+    panels = max(rec.w_hh_panels.nbytes for rec in model.kernel.records)
+    limits = {"LSTM": 5, "GRU": 9, "RNN": 3}
+    x = rng.standard_normal((9, 14, 11)).astype(np.float32)
+    lengths = rng.integers(1, 10, size=14)
+    with_plan(model, fused_max_batch=0)
+    blas = [model(x[:, :b], lengths=lengths[:b]) for b in range(1, 15)]
+    for cache, streams in ((panels, False), (panels - 1, True)):
+        with_plan(model, fused_max_batch=7, streamed_max_batch=limits, cache_bytes=cache)
+        assert model.kernel.streams == streams
+        limit = limits[name] if streams and name else 7
+        assert model.kernel.fused_max_batch == limit
+        for b in range(1, 15):
+            out = model(x[:, :b], lengths=lengths[:b])
+            np.testing.assert_allclose(out[0], blas[b - 1][0], atol=3e-6)
+            for got, want in zip(*(r[1] if mode == "LSTM" else (r[1],)
+                                   for r in (out, blas[b - 1]))):
+                np.testing.assert_allclose(got, want, atol=3e-6)
+    # a family without its own limit, and None, follow fused_max_batch
+    with_plan(model, fused_max_batch=7, streamed_max_batch={"RNN": 2} if name != "RNN"
+              else {"LSTM": 2}, cache_bytes=0)
+    assert model.kernel.streams and model.kernel.fused_max_batch == 7
+
+
+def test_streamed_limit_values(monkeypatch):
+    isa = fastrnn.Plan.default().isa
+    plan = fastrnn.Plan(isa, fused_max_batch=20, streamed_max_batch={"LSTM": 8, "GRU": 12})
+    assert plan.streamed_max_batch == (("GRU", 12), ("LSTM", 8))
+    assert [plan.max_batch(f, True) for f in ("LSTM", "GRU", "RNN", "")] == [8, 12, 20, 20]
+    assert [plan.max_batch(f, False) for f in ("LSTM", "GRU")] == [20, 20]
+    assert fastrnn.Plan(isa, streamed_max_batch=4).streamed_max_batch == (
+        ("GRU", 4), ("LSTM", 4), ("RNN", 4))
+    assert fastrnn.Plan(isa, streamed_max_batch=[("RNN", 0)]) == fastrnn.Plan(
+        isa, streamed_max_batch={"RNN": 0})
+    assert fastrnn.Plan(isa, streamed_max_batch={}).streamed_max_batch is None
+    assert plan.replace(streamed_max_batch=None).max_batch("LSTM", True) == 20
+    for bad, msg in [({"lstm": 3}, "unknown family 'lstm'"),
+                     ({"GRU": 65}, r"streamed_max_batch\['GRU'\] must be an int in \[0, 64\], got 65"),
+                     ({"GRU": True}, "got True"), ({"GRU": 2.0}, "got 2.0"),
+                     (-1, "got -1"), ("8", "must be None, an int or a dict"),
+                     ([("GRU", 1), ("GRU", 2)], "'GRU' given twice")]:
+        with pytest.raises(ValueError, match=msg):
+            fastrnn.Plan(isa, streamed_max_batch=bad)
+    # the environment's limit is every model's
+    monkeypatch.setenv("FASTRNN_FUSED_MAX_BATCH", "7")
+    monkeypatch.setenv("FASTRNN_PROFILE", "off")
+    assert fastrnn.Plan.default().max_batch("LSTM", True) == 7
+
+
 def test_plan_bounds_and_defaults(monkeypatch):
     plan = fastrnn.Plan.default()
     with pytest.raises(ValueError, match=r"fused_max_batch must be an int \[0, 64\], got 65"):

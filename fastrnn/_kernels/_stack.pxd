@@ -59,6 +59,9 @@ cdef class Kernel:
     cdef readonly int family, num_layers, num_directions, input_size, hidden_size, h_size
     cdef readonly int gates
     cdef readonly bint is_double
+    # a layer's W_hh panels exceed plan.cache_bytes (its recurrent weights stream from
+    # beyond the L2 at every step): the fused limit is plan.streamed_max_batch's
+    cdef readonly bint streams
     cdef readonly str isa           # the plan's: whose table of C kernels it runs
     cdef readonly object dtype, plan
     cdef readonly tuple records

@@ -43,6 +43,7 @@ class Kernel:
     h_size: int
     gates: int
     is_double: bool
+    streams: bool
     isa: str
     dtype: np.dtype
     plan: Any

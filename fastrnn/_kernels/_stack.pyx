@@ -44,6 +44,9 @@ PANEL_DTYPES = {"float32": 0, "float16": 1, "bfloat16": 2}
 # -- process-wide: the ISAs the build can run, and the threads a call may use --------
 
 ISA_NAMES = ("generic", "avx2", "avx512")   # index: FR_GENERIC, FR_AVX2, FR_AVX512
+# the families' names in Plan.streamed_max_batch (a textbook GRU has none: it follows
+# plan.fused_max_batch)
+FAMILY_NAMES = {LSTM: "LSTM", GRU: "GRU", RNN: "RNN"}
 
 
 def cpu_isa():
@@ -867,6 +870,7 @@ cdef class Kernel:
         if self.params == NULL:
             raise MemoryError()
         fused = not self.is_double and plan.fused
+        streams = False
         for k, rec in enumerate(self.records):
             if rec.w_ih.dtype != self.dtype or rec.w_hh.dtype != self.dtype:
                 raise ValueError("every record must have the model's dtype")
@@ -890,7 +894,12 @@ cdef class Kernel:
                 (rec.w_hh_panels.nbytes + rec.w_ih_panels.nbytes) if rec.fused else 0)
             self.params[k].fns = fns
             fused = fused and rec.fused
-        self.dispatch.fused_max_batch = min(plan.fused_max_batch, FR_MAXB) if fused else 0
+            streams = streams or (rec.fused and rec.w_hh_panels.nbytes > plan.cache_bytes)
+        self.streams = streams
+        # one limit for the model, its layers' smallest (plan.max_batch): a batch runs
+        # fused through every layer or through none, as Kernel.batch_groups assumes
+        limit = plan.max_batch(FAMILY_NAMES.get(family, ""), streams)
+        self.dispatch.fused_max_batch = min(limit, FR_MAXB) if fused else 0
         self.dispatch.fused_x_min_batch = plan.fused_x_min_batch
         self.dispatch.cache_bytes = plan.cache_bytes
         self.dispatch.split_min_hidden = plan.split_min_hidden

@@ -40,6 +40,15 @@ FUSED_BATCH_LIMIT = _stack.FUSED_BATCH_LIMIT
 # the load's.) On a real AVX2 server `fastrnn tune` measures it.
 FUSED_MAX_BATCH = {"generic": 0, "avx2": 64, "avx512": 64}
 
+# The families a plan may give a fused limit of their own for models whose W_hh panels
+# exceed plan.cache_bytes (Plan.streamed_max_batch): their recurrent weights stream from
+# beyond the L2 at every step, where the crossover with BLAS moves and differs by cell.
+# On an AMD EPYC with 512 KB of L2 (AVX2, 1 thread, T=50, fused / BLAS time): LSTM
+# hidden 256-512 1.08-1.22x at batch 16-64, GRU 512 0.86x at 16 and 1.07x at 64, LSTM
+# 128 (W_hh in the L2) 0.97x / 0.82x; no default is set from one machine: `fastrnn
+# tune` measures them. (A textbook GRU, reset_after=False, follows fused_max_batch.)
+STREAMED_FAMILIES = ("LSTM", "GRU", "RNN")
+
 # Hidden size from which a small-batch step is split across two cores (when the
 # process allows two threads), in an LSTM's units: another cell compares the hidden size
 # of an LSTM with as many recurrent weights per step (a GRU's H x 0.87, an RNN's H / 2;
@@ -156,7 +165,8 @@ class Plan:
         float32 models run the fused kernels over packed weights (False: BLAS and the
         cell loops only, for comparison).
     fused_max_batch : int, optional
-        Batches up to this many sequences run fused (0 to 64).
+        Batches up to this many sequences run fused (0 to 64): every model's, or
+        with `streamed_max_batch` those whose recurrent weights fit `cache_bytes`.
     fused_x_min_batch : int, optional
         Fused batches of at least this many read W_ih's panels at every step (None:
         the ISA's default), below 64 sequences only where the panels fill at most 7/8 of
@@ -170,6 +180,11 @@ class Plan:
         The gate buffer's size, in elements, for the input projection of a chunk of
         steps (None: `cache_bytes` / 4, within [32768, 524288]; `replace` with a new
         `cache_bytes` moves a default chunk with it).
+    streamed_max_batch : int or dict, optional
+        The same limit for models whose recurrent weights (W_hh's panels) exceed
+        `cache_bytes`, for every family (an int) or per family (``{"LSTM": 12,
+        "GRU": 16}``: keys "LSTM", "GRU", "RNN"); a family not given, or None, follows
+        `fused_max_batch`. Kept as sorted (family, limit) pairs.
     source : str, optional
         Where the plan came from, for fastrnn's reports (not compared).
 
@@ -199,6 +214,7 @@ class Plan:
     cache_bytes: Optional[int] = None         # None: l2_cache_bytes()
     split_min_hidden: int = SPLIT_MIN_HIDDEN
     chunk_elements: Optional[int] = None     # None: default_chunk_elements(cache_bytes)
+    streamed_max_batch: Optional[tuple] = None   # ((family, limit), ...); None: all follow
     source: str = field(default="defaults", compare=False)
 
     def __post_init__(self):
@@ -210,6 +226,8 @@ class Plan:
             object.__setattr__(self, "cache_bytes", _L2_BYTES)
         if self.chunk_elements is None and isinstance(self.cache_bytes, int):
             object.__setattr__(self, "chunk_elements", default_chunk_elements(self.cache_bytes))
+        object.__setattr__(self, "streamed_max_batch",
+                           _family_limits(self.streamed_max_batch))
         best = _stack.cpu_isa()
         if ISAS.index(self.isa) > ISAS.index(best):
             raise ValueError(f"isa={self.isa!r} is not available on this CPU (it runs up to "
@@ -253,8 +271,9 @@ class Plan:
         plan = profile.apply(cls(isa, fused_max_batch=FUSED_MAX_BATCH[isa]))
         changes = {}
         limit = _env_int("FASTRNN_FUSED_MAX_BATCH", 0, FUSED_BATCH_LIMIT)
-        if limit is not None:
+        if limit is not None:   # for every model, streamed weights or not
             changes["fused_max_batch"] = limit
+            changes["streamed_max_batch"] = None
         if os.environ.get("FASTRNN_KERNEL", "fused") == "blas":
             changes["fused"] = False
         if changes:
@@ -262,6 +281,14 @@ class Plan:
                       else f"{plan.source} and environment")
             plan = replace(plan, source=source, **changes)
         return plan
+
+    def max_batch(self, family, streams):
+        """The largest batch that runs fused in a model of `family` ("LSTM", "GRU",
+        "RNN" or another name: fused_max_batch) whose W_hh panels do (`streams`) or do
+        not exceed cache_bytes."""
+        if streams and self.streamed_max_batch:
+            return dict(self.streamed_max_batch).get(family, self.fused_max_batch)
+        return self.fused_max_batch
 
     def replace(self, **changes):
         """A copy with some fields changed (validated), e.g. ``plan.replace(fused_max_batch=8)``.
@@ -276,6 +303,36 @@ class Plan:
                 and self.chunk_elements == default_chunk_elements(self.cache_bytes)):
             changes["chunk_elements"] = None   # a default chunk follows the new cache size
         return replace(self, **changes)
+
+
+def _family_limits(value):
+    """streamed_max_batch as sorted (family, limit) pairs, or None; ValueError naming
+    what is wrong."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        pairs = [(family, value) for family in STREAMED_FAMILIES]
+    elif isinstance(value, dict):
+        pairs = list(value.items())
+    elif isinstance(value, (tuple, list)) and all(
+            isinstance(pair, (tuple, list)) and len(pair) == 2 for pair in value):
+        pairs = [tuple(pair) for pair in value]
+    else:
+        raise ValueError("streamed_max_batch must be None, an int or a dict of family -> "
+                         f"int, got {value!r}")
+    limits = {}
+    for family, limit in pairs:
+        if family not in STREAMED_FAMILIES:
+            raise ValueError(f"streamed_max_batch: unknown family {family!r} (known: "
+                             f"{', '.join(STREAMED_FAMILIES)})")
+        if family in limits:
+            raise ValueError(f"streamed_max_batch: {family!r} given twice")
+        if (isinstance(limit, bool) or not isinstance(limit, int)
+                or not 0 <= limit <= FUSED_BATCH_LIMIT):
+            raise ValueError(f"streamed_max_batch[{family!r}] must be an int in [0, "
+                             f"{FUSED_BATCH_LIMIT}], got {limit!r}")
+        limits[family] = limit
+    return tuple(sorted(limits.items())) or None
 
 
 def default_isa():
