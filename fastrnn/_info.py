@@ -36,6 +36,9 @@ def config():
         plan_fields = {k: getattr(plan, k) for k in ("isa", "fused", "fused_max_batch",
                                                      "fused_x_min_batch", "cache_bytes",
                                                      "split_min_hidden", "chunk_elements")}
+        # per family, for models whose W_hh exceeds cache_bytes (None: fused_max_batch)
+        streamed = plan.streamed_max_batch
+        plan_fields["streamed_max_batch"] = dict(streamed) if streamed else None
         plan_info = dict(plan_fields, source=plan.source)
     except ValueError as exc:  # a bad FASTRNN_* variable: say so, do not fail the report
         plan_info = {"error": str(exc)}
@@ -95,7 +98,9 @@ def render(cfg):
     else:
         lines.append(f"plan (Plan.default(), from {plan['source']}):")
         for k, v in plan.items():
-            if k != "source":
+            if k == "streamed_max_batch" and v is None:
+                lines.append(f"  {k} = None (as fused_max_batch)")
+            elif k != "source":
                 lines.append(f"  {k} = {v}")
     p = cfg["profile"]
     lines.append(f"profile: {p['description']}")

@@ -1,13 +1,17 @@
 """`fastrnn tune`: measure the Plan thresholds on this machine, in a bounded time.
 
-Three crossovers decide which kernel a call runs (plan.py); their defaults were
+Four crossovers decide which kernel a call runs (plan.py); their defaults were
 measured on other CPUs. Each is measured here by timing the two alternatives on the
 same weights and input, interleaved (A B, B A, ... so that a shared machine's drift
 hits both), and comparing the median of the per-round ratios:
 
 - fused_max_batch: fused kernels against BLAS, 1 thread, LSTM and GRU at each hidden
-  size, batches ascending; the answer is the largest batch up to which the fused
-  kernels win or tie (within NOISE) everywhere, so a batch past a loss never runs fused.
+  size whose W_hh fits plan.cache_bytes, batches ascending; the answer is the largest
+  batch up to which the fused kernels win or tie (within NOISE) everywhere, so a batch
+  past a loss never runs fused. streamed_max_batch: the same, per family, at the sizes
+  whose W_hh streams from beyond the L2 (where the crossover moves: on a 512 KB L2,
+  BLAS won an LSTM's 256 from batch 16 while fused kept a GRU's 512 and every size that
+  fits).
 - fused_x_min_batch: fused batches taking W_ih x from the panels at every step against
   one hoisted projection (only where the weights fit plan.cache_bytes: elsewhere both
   run the hoisted one), batches descending from the largest fused one; the answer is
@@ -33,7 +37,9 @@ import time
 import numpy as np
 
 FAMILIES = ("LSTM", "GRU")
-HIDDEN = (64, 256, 512)
+HIDDEN = (64, 128, 256, 512)
+# fused_max_batch's class of the sizes whose W_hh fits plan.cache_bytes
+FITS = "fits"
 BATCHES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64)
 X_BATCHES = (4, 8, 12, 16, 24, 32, 48, 64)
 SPLIT_HIDDEN = (64, 96, 128, 192, 256, 384, 512)
@@ -190,29 +196,60 @@ class Tuner:
     # -- the three phases --------------------------------------------------------------
 
     def fused_max_batch(self, share):
-        """Batches ascending; stop at the first batch where BLAS wins anywhere."""
+        """Fused against BLAS, batches ascending, in two classes of model: those whose
+        W_hh fits plan.cache_bytes, one limit for every family (fused_max_batch), and
+        those whose W_hh streams from beyond it, a limit per family
+        (streamed_max_batch: on a 512 KB L2 BLAS won at LSTM 256 from batch 16, fused at
+        GRU 512). Each stops at the first batch where BLAS wins at one of its sizes.
+        Returns (fused_max_batch, {family: limit} or None)."""
         phase, default = "fused_max_batch", self.base.fused_max_batch
         deadline = self._deadline(share)
         plans = (self.base.replace(fused_max_batch=64), self.base.replace(fused_max_batch=0))
-        verified = 0
+        groups = {}   # "fits" or a family's name (its streamed sizes): [(family, hidden)]
+        for family in FAMILIES:
+            for hidden in HIDDEN:
+                streams = self._model(family, hidden, plans[0]).kernel.streams
+                groups.setdefault(family if streams else FITS, []).append((family, hidden))
+        verified = dict.fromkeys(groups, 0)
+        found = {}   # group -> (limit, note)
         for batch in BATCHES:
-            for family in FAMILIES:
-                for hidden in HIDDEN:
+            for group, cases in groups.items():
+                if group in found:
+                    continue
+                for family, hidden in cases:
                     rec = self._compare(phase, family, hidden, batch, plans,
                                         ("fused", "blas"), deadline)
                     if rec is None:
-                        value = max(verified, default)
-                        self.notes[phase] = (
-                            f"budget ran out at batch {batch}: fused verified up to "
-                            f"{verified}, kept {value}")
-                        return value
+                        for g in groups:
+                            if g not in found:
+                                value = max(verified[g], default)
+                                found[g] = (value, f"budget ran out at batch {batch}: fused "
+                                            f"verified up to {verified[g]}, kept {value}")
+                        return self._limits(found)
                     if rec["ratio"] > 1 + NOISE:
-                        self.notes[phase] = (
+                        found[group] = (verified[group], (
                             f"BLAS faster at {family} H={hidden} B={batch} "
-                            f"({rec['ratio']:.2f}x fused's time)")
-                        return verified
-            verified = batch
-        return verified
+                            f"({rec['ratio']:.2f}x fused's time)"))
+                        break
+                else:
+                    verified[group] = batch
+        for group in groups:
+            found.setdefault(group, (verified[group], ""))
+        return self._limits(found)
+
+    def _limits(self, found):
+        """fused_max_batch's phase result from {group: (limit, note)}; notes kept."""
+        default = self.base.fused_max_batch
+        fits, note = found.pop(FITS, (default, f"kept the default: no size of {HIDDEN} "
+                                      f"fits {self.base.cache_bytes} bytes"))
+        if note:
+            self.notes["fused_max_batch"] = note
+        notes = [f"{family}: {note}" for family, (_, note) in found.items() if note]
+        if notes:
+            self.notes["streamed_max_batch"] = "; ".join(notes)
+        # a family at the same limit as the sizes that fit needs no entry of its own
+        return fits, {family: limit for family, (limit, _) in found.items()
+                      if limit != fits} or None
 
     def fused_x_min_batch(self, share, fused_max):
         """Batches descending from the largest fused one; stop where the hoisted
@@ -301,7 +338,7 @@ class Tuner:
         self.rest = 1.0
         try:
             with fastrnn.num_threads(1, blas=1):
-                fused_max = self.fused_max_batch(shares["fused_max_batch"])
+                fused_max, streamed = self.fused_max_batch(shares["fused_max_batch"])
                 self.rest -= shares["fused_max_batch"]
                 fused_x = self.fused_x_min_batch(shares["fused_x_min_batch"], fused_max)
                 self.rest -= shares["fused_x_min_batch"]
@@ -311,6 +348,8 @@ class Tuner:
         plan = {"fused_max_batch": fused_max, "fused_x_min_batch": fused_x,
                 "split_min_hidden": split}
         defaults = {k: getattr(self.base, k) for k in plan}
+        if streamed:
+            plan[profile.STREAMED] = streamed
         return {
             "format": profile.FORMAT, "schema": profile.SCHEMA,
             "cpu": profile.cpu_model(), "isa": self.isa, "fastrnn": profile.fastrnn_version(),

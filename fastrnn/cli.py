@@ -510,7 +510,8 @@ def _tune(args, parser):
           f"{len(data['measurements'])} measurements", file=sys.stderr)
     for name, value in plan.items():
         note = data["notes"].get(name)
-        print(f"  {name} = {value} (default {defaults[name]})" + (f": {note}" if note else ""),
+        default = defaults.get(name, "fused_max_batch's")   # streamed_max_batch has none
+        print(f"  {name} = {value} (default {default})" + (f": {note}" if note else ""),
               file=sys.stderr)
     if args.dry_run:
         print(json.dumps(data, indent=1))

@@ -14,6 +14,7 @@ import pytest
 import fastrnn
 from fastrnn import _tune
 from fastrnn._kernels import _stack, profile
+from fastrnn._kernels import plan as plan_module
 from fastrnn._kernels._stack import cpu_isa
 from fastrnn._kernels.plan import FUSED_MAX_BATCH, FUSED_X_MIN_BATCH, SPLIT_MIN_HIDDEN
 
@@ -75,6 +76,24 @@ def test_profile_written_read_and_used(at):
     np.testing.assert_allclose(out, model(x)[0], atol=2e-6)
     found = profile.lookup(ISA)
     assert (found.state, found.values, found.path) == ("used", TUNED, str(at))
+
+
+def test_profile_streamed_limits_used(at):
+    """A profile's per-family limits for models whose W_hh exceeds the L2 reach the
+    plan, and a model of that family and size runs fused up to its own."""
+    streamed = {"LSTM": 3, "GRU": 6}
+    profile.write(str(at), _profile(plan=dict(TUNED, streamed_max_batch=streamed)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plan = fastrnn.Plan.default()
+    assert plan.streamed_max_batch == (("GRU", 6), ("LSTM", 3))
+    assert profile.lookup(ISA).values["streamed_max_batch"] == streamed
+    model = fastrnn.LSTM(8, 16)
+    model._init_weights(0)
+    model.plan = plan.replace(cache_bytes=0)
+    assert model.kernel.streams and model.kernel.fused_max_batch == 3
+    model.plan = plan.replace(cache_bytes=1 << 30)
+    assert not model.kernel.streams and model.kernel.fused_max_batch == 5
 
 
 def test_profile_absent_is_silent(at):
@@ -156,6 +175,14 @@ CORRUPT = [
     ("unknown field", dict(plan={"fused_max_batch": 8, "isa": "avx512"}),
      "unknown field 'isa'"),
     ("measurements not a list", dict(measurements={"a": 1}), "'measurements' must be a list"),
+    ("streamed not an object", dict(plan={"streamed_max_batch": 12}),
+     "plan.streamed_max_batch must be a non-empty object of family -> int, got 12"),
+    ("streamed empty", dict(plan={"streamed_max_batch": {}}), "non-empty object"),
+    ("streamed unknown family", dict(plan={"streamed_max_batch": {"lstm": 12}}),
+     "unknown family 'lstm'"),
+    ("streamed over the limit", dict(plan={"streamed_max_batch": {"GRU": 65}}),
+     r"plan.streamed_max_batch.GRU must be an int in \[0, 64\], got 65"),
+    ("streamed bool", dict(plan={"streamed_max_batch": {"GRU": False}}), "got False"),
 ]
 
 
@@ -209,11 +236,24 @@ def _fake(ratio_of, rounds_seen=None, out_of_time_after=None):
     return measure
 
 
+@pytest.fixture
+def l2_512k(monkeypatch):
+    """Plans made from here on take a 512 KB L2: hidden 64-128 fit, 256-512 stream."""
+    monkeypatch.setattr(plan_module, "_L2_BYTES", 512 * 1024)
+
+
 def _decide(point):
     if point["phase"] == "fused_max_batch":
-        # BLAS wins at GRU H=256 from batch 32; a tie (within noise) at 24
-        if point["family"] == "GRU" and point["hidden"] == 256:
-            return 1.2 if point["batch"] >= 32 else 1.02 if point["batch"] == 24 else 0.5
+        family, hidden, batch = point["family"], point["hidden"], point["batch"]
+        # sizes that fit: BLAS wins at LSTM H=128 from batch 48
+        if family == "LSTM" and hidden == 128:
+            return 1.2 if batch >= 48 else 0.8
+        # streamed: BLAS wins at GRU H=256 from batch 32 (a tie within noise at 24),
+        # at LSTM H=512 from batch 16
+        if family == "GRU" and hidden == 256:
+            return 1.2 if batch >= 32 else 1.02 if batch == 24 else 0.5
+        if family == "LSTM" and hidden == 512:
+            return 1.1 if batch >= 16 else 0.9
         return 0.6
     if point["phase"] == "fused_x_min_batch":
         # a tie at 24 keeps the default's panels (batch >= 16); below 16 panels must win
@@ -225,26 +265,34 @@ def _decide(point):
     return [0.5, 0.6, 1.01, 0.5, 1.02, 0.5, 0.5]
 
 
-def test_tuner_decisions():
+def test_tuner_decisions(l2_512k):
     measure = _fake(_decide)
     data = _tune.Tuner(budget=60, measure=measure, cpus=2).run()
-    assert data["plan"] == {"fused_max_batch": 24, "fused_x_min_batch": 12,
-                            "split_min_hidden": 192}
-    profile.validate(data)
+    assert data["plan"] == {"fused_max_batch": 32, "fused_x_min_batch": 12,
+                            "split_min_hidden": 192,
+                            "streamed_max_batch": {"GRU": 24, "LSTM": 12}}
+    assert profile.validate(data)["streamed_max_batch"] == {"GRU": 24, "LSTM": 12}
     assert (data["cpu"], data["isa"], data["fastrnn"]) == (profile.cpu_model(), ISA,
                                                            fastrnn.__version__)
-    # ascending batches stop at the first loss; x batches descend from the largest fused
+    # ascending batches stop at each class's first loss: the sizes that fit at 48, the
+    # streamed LSTMs at 16 (none timed after), the streamed GRUs at 32
     fused = [p for p in measure.calls if p["phase"] == "fused_max_batch"]
-    assert max(p["batch"] for p in fused) == 32
+    assert max(p["batch"] for p in fused) == 48
+    assert max(p["batch"] for p in fused if p["family"] == "LSTM" and p["hidden"] >= 256) == 16
+    assert max(p["batch"] for p in fused if p["family"] == "GRU" and p["hidden"] >= 256) == 32
+    assert all(p["hidden"] <= 128 for p in fused if p["batch"] == 48)
+    # x batches descend from the largest fused one
     xs = [p["batch"] for p in measure.calls if p["phase"] == "fused_x_min_batch"]
-    assert xs[0] == 24 and min(xs) == 8
-    assert "GRU H=256 B=32" in data["notes"]["fused_max_batch"]
+    assert xs[0] == 32 and min(xs) == 8
+    assert "LSTM H=128 B=48" in data["notes"]["fused_max_batch"]
+    assert "GRU H=256 B=32" in data["notes"]["streamed_max_batch"]
+    assert "LSTM H=512 B=16" in data["notes"]["streamed_max_batch"]
     recs = data["measurements"]
     assert len(recs) == len(measure.calls)
     assert all(r["ratio"] > 0 and r["a_us_per_step"] > 0 for r in recs)
 
 
-def test_tuner_never_and_one_core():
+def test_tuner_never_and_one_core(l2_512k):
     data = _tune.Tuner(budget=60, measure=_fake(lambda p: 1.5), cpus=1).run()
     assert data["plan"]["fused_max_batch"] == 0
     # no fused batch: x threshold and (one core) split keep their defaults, with a note
@@ -258,7 +306,7 @@ def test_tuner_never_and_one_core():
     assert data["plan"]["split_min_hidden"] == profile.NEVER
 
 
-def test_tuner_out_of_budget_keeps_defaults():
+def test_tuner_out_of_budget_keeps_defaults(l2_512k):
     data = _tune.Tuner(budget=60, measure=_fake(lambda p: 0.5, out_of_time_after=0),
                        cpus=2).run()
     assert data["plan"] == DEFAULTS

@@ -37,6 +37,28 @@ def tuned_ranges():
             "split_min_hidden": (0, NEVER)}
 
 
+# The one field of a profile's plan that is not an int: {family: fused limit} for
+# models whose W_hh exceeds the L2 (Plan.streamed_max_batch).
+STREAMED = "streamed_max_batch"
+
+
+def _streamed(value):
+    from fastrnn._kernels.plan import STREAMED_FAMILIES
+
+    if not isinstance(value, dict) or not value:
+        raise ProfileError(f"plan.{STREAMED} must be a non-empty object of family -> int, "
+                           f"got {value!r}")
+    lo, hi = tuned_ranges()["fused_max_batch"]
+    for family, limit in value.items():
+        if family not in STREAMED_FAMILIES:
+            raise ProfileError(f"plan.{STREAMED} has an unknown family {family!r} (known: "
+                               f"{', '.join(STREAMED_FAMILIES)})")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not lo <= limit <= hi:
+            raise ProfileError(f"plan.{STREAMED}.{family} must be an int in [{lo}, {hi}], "
+                               f"got {limit!r}")
+    return dict(value)
+
+
 def cpu_model():
     """The CPU's model name (/proc/cpuinfo on Linux, else what platform reports)."""
     try:
@@ -114,9 +136,12 @@ def validate(data):
     ranges = tuned_ranges()
     values = {}
     for name, value in plan.items():
+        if name == STREAMED:
+            values[name] = _streamed(value)
+            continue
         if name not in ranges:
             raise ProfileError(f"'plan' has an unknown field {name!r} (known: "
-                               f"{', '.join(ranges)})")
+                               f"{', '.join(ranges)}, {STREAMED})")
         lo, hi = ranges[name]
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
             raise ProfileError(f"plan.{name} must be an int in [{lo}, {hi}], got {value!r}")
