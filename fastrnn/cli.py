@@ -510,7 +510,7 @@ def _tune(args, parser):
           f"{len(data['measurements'])} measurements", file=sys.stderr)
     for name, value in plan.items():
         note = data["notes"].get(name)
-        default = defaults.get(name, "fused_max_batch's")   # streamed_max_batch has none
+        default = defaults.get(name, "fused_max_batch")   # streamed_max_batch: none of its own
         print(f"  {name} = {value} (default {default})" + (f": {note}" if note else ""),
               file=sys.stderr)
     if args.dry_run:
