@@ -11,10 +11,11 @@ hits both), and comparing the median of the per-round ratios:
   never runs fused. A loss (or a win, where a phase asks for one) is beyond NOISE in
   the median and in every round but one, and where it would move a threshold off the
   defaults, again in a second measurement of the same pair: anything less is a tie,
-  and a tie keeps the default's choice. streamed_max_batch: the same, per family, at the sizes whose W_hh
-  streams from beyond the L2, where the crossover can move apart from the sizes that
-  fit (on a 512 KB L2 one limit for both had sent every size to BLAS from batch 16 on a
-  loss at an LSTM's 256, making 5 of 8 cases slower than the defaults).
+  and a tie keeps the default's choice. streamed_max_batch: the same, per family, at
+  the sizes whose W_hh streams from beyond the L2, where the crossover can move apart
+  from the sizes that fit (on a 512 KB L2 one limit for both had sent every size to
+  BLAS from batch 16 on a loss at an LSTM's 256, making 5 of 8 cases slower than the
+  defaults).
 - fused_x_min_batch: fused batches taking W_ih x from the panels at every step against
   one hoisted projection (only where the weights fit plan.cache_bytes: elsewhere both
   run the hoisted one), batches descending from the largest fused one; the answer is
