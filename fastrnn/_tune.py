@@ -68,7 +68,7 @@ def faster(rec):
     ratios = sorted(rec["ratios"])
     return rec["ratio"] < 1 - NOISE and ratios[max(-2, -len(ratios))] < 1
 # Shares of the budget: the fused/BLAS grid is the largest.
-SHARES = {"fused_max_batch": 0.5, "fused_x_min_batch": 0.2, "split_min_hidden": 0.3}
+SHARES = {"fused_max_batch": 0.45, "fused_x_min_batch": 0.3, "split_min_hidden": 0.25}
 # Each timed sample lasts at least this long (many calls of a small case); the split
 # phase's longer, so that a sample spans the second core's stalls on a shared host
 # rather than falling in or out of one (10 ms samples there ranged 0.77-1.78x at an
