@@ -1,9 +1,9 @@
 """`fastrnn tune`: measure the Plan thresholds on this machine, in a bounded time.
 
-Four crossovers decide which kernel a call runs (plan.py); their defaults were
-measured on other CPUs. Each is measured here by timing the two alternatives on the
-same weights and input, interleaved (A B, B A, ... so that a shared machine's drift
-hits both), and comparing the median of the per-round ratios:
+Four crossovers decide which kernel a call runs (plan.py); the defaults of three were
+measured on other CPUs (streamed_max_batch has none of its own). Each is measured here
+by timing the two alternatives on the same weights and input, interleaved (A B, B A,
+... so that a shared machine's drift hits both), and comparing the per-round ratios:
 
 - fused_max_batch: fused kernels against BLAS, 1 thread, LSTM and GRU at each hidden
   size whose W_hh fits plan.cache_bytes, batches ascending; the answer is the largest
@@ -67,6 +67,8 @@ def faster(rec):
     """A clearly faster than B (as `slower`, the other way)."""
     ratios = sorted(rec["ratios"])
     return rec["ratio"] < 1 - NOISE and ratios[max(-2, -len(ratios))] < 1
+
+
 # Shares of the budget: the fused/BLAS grid is the largest.
 SHARES = {"fused_max_batch": 0.45, "fused_x_min_batch": 0.3, "split_min_hidden": 0.25}
 # Each timed sample lasts at least this long (many calls of a small case); the split
@@ -238,9 +240,10 @@ class Tuner:
         """Fused against BLAS, batches ascending, in two classes of model: those whose
         W_hh fits plan.cache_bytes, one limit for every family (fused_max_batch), and
         those whose W_hh streams from beyond it, a limit per family
-        (streamed_max_batch: on a 512 KB L2 BLAS won at LSTM 256 from batch 16, fused at
-        GRU 512). Each stops at the first batch where BLAS wins at one of its sizes.
-        Returns (fused_max_batch, {family: limit} or None)."""
+        (streamed_max_batch). Each stops at the first batch where BLAS is clearly faster
+        at one of its sizes, or, past the default limit (where the defaults run BLAS),
+        where fused is not clearly faster. Returns (fused_max_batch, {family: limit} or
+        None)."""
         phase, default = "fused_max_batch", self.base.fused_max_batch
         deadline = self._deadline(share)
         plans = (self.base.replace(fused_max_batch=64), self.base.replace(fused_max_batch=0))
@@ -256,20 +259,23 @@ class Tuner:
                 if group in found:
                     continue
                 for family, hidden in cases:
+                    # within the default limit fused must lose to stop, past it win to go on
+                    within = batch <= default
                     rec = self._compare(phase, family, hidden, batch, plans,
-                                        ("fused", "blas"), deadline, slower)
+                                        ("fused", "blas"), deadline,
+                                        slower if within else faster)
                     if rec is None:
                         for g in groups:
                             if g not in found:
                                 value = max(verified[g], default)
-                                found[g] = (value, "" if verified[g] == batch else (
+                                found[g] = (value, "" if verified[g] == BATCHES[-1] else (
                                     f"budget ran out at batch {batch}: fused verified up "
                                     f"to {verified[g]}, kept {value}"))
                         return self._limits(found)
-                    if slower(rec):
+                    if slower(rec) if within else not faster(rec):
                         found[group] = (verified[group], (
-                            f"BLAS faster at {family} H={hidden} B={batch} "
-                            f"({rec['ratio']:.2f}x fused's time)"))
+                            f"BLAS {'faster' if slower(rec) else 'as fast'} at {family} "
+                            f"H={hidden} B={batch} ({rec['ratio']:.2f}x fused's time)"))
                         break
                 else:
                     verified[group] = batch
@@ -291,28 +297,33 @@ class Tuner:
         return fits, {family: limit for family, (limit, _) in found.items()
                       if limit != fits} or None
 
-    def fused_x_min_batch(self, share, fused_max):
-        """Batches descending from the largest fused one; stop where the hoisted
-        projection wins anywhere."""
+    def fused_x_min_batch(self, share, fused_max, streamed):
+        """Batches descending from the largest fused one (under the limits the fused
+        phase found: a case that runs BLAS is not timed), at the sizes whose panels
+        this batch reads in the step. From the default up, where the default reads the
+        panels, stop where the hoisted projection is clearly faster; below it, where the
+        panels are not clearly faster."""
         from fastrnn._kernels.plan import FUSED_BATCH_LIMIT
 
         phase, default = "fused_x_min_batch", self.base.fused_x_min_batch
-        batches = [b for b in X_BATCHES if b <= fused_max]
+        largest = max([fused_max, *(streamed or {}).values()])
+        batches = [b for b in X_BATCHES if b <= largest]
         if not batches:
             self.notes[phase] = f"kept the default: no batch of {X_BATCHES[0]}+ runs fused"
             return default
         deadline = self._deadline(share)
-        plans = (self.base.replace(fused_max_batch=64, fused_x_min_batch=1),
-                 self.base.replace(fused_max_batch=64, fused_x_min_batch=1000))
+        limits = {"fused_max_batch": fused_max, "streamed_max_batch": streamed}
+        plans = (self.base.replace(fused_x_min_batch=1, **limits),
+                 self.base.replace(fused_x_min_batch=1000, **limits))
         smallest = None
         for batch in reversed(batches):
             for family in FAMILIES:
                 for hidden in HIDDEN:
                     if not self._model(family, hidden, plans[0]).kernel.reads_x_in_step(batch):
-                        continue   # weights beyond plan.cache_bytes: hoisted either way
+                        continue   # BLAS, or weights beyond the L2: hoisted either way
                     rec = self._compare(phase, family, hidden, batch, plans,
                                         ("panels", "hoisted"), deadline,
-                                        slower if batch >= default else None)
+                                        slower if batch >= default else faster)
                     if rec is None:
                         value = default if smallest is None else min(smallest, default)
                         self.notes[phase] = (
@@ -328,7 +339,9 @@ class Tuner:
                             f"panels not clearly faster at {family} H={hidden} B={batch} "
                             f"({min(rec['ratios']):.2f}-{max(rec['ratios']):.2f}x the "
                             f"hoisted projection's time)")
-                        return FUSED_BATCH_LIMIT + 1 if smallest is None else smallest
+                        if smallest is not None:
+                            return smallest
+                        return FUSED_BATCH_LIMIT + 1 if batch >= default else default
             smallest = batch
         return smallest
 
@@ -354,7 +367,7 @@ class Tuner:
                 for family in FAMILIES:
                     size = same_weights(family, hidden)
                     rec = self._compare(phase, family, size, 1, plans, ("split", "one core"),
-                                        deadline, slower if hidden >= default else None)
+                                        deadline, slower if hidden >= default else faster)
                     if rec is None:
                         value = default if smallest is None else min(smallest, default)
                         self.notes[phase] = (
@@ -388,7 +401,8 @@ class Tuner:
             with fastrnn.num_threads(1, blas=1):
                 fused_max, streamed = self.fused_max_batch(shares["fused_max_batch"])
                 self.rest -= shares["fused_max_batch"]
-                fused_x = self.fused_x_min_batch(shares["fused_x_min_batch"], fused_max)
+                fused_x = self.fused_x_min_batch(shares["fused_x_min_batch"], fused_max,
+                                                 streamed)
                 self.rest -= shares["fused_x_min_batch"]
             split = self.split_min_hidden(shares["split_min_hidden"])
         finally:

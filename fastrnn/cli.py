@@ -508,6 +508,9 @@ def _tune(args, parser):
     plan, defaults = data["plan"], data["defaults"]
     print(f"fastrnn tune: {data['cpu']}, {data['isa']}, {data['elapsed_s']:.0f} s, "
           f"{len(data['measurements'])} measurements", file=sys.stderr)
+    for name in data["notes"]:   # a phase's note whose value matches fused_max_batch's
+        if name not in plan:
+            print(f"  {name}: {data['notes'][name]}", file=sys.stderr)
     for name, value in plan.items():
         note = data["notes"].get(name)
         default = defaults.get(name, "fused_max_batch")   # streamed_max_batch: none of its own

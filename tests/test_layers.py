@@ -364,7 +364,8 @@ def test_streamed_limit_values(monkeypatch):
     for bad, msg in [({"lstm": 3}, "unknown family 'lstm'"),
                      ({"GRU": 65}, r"streamed_max_batch\['GRU'\] must be an int in \[0, 64\], got 65"),
                      ({"GRU": True}, "got True"), ({"GRU": 2.0}, "got 2.0"),
-                     (-1, "got -1"), ("8", "must be None, an int or a dict"),
+                     (-1, r"streamed_max_batch must be an int in \[0, 64\] \(or a dict"),
+                     ("8", "must be None, an int or a dict"),
                      ([("GRU", 1), ("GRU", 2)], "'GRU' given twice")]:
         with pytest.raises(ValueError, match=msg):
             fastrnn.Plan(isa, streamed_max_batch=bad)

@@ -126,6 +126,12 @@ def test_environment_overrides_profile(at, monkeypatch):
     assert plan.fused_max_batch == 7
     assert plan.fused_x_min_batch == TUNED["fused_x_min_batch"]
     assert plan.source == f"profile {at} and environment"
+    # the environment's limit is every model's, a profile's per-family ones included
+    profile.write(str(at), _profile(plan=dict(TUNED, streamed_max_batch={"LSTM": 3})))
+    assert fastrnn.Plan.default().max_batch("LSTM", True) == 7
+    monkeypatch.delenv("FASTRNN_FUSED_MAX_BATCH")
+    assert fastrnn.Plan.default().max_batch("LSTM", True) == 3
+    monkeypatch.setenv("FASTRNN_FUSED_MAX_BATCH", "7")
     monkeypatch.setenv("FASTRNN_PROFILE", "off")
     assert fastrnn.Plan.default().source == "environment"
 
@@ -326,6 +332,27 @@ def test_tuner_moves_only_on_losses_in_most_rounds(l2_512k):
     assert "streamed_max_batch" not in data["plan"]
     assert sum(p["batch"] == 24 and p["hidden"] == 512 and p["phase"] == "fused_max_batch"
                for p in measure.calls) == 4   # LSTM and GRU, each measured twice
+
+
+def test_x_phase_times_only_what_runs_fused(l2_512k):
+    """The x phase runs under the limits the fused phase found: a streamed LSTM that
+    runs BLAS from batch 16 is not timed there (a loss of its in-step panels at batch
+    64 had turned them off for every model), and a tie below the default keeps it."""
+    def decide(point):
+        if point["phase"] == "fused_max_batch":
+            return 1.2 if point["family"] == "LSTM" and point["hidden"] >= 256 and \
+                point["batch"] >= 16 else 0.8
+        if point["phase"] == "fused_x_min_batch":
+            return 1.2 if point["family"] == "LSTM" and point["hidden"] == 512 else 1.0
+        return 0.6
+
+    measure = _fake(decide)
+    data = _tune.Tuner(budget=60, measure=measure, cpus=1).run()
+    assert data["plan"]["streamed_max_batch"] == {"LSTM": 12}
+    xs = [p for p in measure.calls if p["phase"] == "fused_x_min_batch"]
+    assert xs and not any(p["family"] == "LSTM" and p["hidden"] >= 256 and p["batch"] > 12
+                          for p in xs)
+    assert data["plan"]["fused_x_min_batch"] == FUSED_X_MIN_BATCH[ISA]
 
 
 def test_tuner_never_and_one_core(l2_512k):

@@ -896,8 +896,10 @@ cdef class Kernel:
             fused = fused and rec.fused
             streams = streams or (rec.fused and rec.w_hh_panels.nbytes > plan.cache_bytes)
         self.streams = streams
-        # one limit for the model, its layers' smallest (plan.max_batch): a batch runs
-        # fused through every layer or through none, as Kernel.batch_groups assumes
+        # one limit for the model (plan.max_batch), the streamed one where any layer's
+        # W_hh panels exceed the L2 (every layer's W_hh has the same shape; W_hr is not
+        # counted): a batch runs fused through every layer or through none, as
+        # Kernel.batch_groups assumes
         limit = plan.max_batch(FAMILY_NAMES.get(family, ""), streams)
         self.dispatch.fused_max_batch = min(limit, FR_MAXB) if fused else 0
         self.dispatch.fused_x_min_batch = plan.fused_x_min_batch

@@ -11,7 +11,7 @@ that is the process's resource (fastrnn.set_num_threads).
 import glob
 import os
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import Mapping, Optional, Union
 
 from fastrnn._kernels import _stack
 
@@ -181,10 +181,11 @@ class Plan:
         steps (None: `cache_bytes` / 4, within [32768, 524288]; `replace` with a new
         `cache_bytes` moves a default chunk with it).
     streamed_max_batch : int or dict, optional
-        The same limit for models whose recurrent weights (W_hh's panels) exceed
-        `cache_bytes`, for every family (an int) or per family (``{"LSTM": 12,
-        "GRU": 16}``: keys "LSTM", "GRU", "RNN"); a family not given, or None, follows
-        `fused_max_batch`. Kept as sorted (family, limit) pairs.
+        The same limit for models whose recurrent weights (W_hh's panels; an LSTM's
+        projection W_hr is not counted) exceed `cache_bytes`, for every family (an
+        int) or per family (``{"LSTM": 12, "GRU": 16}``: keys "LSTM", "GRU", "RNN"); a
+        family not given, or None, follows `fused_max_batch`. Kept as sorted (family,
+        limit) pairs.
     source : str, optional
         Where the plan came from, for fastrnn's reports (not compared).
 
@@ -214,7 +215,8 @@ class Plan:
     cache_bytes: Optional[int] = None         # None: l2_cache_bytes()
     split_min_hidden: int = SPLIT_MIN_HIDDEN
     chunk_elements: Optional[int] = None     # None: default_chunk_elements(cache_bytes)
-    streamed_max_batch: Optional[tuple] = None   # ((family, limit), ...); None: all follow
+    # given as an int or {family: int}, kept as ((family, limit), ...); None: all follow
+    streamed_max_batch: Union[None, int, Mapping[str, int], tuple] = None
     source: str = field(default="defaults", compare=False)
 
     def __post_init__(self):
@@ -311,6 +313,9 @@ def _family_limits(value):
     if value is None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value <= FUSED_BATCH_LIMIT:
+            raise ValueError(f"streamed_max_batch must be an int in [0, {FUSED_BATCH_LIMIT}] "
+                             f"(or a dict of family -> int), got {value!r}")
         pairs = [(family, value) for family in STREAMED_FAMILIES]
     elif isinstance(value, dict):
         pairs = list(value.items())
