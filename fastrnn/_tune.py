@@ -91,9 +91,11 @@ def cores():
 def measure_pair(point, call_a, call_b, rounds, time_left, min_sample=MIN_SAMPLE):
     """Per-call seconds of `rounds` interleaved samples of each alternative at `point`
     (phase, family, hidden, batch: for the record), or None when the measurement would
-    take longer than `time_left` seconds. Each sample follows one untimed call of its
-    alternative, which finds the caches, and a split step its helper thread, as the
-    alternative before left them: a model called in a loop does not pay that."""
+    take longer than `time_left` seconds. A sample of calls shorter than a tenth of
+    `min_sample` follows one untimed call of its alternative, which finds the caches,
+    and a split step its helper thread, as the alternative before left them: a model
+    called in a loop does not pay that (a longer call hardly does, and a warm-up would
+    double the time of the largest cases)."""
     perf = time.perf_counter
     once = []
     for call in (call_a, call_b):
@@ -102,13 +104,15 @@ def measure_pair(point, call_a, call_b, rounds, time_left, min_sample=MIN_SAMPLE
         call()
         once.append(perf() - t0)
     n = max(1, int(min_sample / max(max(once), 1e-7)))
-    if 2 * rounds * (n + 1) * max(once) > time_left:
+    warm = 10 * max(once) <= min_sample
+    if 2 * rounds * (n + warm) * max(once) > time_left:
         return None
     samples = ([], [])
     for r in range(rounds):
         for k in ((0, 1) if r % 2 == 0 else (1, 0)):
             call = (call_a, call_b)[k]
-            call()
+            if warm:
+                call()
             t0 = perf()
             for _ in range(n):
                 call()
