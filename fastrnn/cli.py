@@ -472,13 +472,16 @@ def _tune_parser(sub):
 
     p = sub.add_parser(
         "tune", help="measure the kernel thresholds on this machine and save them as a profile",
-        description="Measure, on this machine, where the fused kernels stop beating BLAS, "
-                    "from which batch they read W_ih's panels at every step, and from which "
-                    "hidden size a batch-1 step pays to split across two cores; write the "
-                    "result as a profile that models then use (see `fastrnn info`). Each "
-                    "measurement interleaves the two alternatives; a phase that runs out of "
-                    "budget keeps the default where it did not measure. Run it on an idle "
-                    "machine: other load makes the result conservative.")
+        description="Measure, on this machine, where the fused kernels stop beating BLAS "
+                    "(for weights that fit a core's L2 and, per family, for those that "
+                    "stream from beyond it), from which batch they read W_ih's panels at "
+                    "every step, and from which hidden size a batch-1 step pays to split "
+                    "across two cores; write the result as a profile that models then use "
+                    "(see `fastrnn info`). Each measurement interleaves the two "
+                    "alternatives, and a threshold leaves its default only where two "
+                    "measurements agree; a phase that runs out of budget keeps the default "
+                    "where it did not measure. Run it on an idle machine: other load makes "
+                    "the result conservative.")
     p.add_argument("--budget", type=float, default=DEFAULT_BUDGET, metavar="SECONDS",
                    help=f"time to spend measuring (default {DEFAULT_BUDGET:.0f})")
     p.add_argument("--output", "-o", metavar="PATH",
