@@ -455,7 +455,10 @@ def test_tune_command_tiny_budget(at, tmp_path):
     assert f"wrote {at}" in res.stdout
     data = json.loads(at.read_text())
     values = profile.validate(data)
-    assert set(values) == set(DEFAULTS) and data["measurements"]
+    # per-family limits for the streamed sizes where one was measured apart (under a
+    # sanitizer, which slows the fused kernels and not BLAS, even a tiny run finds one)
+    assert set(DEFAULTS) <= set(values) <= set(DEFAULTS) | {"streamed_max_batch"}
+    assert data["measurements"]
     assert data["elapsed_s"] < 30
     assert fastrnn.Plan.default().source == f"profile {at}"
     # --dry-run prints it and writes nothing; --output writes elsewhere
