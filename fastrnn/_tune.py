@@ -198,17 +198,21 @@ class Tuner:
             self._models[key] = model
         return self._models[key]
 
-    def _compare(self, phase, family, hidden, batch, plans, names, deadline, confirm=None):
-        """The record of one A-against-B measurement, or None when out of time. Where
-        `confirm(record)` holds (the evidence that would move a threshold off the
-        defaults), the pair is measured again and the second record returned: a
-        threshold moves only on two that agree (one alone, on a VM with half its time
-        stolen, had sent an LSTM's 256 at batch 24 to BLAS on 1.13x where a longer A/B
-        found 1.04x)."""
+    def _compare(self, phase, family, hidden, batch, plans, names, deadline, a_by_default):
+        """(record, stop) of one A-against-B measurement, (None, None) when out of time.
+        Where the defaults run A here (`a_by_default`) the phase stops where A is
+        clearly slower; where they run B, unless A is clearly faster. That evidence, the
+        kind that moves a threshold off the defaults, is measured again and the second
+        record decides: a threshold moves only on two that agree (one alone, on a VM
+        with half its time stolen, had sent an LSTM's 256 at batch 24 to BLAS on 1.13x
+        where a longer A/B found 1.04x)."""
+        moves = slower if a_by_default else faster
         rec = self._measure(phase, family, hidden, batch, plans, names, deadline)
-        if rec is not None and confirm is not None and confirm(rec):
+        if rec is not None and moves(rec):
             rec = self._measure(phase, family, hidden, batch, plans, names, deadline)
-        return rec
+        if rec is None:
+            return None, None
+        return rec, slower(rec) if a_by_default else not faster(rec)
 
     def _measure(self, phase, family, hidden, batch, plans, names, deadline):
         label = f"{phase}: {family} H={hidden} B={batch}"
@@ -264,10 +268,8 @@ class Tuner:
                     continue
                 for family, hidden in cases:
                     # within the default limit fused must lose to stop, past it win to go on
-                    within = batch <= default
-                    rec = self._compare(phase, family, hidden, batch, plans,
-                                        ("fused", "blas"), deadline,
-                                        slower if within else faster)
+                    rec, stop = self._compare(phase, family, hidden, batch, plans,
+                                              ("fused", "blas"), deadline, batch <= default)
                     if rec is None:
                         for g in groups:
                             if g not in found:
@@ -276,7 +278,7 @@ class Tuner:
                                     f"budget ran out at batch {batch}: fused verified up "
                                     f"to {verified[g]}, kept {value}"))
                         return self._limits(found)
-                    if slower(rec) if within else not faster(rec):
+                    if stop:
                         found[group] = (verified[group], (
                             f"BLAS {'faster' if slower(rec) else 'as fast'} at {family} "
                             f"H={hidden} B={batch} ({rec['ratio']:.2f}x fused's time)"))
@@ -325,9 +327,8 @@ class Tuner:
                 for hidden in HIDDEN:
                     if not self._model(family, hidden, plans[0]).kernel.reads_x_in_step(batch):
                         continue   # BLAS, or weights beyond the L2: hoisted either way
-                    rec = self._compare(phase, family, hidden, batch, plans,
-                                        ("panels", "hoisted"), deadline,
-                                        slower if batch >= default else faster)
+                    rec, stop = self._compare(phase, family, hidden, batch, plans,
+                                              ("panels", "hoisted"), deadline, batch >= default)
                     if rec is None:
                         value = default if smallest is None else min(smallest, default)
                         self.notes[phase] = (
@@ -336,7 +337,7 @@ class Tuner:
                         return value
                     # panels must win beyond noise where the default hoists, and
                     # lose beyond it where the default reads panels
-                    if slower(rec) if batch >= default else not faster(rec):
+                    if stop:
                         self.notes[phase] = (
                             f"hoisted projection faster at {family} H={hidden} B={batch} "
                             f"({rec['ratio']:.2f}x panels' time)" if batch >= default else
@@ -370,15 +371,15 @@ class Tuner:
             for hidden in reversed(SPLIT_HIDDEN):
                 for family in FAMILIES:
                     size = same_weights(family, hidden)
-                    rec = self._compare(phase, family, size, 1, plans, ("split", "one core"),
-                                        deadline, slower if hidden >= default else faster)
+                    rec, stop = self._compare(phase, family, size, 1, plans,
+                                              ("split", "one core"), deadline, hidden >= default)
                     if rec is None:
                         value = default if smallest is None else min(smallest, default)
                         self.notes[phase] = (
                             f"budget ran out at hidden {hidden}: split verified from "
                             f"{smallest or '-'}, kept {value}")
                         return value
-                    if slower(rec) if hidden >= default else not faster(rec):
+                    if stop:
                         self.notes[phase] = (
                             f"one core {'faster' if slower(rec) else 'as fast'} at {family} "
                             f"H={size} (an LSTM's {hidden}; split/one core "
