@@ -187,7 +187,7 @@ CORRUPT = [
     ("streamed unknown family", dict(plan={"streamed_max_batch": {"lstm": 12}}),
      "unknown family 'lstm'"),
     ("streamed over the limit", dict(plan={"streamed_max_batch": {"GRU": 65}}),
-     r"plan.streamed_max_batch.GRU must be an int in \[0, 64\], got 65"),
+     r"plan.streamed_max_batch\['GRU'\] must be an int in \[0, 64\], got 65"),
     ("streamed bool", dict(plan={"streamed_max_batch": {"GRU": False}}), "got False"),
 ]
 

@@ -43,19 +43,16 @@ STREAMED = "streamed_max_batch"
 
 
 def _streamed(value):
-    from fastrnn._kernels.plan import STREAMED_FAMILIES
+    """The profile's {family: limit}, checked by the rule Plan applies to it."""
+    from fastrnn._kernels.plan import _family_limits
 
     if not isinstance(value, dict) or not value:
         raise ProfileError(f"plan.{STREAMED} must be a non-empty object of family -> int, "
                            f"got {value!r}")
-    lo, hi = tuned_ranges()["fused_max_batch"]
-    for family, limit in value.items():
-        if family not in STREAMED_FAMILIES:
-            raise ProfileError(f"plan.{STREAMED} has an unknown family {family!r} (known: "
-                               f"{', '.join(STREAMED_FAMILIES)})")
-        if isinstance(limit, bool) or not isinstance(limit, int) or not lo <= limit <= hi:
-            raise ProfileError(f"plan.{STREAMED}.{family} must be an int in [{lo}, {hi}], "
-                               f"got {limit!r}")
+    try:
+        _family_limits(value)
+    except ValueError as exc:
+        raise ProfileError(f"plan.{exc}") from None
     return dict(value)
 
 
