@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 from scipy.linalg import blas
+from threadpoolctl import threadpool_limits
 
 
 def fma_peak_gflops(seconds=0.3):
@@ -55,6 +56,29 @@ def floor_seconds(case, peak_gflops, bandwidth_gbs):
     return case.flops_per_step() * steps / (peak_gflops * 1e9)
 
 
+def floor_us_per_step(case, peak_gflops, bandwidth_gbs):
+    """floor_seconds per time step, in microseconds."""
+    steps = 1 if case.streaming else case.seq_len
+    return floor_seconds(case, peak_gflops, bandwidth_gbs) / steps * 1e6
+
+
+def ceilings(threads):
+    """The FMA peak and the read bandwidth for a case's weights (a function of the
+    case, measured once per weight size), with scipy's BLAS on `threads` threads."""
+    with threadpool_limits(threads, user_api="blas"):
+        peak = fma_peak_gflops()
+    bandwidth = {}
+
+    def bandwidth_of(case):
+        nbytes = case.weight_bytes()
+        if nbytes not in bandwidth:
+            with threadpool_limits(threads, user_api="blas"):
+                bandwidth[nbytes] = read_bandwidth_gbs(nbytes)
+        return bandwidth[nbytes]
+
+    return peak, bandwidth_of
+
+
 def annotate(records, cases_by_key):
     """Add 'floor_us_per_step' and 'roofline_fraction' to fastrnn's records."""
     peak = fma_peak_gflops()
@@ -66,10 +90,10 @@ def annotate(records, cases_by_key):
         nbytes = case.weight_bytes()
         if nbytes not in bw_cache:
             bw_cache[nbytes] = read_bandwidth_gbs(nbytes)
-        floor = floor_seconds(case, peak, bw_cache[nbytes])
+        floor = floor_us_per_step(case, peak, bw_cache[nbytes])
         steps = 1 if case.streaming else case.seq_len
         r["fma_peak_gflops"] = peak
         r["read_bandwidth_gbs"] = bw_cache[nbytes]
-        r["floor_us_per_step"] = floor / steps * 1e6
-        r["roofline_fraction"] = floor / r["median_s"]
+        r["floor_us_per_step"] = floor
+        r["roofline_fraction"] = floor * steps / 1e6 / r["median_s"]
     return records
