@@ -12,18 +12,24 @@ threads, batch 1 at most 0.7x and batches 8-64 at most 0.9x; bfloat16 weights at
 fresh process per engine and case (fastrnn.benchmark.isolated), the order rotating,
 so that no engine's idle workers spin on the core another is measured on; each figure
 is the median over rounds of each process's median sample, and every engine's output
-is checked against fastrnn's. The CPU model, ISA and FASTRNN_ISA go in the header:
-measure the AVX2 path on an AVX-512 machine with FASTRNN_ISA=avx2 (and the peers capped where they
-can be: ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 for torch; ONNX Runtime
-cannot be).
+is checked against fastrnn's. The last columns hold each case to the machine's
+ceiling (fastrnn.benchmark.roofline, measured here with as many BLAS threads): the
+least time a step can take (FLOPs at the sgemm peak for batches; weight bytes at the
+cache's read bandwidth plus the input projection's FLOPs at batch 1), the share of it
+the best peer reaches, and the share the bar asks of fastrnn. A bar asking 100% or
+more asks for more than this machine's sgemm does. The CPU model, ISA and FASTRNN_ISA
+go in the header: measure the AVX2 path on an AVX-512 machine with FASTRNN_ISA=avx2 (and
+the peers capped where they can be: ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 for
+torch; ONNX Runtime cannot be).
 """
 import argparse
+import dataclasses
 import json
 import os
 import sys
 
 from fastrnn._kernels.profile import cpu_model
-from fastrnn.benchmark import isolated
+from fastrnn.benchmark import isolated, roofline
 from fastrnn.benchmark.cases import Case
 
 
@@ -63,8 +69,11 @@ def main(argv=None):
           f"thread(s); T=100, input = hidden, float32 with {args.weight_dtype} weights, us "
           f"per step; {args.rounds} "
           f"rounds of one process per engine", flush=True)
-    print("| case | fastrnn | " + " | ".join(peers) + " | fastrnn / best | bar | met |")
-    print("|---|---|" + "---|" * len(peers) + "---|---|---|", flush=True)
+    peak, bandwidth_of = roofline.ceilings(args.threads)
+    print(f"# ceiling: sgemm peak {peak:.1f} GFLOP/s ({args.threads} thread(s))", flush=True)
+    print("| case | fastrnn | " + " | ".join(peers) + " | fastrnn / best | bar | met | "
+          "ceiling | best at | bar asks |")
+    print("|---|---|" + "---|" * len(peers) + "---|---|---|---|---|---|", flush=True)
     records, met = [], 0
     for mode in args.modes.split(","):
         for hidden in map(int, args.hidden.split(",")):
@@ -85,20 +94,29 @@ def main(argv=None):
                 limit = bar(args.threads, batch, hidden, args.weight_dtype)
                 ok = ratio is not None and ratio <= limit and not wrong
                 met += ok
+                floor = roofline.floor_us_per_step(case, peak, bandwidth_of(case))
+                peer_case = dataclasses.replace(case, weight_dtype="float32")
+                peer_floor = roofline.floor_us_per_step(peer_case, peak,
+                                                        bandwidth_of(peer_case))
+                best_at = peer_floor / best if best else None
+                asks = floor / (limit * best) if best else None
                 cells = [f"{us[p]:.2f}" if p in us else "-" for p in peers]
                 shown = f"{ratio:.2f}" if ratio is not None else "-"
                 print(f"| {mode} H={hidden} B={batch} | {us['fastrnn']:.2f} | "
                       + " | ".join(cells) + f" | {shown} | {limit} | "
                       + ("yes" if ok else "no") + (f" (outputs differ: {wrong})" if wrong
-                                                   else "") + " |", flush=True)
+                                                   else "") + f" | {floor:.2f} | "
+                      + (f"{best_at:.0%} | {asks:.0%}" if best else "- | -") + " |",
+                      flush=True)
                 records.append(dict(mode=mode, hidden=hidden, batch=batch,
                                     threads=args.threads, weight_dtype=args.weight_dtype,
-                                    us=us, ratio=ratio, bar=limit, met=ok))
+                                    us=us, ratio=ratio, bar=limit, met=ok,
+                                    floor_us=floor, best_at=best_at, bar_asks=asks))
     print(f"\n{met} of {len(records)} cases meet their bar", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(cpu=cpu_model(), isa=isa, threads=args.threads,
-                           records=records), f, indent=1)
+                           sgemm_peak_gflops=peak, records=records), f, indent=1)
     return 0
 
 
