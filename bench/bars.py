@@ -14,16 +14,17 @@ so that no engine's idle workers spin on the core another is measured on; each f
 is the median over rounds of each process's median sample, and every engine's output
 is checked against fastrnn's. The last columns hold each case to the machine's
 ceiling (fastrnn.benchmark.roofline, measured here with as many BLAS threads): the
-least time a step can take (FLOPs at the sgemm peak for batches; weight bytes at the
-cache's read bandwidth plus the input projection's FLOPs at batch 1), the share of it
-the best peer reaches, and the share the bar asks of fastrnn. A bar asking 100% or
-more asks for more than this machine's sgemm does. The CPU model, ISA and FASTRNN_ISA
+least time a step can take, the share of it the best peer reaches, and the share the
+bar asks of fastrnn. For batches it is the step's FLOPs at the sgemm peak: a bar asking
+100% or more there asks for more than this machine's sgemm does. At batch 1 it is a
+model (W_hh's bytes at the read bandwidth of the cache they fit in, plus the input
+projection's FLOPs at the peak) that weights kept in cache from step to step can beat,
+as the table then says. The CPU model, ISA and FASTRNN_ISA
 go in the header: measure the AVX2 path on an AVX-512 machine with FASTRNN_ISA=avx2 (and
 the peers capped where they can be: ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 for
 torch; ONNX Runtime cannot be).
 """
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -84,7 +85,8 @@ def main(argv=None):
                                          rounds=args.rounds, samples=args.samples)
                 recs = {r["engine"]: r for r in recs if "us_per_step" in r}
                 if "fastrnn" not in recs:
-                    print(f"| {case.label()} | failed |", flush=True)
+                    print(f"| {mode} H={hidden} B={batch} | failed |" + " |" * (len(peers) + 6),
+                          flush=True)
                     continue
                 us = {e: r["us_per_step"] for e, r in recs.items()}
                 wrong = [e for e, r in recs.items() if not r["agrees"]]
@@ -94,18 +96,16 @@ def main(argv=None):
                 limit = bar(args.threads, batch, hidden, args.weight_dtype)
                 ok = ratio is not None and ratio <= limit and not wrong
                 met += ok
-                floor = roofline.floor_us_per_step(case, peak, bandwidth_of(case))
-                peer_case = dataclasses.replace(case, weight_dtype="float32")
-                peer_floor = roofline.floor_us_per_step(peer_case, peak,
-                                                        bandwidth_of(peer_case))
-                best_at = peer_floor / best if best else None
-                asks = floor / (limit * best) if best else None
+                floor, best_at, asks = roofline.shares(case, limit, best, peak,
+                                                       bandwidth_of)
+                # at batch 1 the floor is a model that weights kept in cache can beat
+                beaten = " (beats the model)" if us["fastrnn"] < floor else ""
                 cells = [f"{us[p]:.2f}" if p in us else "-" for p in peers]
                 shown = f"{ratio:.2f}" if ratio is not None else "-"
                 print(f"| {mode} H={hidden} B={batch} | {us['fastrnn']:.2f} | "
                       + " | ".join(cells) + f" | {shown} | {limit} | "
                       + ("yes" if ok else "no") + (f" (outputs differ: {wrong})" if wrong
-                                                   else "") + f" | {floor:.2f} | "
+                                                   else "") + f" | {floor:.2f}{beaten} | "
                       + (f"{best_at:.0%} | {asks:.0%}" if best else "- | -") + " |",
                       flush=True)
                 records.append(dict(mode=mode, hidden=hidden, batch=batch,

@@ -189,6 +189,11 @@ CORRUPT = [
     ("streamed over the limit", dict(plan={"streamed_max_batch": {"GRU": 65}}),
      r"plan.streamed_max_batch\['GRU'\] must be an int in \[0, 64\], got 65"),
     ("streamed bool", dict(plan={"streamed_max_batch": {"GRU": False}}), "got False"),
+    ("streamed pairs", dict(plan={"streamed_max_batch": [["GRU", 12]]}),
+     "must be a non-empty object of family -> int"),
+    ("streamed negative", dict(plan={"streamed_max_batch": {"LSTM": -1}}),
+     r"plan.streamed_max_batch\['LSTM'\] must be an int in \[0, 64\], got -1"),
+    ("streamed string", dict(plan={"streamed_max_batch": {"RNN": "8"}}), "got '8'"),
 ]
 
 

@@ -9,6 +9,7 @@ cache they fit in; the fused kernel's alternating panel order keeps part of weig
 larger than L2 cached between steps, and its products can outrun sgemm, so a fraction
 above 1.0 means fastrnn beats the model, not the machine.
 """
+import dataclasses
 import time
 
 import numpy as np
@@ -46,10 +47,16 @@ def read_bandwidth_gbs(nbytes, seconds=0.2):
     return best
 
 
+def uses_bandwidth(case):
+    """Whether floor_seconds reads the bandwidth for this case (batch 1), or only the
+    FMA peak."""
+    return case.batch == 1
+
+
 def floor_seconds(case, peak_gflops, bandwidth_gbs):
     """The least time one call of `case` can take on this machine."""
     steps = 1 if case.streaming else case.seq_len
-    if case.batch == 1:
+    if uses_bandwidth(case):
         weights = case.weight_bytes() / (bandwidth_gbs * 1e9) * steps
         input_flops = 0 if case.streaming else case.input_flops_per_step() * steps
         return weights + input_flops / (peak_gflops * 1e9)
@@ -60,6 +67,23 @@ def floor_us_per_step(case, peak_gflops, bandwidth_gbs):
     """floor_seconds per time step, in microseconds."""
     steps = 1 if case.streaming else case.seq_len
     return floor_seconds(case, peak_gflops, bandwidth_gbs) / steps * 1e6
+
+
+def shares(case, limit, best_us, peak_gflops, bandwidth_of):
+    """A case held to the ceiling: (floor, best_at, asks). floor: fastrnn's least
+    microseconds a step (its own weight storage); best_at: the float32 floor over the
+    best peer's time (the peers run float32 weights); asks: floor over what the bar
+    allows fastrnn (limit x best_us). The shares are None without a peer's time.
+    bandwidth_of(case) is asked only where the model reads weights (batch 1)."""
+    def floor_of(c):
+        return floor_us_per_step(c, peak_gflops,
+                                 bandwidth_of(c) if uses_bandwidth(c) else None)
+
+    floor = floor_of(case)
+    if not best_us:
+        return floor, None, None
+    peer_floor = floor_of(dataclasses.replace(case, weight_dtype="float32"))
+    return floor, peer_floor / best_us, floor / (limit * best_us)
 
 
 def ceilings(threads):
