@@ -88,7 +88,8 @@ def shares(case, limit, best_us, peak_gflops, bandwidth_of):
 
 def ceilings(threads):
     """The FMA peak and the read bandwidth for a case's weights (a function of the
-    case, measured once per weight size), with scipy's BLAS on `threads` threads."""
+    case, measured once per weight size), with scipy's BLAS on `threads` threads
+    (None: the threads it has)."""
     with threadpool_limits(threads, user_api="blas"):
         peak = fma_peak_gflops()
     bandwidth = {}
@@ -104,20 +105,18 @@ def ceilings(threads):
 
 
 def annotate(records, cases_by_key):
-    """Add 'floor_us_per_step' and 'roofline_fraction' to fastrnn's records."""
-    peak = fma_peak_gflops()
-    bw_cache = {}
+    """Add 'floor_us_per_step' and 'roofline_fraction' to fastrnn's records (the
+    ceilings measured with the BLAS threads the caller has set)."""
+    peak, bandwidth_of = ceilings(None)
     for r in records:
         if r.get("engine") != "fastrnn" or "skipped" in r:
             continue
         case = cases_by_key(r)
-        nbytes = case.weight_bytes()
-        if nbytes not in bw_cache:
-            bw_cache[nbytes] = read_bandwidth_gbs(nbytes)
-        floor = floor_us_per_step(case, peak, bw_cache[nbytes])
+        bandwidth = bandwidth_of(case)
+        floor = floor_seconds(case, peak, bandwidth)
         steps = 1 if case.streaming else case.seq_len
         r["fma_peak_gflops"] = peak
-        r["read_bandwidth_gbs"] = bw_cache[nbytes]
-        r["floor_us_per_step"] = floor
-        r["roofline_fraction"] = floor * steps / 1e6 / r["median_s"]
+        r["read_bandwidth_gbs"] = bandwidth
+        r["floor_us_per_step"] = floor / steps * 1e6
+        r["roofline_fraction"] = floor / r["median_s"]
     return records
