@@ -3,7 +3,7 @@ cases of `bench/run.py`'s suites, each build in its own process, alternating, se
 rounds; the median per case and the ratio.
 
     python bench/compare_builds.py OLD_CHECKOUT NEW_CHECKOUT [--rounds 3] [--repeat 5]
-        [--suites core,streaming,half] [--json PATH]
+        [--suites core,batches,streaming,half] [--cases GRU:512:16,LSTM:64:8] [--json PATH]
 
 It measures fastrnn only (the peers are the same on both sides). Each process imports
 the fastrnn of its checkout (PYTHONPATH) and times the cases with that checkout's own
@@ -22,6 +22,8 @@ import numpy as np
 SUITES = {
     "core": [(m, h, b, 100, False, "float32", 1, False)
              for m in ("LSTM", "GRU") for h in (64, 128, 256, 512) for b in (1, 8, 64)],
+    "batches": [(m, h, b, 100, False, "float32", 1, False)
+                for m in ("LSTM", "GRU") for h in (64, 128, 256, 512) for b in (8, 16, 64)],
     "streaming": [(m, h, 1, 1, True, "float32", 1, False)
                   for m in ("LSTM", "GRU") for h in (64, 128, 256, 512)],
     "half": [(m, h, 1, t, t == 1, wd, 1, False)
@@ -56,6 +58,17 @@ def _run(checkout, cases, repeat):
             return json.load(f)
 
 
+def _case(spec, ap):
+    """A --cases entry, MODE:HIDDEN:BATCH, as a suite's tuple."""
+    try:
+        mode, hidden, batch = spec.split(":")
+        if mode.upper() not in ("LSTM", "GRU", "RNN"):
+            raise ValueError(mode)
+        return (mode.upper(), int(hidden), int(batch), 100, False, "float32", 1, False)
+    except ValueError:
+        ap.error(f"--cases: {spec!r} is not MODE:HIDDEN:BATCH (e.g. GRU:512:16)")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("old")
@@ -63,9 +76,17 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=3, help="processes per build (alternating)")
     ap.add_argument("--repeat", type=int, default=5, help="timed rounds inside a process")
     ap.add_argument("--suites", default=",".join(SUITES))
+    ap.add_argument("--cases", help="instead of the suites: MODE:HIDDEN:BATCH[,...] (T=100, "
+                                    "float32, one layer)")
     ap.add_argument("--json", help="write every figure here")
     args = ap.parse_args(argv)
-    cases = [c for name in args.suites.split(",") for c in SUITES[name]]
+    if args.cases:
+        cases = [_case(spec, ap) for spec in args.cases.split(",")]
+    else:
+        unknown = sorted(set(args.suites.split(",")) - set(SUITES))
+        if unknown:
+            ap.error(f"--suites: no suite {', '.join(unknown)} (there are {', '.join(SUITES)})")
+        cases = [c for name in args.suites.split(",") for c in SUITES[name]]
     times = {"old": [], "new": []}
     for r in range(args.rounds):
         for side in (("old", "new") if r % 2 == 0 else ("new", "old")):
