@@ -277,7 +277,9 @@ def _decide(point):
     return [0.5, 0.6, 1.01, 0.5, 1.02, 0.5, 0.5]
 
 
-def test_tuner_decisions(l2_512k):
+def test_tuner_decisions(l2_512k, monkeypatch):
+    # the story of _decide around a default of 16 for fused_x_min_batch, whatever the ISA's
+    monkeypatch.setitem(plan_module.FUSED_X_MIN_BATCH, ISA, 16)
     measure = _fake(_decide)
     data = _tune.Tuner(budget=60, measure=measure, cpus=2).run()
     assert data["plan"] == {"fused_max_batch": 32, "fused_x_min_batch": 12,

@@ -75,8 +75,14 @@ SPLIT_MIN_HIDDEN = 128
 # (within the noise); at batch 8 0.92-1.06x, at 1-3 1.04-1.21x; at 2 threads level
 # (0.99-1.01x). AVX2 had hoisted at every batch: when that was set the panels lost
 # (1.27-1.48x at batch 8, 1.0-1.11x at 16), and with the kernel before the product's
-# passes were sized by vectors they were level at 8 and 0.90-0.98x at 64.
-FUSED_X_MIN_BATCH = {"generic": 16, "avx2": 16, "avx512": 16}
+# passes were sized by vectors they were level at 8 and 0.90-0.98x at 64. On a real
+# AVX2 core (AMD EPYC, Zen 3, 512 KB L2, 1 thread, T=100, 4 alternating processes, from
+# 8 / from 16) batch 8 pays for an LSTM (hidden 64-96 0.96-0.97x, 48 and 64 at batch
+# 10-12 0.96x) and is level for a GRU (32-128 0.99-1.01x) and an RNN (1.00x); at 2
+# threads, where the split step fits twice the panels, LSTM 64-160 0.98-1.00x, GRU
+# 64-192 1.00-1.01x. Below 8 the GRU lost (hidden 64, batch 4: 1.00-1.02x), so AVX2
+# reads the panels from 8.
+FUSED_X_MIN_BATCH = {"generic": 16, "avx2": 8, "avx512": 16}
 
 # Below FUSED_BATCH_LIMIT sequences, W_ih x comes from the panels in the step only where
 # W_ih's and W_hh's panels together fill at most 7/8 of this many bytes (a core's L2; per
