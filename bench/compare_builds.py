@@ -3,7 +3,8 @@ cases of `bench/run.py`'s suites, each build in its own process, alternating, se
 rounds; the median per case and the ratio.
 
     python bench/compare_builds.py OLD_CHECKOUT NEW_CHECKOUT [--rounds 3] [--repeat 5]
-        [--suites core,batches,streaming,half] [--cases GRU:512:16,LSTM:64:8] [--json PATH]
+        [--suites core,batches,streaming,half] [--modes LSTM,GRU --hidden 64,512 --batch 1,16]
+        [--json PATH]
 
 It measures fastrnn only (the peers are the same on both sides). Each process imports
 the fastrnn of its checkout (PYTHONPATH) and times the cases with that checkout's own
@@ -58,15 +59,21 @@ def _run(checkout, cases, repeat):
             return json.load(f)
 
 
-def _case(spec, ap):
-    """A --cases entry, MODE:HIDDEN:BATCH, as a suite's tuple."""
+def _grid(args, ap):
+    """The cases of --modes x --hidden x --batch (as bench/bars.py's grid: T=100, float32,
+    one layer), each list defaulting to the batches suite's."""
     try:
-        mode, hidden, batch = spec.split(":")
-        if mode.upper() not in ("LSTM", "GRU", "RNN"):
-            raise ValueError(mode)
-        return (mode.upper(), int(hidden), int(batch), 100, False, "float32", 1, False)
+        modes = [m.upper() for m in (args.modes or "LSTM,GRU").split(",")]
+        hiddens = [int(h) for h in (args.hidden or "64,128,256,512").split(",")]
+        batches = [int(b) for b in (args.batch or "8,16,64").split(",")]
     except ValueError:
-        ap.error(f"--cases: {spec!r} is not MODE:HIDDEN:BATCH (e.g. GRU:512:16)")
+        ap.error("--hidden and --batch take comma-separated integers")
+    if not set(modes) <= {"LSTM", "GRU", "RNN"}:
+        ap.error(f"--modes: LSTM, GRU or RNN, got {args.modes!r}")
+    if min(hiddens + batches) < 1:
+        ap.error("--hidden and --batch must be at least 1")
+    return [(m, h, b, 100, False, "float32", 1, False)
+            for m in modes for h in hiddens for b in batches]
 
 
 def main(argv=None):
@@ -76,12 +83,14 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=3, help="processes per build (alternating)")
     ap.add_argument("--repeat", type=int, default=5, help="timed rounds inside a process")
     ap.add_argument("--suites", default=",".join(SUITES))
-    ap.add_argument("--cases", help="instead of the suites: MODE:HIDDEN:BATCH[,...] (T=100, "
-                                    "float32, one layer)")
+    ap.add_argument("--modes", help="with --hidden and --batch: their grid instead of the "
+                                    "suites (T=100, float32, one layer)")
+    ap.add_argument("--hidden")
+    ap.add_argument("--batch")
     ap.add_argument("--json", help="write every figure here")
     args = ap.parse_args(argv)
-    if args.cases:
-        cases = [_case(spec, ap) for spec in args.cases.split(",")]
+    if args.modes or args.hidden or args.batch:
+        cases = _grid(args, ap)
     else:
         unknown = sorted(set(args.suites.split(",")) - set(SUITES))
         if unknown:
