@@ -78,10 +78,11 @@ SPLIT_MIN_HIDDEN = 128
 # passes were sized by vectors they were level at 8 and 0.90-0.98x at 64. On a real
 # AVX2 core (AMD EPYC, Zen 3, 512 KB L2, 1 thread, T=100, 4 alternating processes, from
 # 8 / from 16) batch 8 pays for an LSTM (hidden 64-96 0.96-0.97x, 48 and 64 at batch
-# 10-12 0.96x) and is level for a GRU (32-128 0.99-1.01x) and an RNN (1.00x); at 2
+# 10-12 0.96x) and is level for a GRU (32-128 0.99-1.02x) and an RNN (1.00x); at 2
 # threads, where the split step fits twice the panels, LSTM 64-160 0.98-1.00x, GRU
-# 64-192 1.00-1.01x. Below 8 the GRU lost (hidden 64, batch 4: 1.00-1.02x), so AVX2
-# reads the panels from 8.
+# 64-192 1.00-1.01x. At batch 4 (from 4 / from 16) an LSTM's hidden 64 gained 0.96x
+# in one run, 0.97-0.98x in fastrnn tune (within its noise), a GRU's was level
+# (1.00x), and on the Xeon batches 1-3 lost: AVX2 reads the panels from 8.
 FUSED_X_MIN_BATCH = {"generic": 16, "avx2": 8, "avx512": 16}
 
 # Below FUSED_BATCH_LIMIT sequences, W_ih x comes from the panels in the step only where
