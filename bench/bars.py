@@ -31,7 +31,8 @@ import sys
 
 from fastrnn._kernels.profile import cpu_model
 from fastrnn.benchmark import isolated, roofline
-from fastrnn.benchmark.cases import Case
+from fastrnn.benchmark.cases import MODES, Case, choice_list, int_list
+from fastrnn.benchmark.engines import PEERS
 
 
 def bar(threads, batch, hidden, weight_dtype="float32"):
@@ -49,10 +50,10 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, choices=(1, 2))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--samples", type=int, default=3)
-    ap.add_argument("--peers", default="onnxruntime,torch")
-    ap.add_argument("--modes", default="LSTM,GRU")
-    ap.add_argument("--hidden", default="64,128,256,512")
-    ap.add_argument("--batch", default="1,8,16,64")
+    ap.add_argument("--peers", type=choice_list(list(PEERS)), default=["onnxruntime", "torch"])
+    ap.add_argument("--modes", type=choice_list(MODES, upper=True), default=["LSTM", "GRU"])
+    ap.add_argument("--hidden", type=int_list, default=[64, 128, 256, 512])
+    ap.add_argument("--batch", type=int_list, default=[1, 8, 16, 64])
     ap.add_argument("--weight-dtype", default="float32",
                     choices=("float32", "float16", "bfloat16"),
                     help="fastrnn's weight storage (the peers run float32 with the same "
@@ -63,7 +64,7 @@ def main(argv=None):
         ap.error("--rounds and --samples must be at least 1")
     import fastrnn
 
-    peers = [p for p in args.peers.split(",") if p]
+    peers = args.peers
     isa = fastrnn.Plan.default().isa
     print(f"# {cpu_model()}; fastrnn {fastrnn.__version__} on {isa} "
           f"(FASTRNN_ISA={os.environ.get('FASTRNN_ISA', 'unset')}); {args.threads} "
@@ -76,9 +77,9 @@ def main(argv=None):
           "ceiling | best at | bar asks |")
     print("|---|---|" + "---|" * len(peers) + "---|---|---|---|---|---|", flush=True)
     records, met = [], 0
-    for mode in args.modes.split(","):
-        for hidden in map(int, args.hidden.split(",")):
-            for batch in map(int, args.batch.split(",")):
+    for mode in args.modes:
+        for hidden in args.hidden:
+            for batch in args.batch:
                 case = Case(mode=mode, hidden=hidden, batch=batch, seq_len=100,
                             weight_dtype=args.weight_dtype)
                 recs = isolated.run_case(case, peers, threads=args.threads,

@@ -19,6 +19,8 @@ import tempfile
 
 import numpy as np
 
+from fastrnn.benchmark.cases import MODES, choice_list, int_list
+
 # (mode, hidden, batch, seq_len, streaming, weight_dtype, layers, bidirectional)
 SUITES = {
     "core": [(m, h, b, 100, False, "float32", 1, False)
@@ -59,21 +61,12 @@ def _run(checkout, cases, repeat):
             return json.load(f)
 
 
-def _grid(args, ap):
+def _grid(args):
     """The cases of --modes x --hidden x --batch (as bench/bars.py's grid: T=100, float32,
     one layer), each list defaulting to the batches suite's."""
-    try:
-        modes = [m.upper() for m in (args.modes or "LSTM,GRU").split(",")]
-        hiddens = [int(h) for h in (args.hidden or "64,128,256,512").split(",")]
-        batches = [int(b) for b in (args.batch or "8,16,64").split(",")]
-    except ValueError:
-        ap.error("--hidden and --batch take comma-separated integers")
-    if not set(modes) <= {"LSTM", "GRU", "RNN"}:
-        ap.error(f"--modes: LSTM, GRU or RNN, got {args.modes!r}")
-    if min(hiddens + batches) < 1:
-        ap.error("--hidden and --batch must be at least 1")
     return [(m, h, b, 100, False, "float32", 1, False)
-            for m in modes for h in hiddens for b in batches]
+            for m in args.modes or ["LSTM", "GRU"] for h in args.hidden or [64, 128, 256, 512]
+            for b in args.batch or [8, 16, 64]]
 
 
 def main(argv=None):
@@ -83,14 +76,15 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=3, help="processes per build (alternating)")
     ap.add_argument("--repeat", type=int, default=5, help="timed rounds inside a process")
     ap.add_argument("--suites", default=",".join(SUITES))
-    ap.add_argument("--modes", help="with --hidden and --batch: their grid instead of the "
-                                    "suites (T=100, float32, one layer)")
-    ap.add_argument("--hidden")
-    ap.add_argument("--batch")
+    ap.add_argument("--modes", type=choice_list(MODES, upper=True),
+                    help="with --hidden and --batch: their grid instead of the suites "
+                         "(T=100, float32, one layer)")
+    ap.add_argument("--hidden", type=int_list)
+    ap.add_argument("--batch", type=int_list)
     ap.add_argument("--json", help="write every figure here")
     args = ap.parse_args(argv)
     if args.modes or args.hidden or args.batch:
-        cases = _grid(args, ap)
+        cases = _grid(args)
     else:
         unknown = sorted(set(args.suites.split(",")) - set(SUITES))
         if unknown:

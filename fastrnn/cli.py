@@ -4,27 +4,7 @@ import dataclasses
 import os
 import sys
 
-
-def _ints(text):
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
-    return values
-
-
-def _choices(allowed, upper=False):
-    def parse(text):
-        values = [v.strip().upper() if upper else v.strip() for v in text.split(",") if v.strip()]
-        bad = [v for v in values if v not in allowed]
-        if bad or not values:
-            raise argparse.ArgumentTypeError(
-                f"expected a comma-separated list of {', '.join(allowed)}; got {text!r}")
-        return values
-    return parse
+from fastrnn.benchmark.cases import MODES, choice_list, int_list
 
 
 def _bench_parser(sub):
@@ -38,16 +18,16 @@ def _bench_parser(sub):
         description="Time fastrnn against its peers, side by side in one process, and check "
                     "each peer's output against fastrnn's. Lists are comma-separated; every "
                     f"combination is run. Default: {describe_grid(DEFAULT_GRID)}, 1 thread.")
-    p.add_argument("--mode", type=_choices(["LSTM", "GRU", "RNN"], upper=True),
+    p.add_argument("--mode", type=choice_list(MODES, upper=True),
                    help="LSTM,GRU,RNN (default LSTM,GRU)")
-    p.add_argument("--hidden", type=_ints, help="hidden sizes")
-    p.add_argument("--input-size", type=_ints, default=None,
+    p.add_argument("--hidden", type=int_list, help="hidden sizes")
+    p.add_argument("--input-size", type=int_list, default=None,
                    help="input sizes (default: equal to hidden)")
-    p.add_argument("--layers", type=_ints, default=[1], help="numbers of layers (default 1)")
+    p.add_argument("--layers", type=int_list, default=[1], help="numbers of layers (default 1)")
     p.add_argument("--bidirectional", action="store_true", help="bidirectional models")
-    p.add_argument("--batch", type=_ints, help="batch sizes (default 1,64)")
-    p.add_argument("--seq-len", type=_ints, help="sequence lengths (default 100)")
-    p.add_argument("--threads", type=_ints, default=[1],
+    p.add_argument("--batch", type=int_list, help="batch sizes (default 1,64)")
+    p.add_argument("--seq-len", type=int_list, help="sequence lengths (default 100)")
+    p.add_argument("--threads", type=int_list, default=[1],
                    help="thread counts for every engine (default 1)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--weight-dtype", choices=["float32", "float16", "bfloat16"],
@@ -58,7 +38,7 @@ def _bench_parser(sub):
                    help="which GRU to time: torch's (reset_after=True, the default), the "
                         "textbook GRU (reset_after=False: peers NumPy and onnxruntime's "
                         "linear_before_reset=0 node; torch has none), or both")
-    p.add_argument("--peers", type=_choices(list(PEERS)), default=list(PEERS),
+    p.add_argument("--peers", type=choice_list(list(PEERS)), default=list(PEERS),
                    help="peers to compare with: numpy,torch,onnxruntime (default all)")
     p.add_argument("--model", metavar="PATH",
                    help="benchmark a real checkpoint (its architecture, with --batch and "

@@ -81,3 +81,20 @@ def test_bench_run_isolate_arguments(args, msg):
     res = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "run.py")] + args,
                          capture_output=True, text=True, cwd=HERE, timeout=120)
     assert res.returncode == 2 and msg in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("script,args,msg", [
+    ("bars.py", ["--modes", "lstm,gruu"], "--modes: expected a comma-separated list of LSTM"),
+    ("bars.py", ["--hidden", "0"], "--hidden: expected integers >= 1"),
+    ("bars.py", ["--batch", "8,x"], "--batch: expected comma-separated integers"),
+    ("bars.py", ["--peers", "onnx"], "--peers: expected a comma-separated list of numpy"),
+    ("compare_builds.py", ["old", "new", "--modes", "rnn,x"], "--modes: expected a comma"),
+    ("compare_builds.py", ["old", "new", "--batch", "-1"], "--batch: expected integers >= 1"),
+    ("compare_builds.py", ["old", "new", "--suites", "core,nope"], "no suite nope"),
+])
+def test_bench_script_grid_arguments(script, args, msg):
+    """The bench scripts' grids are checked where they are parsed (a lower-case mode
+    had reached the measuring process as a KeyError)."""
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "bench", script)] + args,
+                         capture_output=True, text=True, cwd=HERE, timeout=120)
+    assert res.returncode == 2 and msg in res.stderr, res.stderr

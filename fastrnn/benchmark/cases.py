@@ -1,4 +1,5 @@
 """What a benchmark measures: one model shape and call shape per Case."""
+import argparse
 import itertools
 from dataclasses import asdict, dataclass
 
@@ -83,6 +84,32 @@ class Case:
 
 
 GRU_FORMS = ("torch", "textbook")
+MODES = ("LSTM", "GRU", "RNN")
+
+
+def int_list(text):
+    """'64,128' -> [64, 128], for argparse's type=: integers >= 1, at least one."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
+    return values
+
+
+def choice_list(allowed, upper=False):
+    """An argparse type for a comma-separated list of `allowed` values (upper: taken in
+    any case, as 'lstm,gru' for LSTM, GRU)."""
+    def parse(text):
+        values = [v.strip().upper() if upper else v.strip() for v in text.split(",") if v.strip()]
+        bad = [v for v in values if v not in allowed]
+        if bad or not values:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {', '.join(allowed)}; got {text!r}")
+        return values
+    return parse
 
 
 def grid(modes, hiddens, batches, seq_lens, input_sizes=(0,), layers=(1,),
