@@ -91,6 +91,9 @@ def test_bench_run_isolate_arguments(args, msg):
     ("compare_builds.py", ["old", "new", "--modes", "rnn,x"], "--modes: expected a comma"),
     ("compare_builds.py", ["old", "new", "--batch", "-1"], "--batch: expected integers >= 1"),
     ("compare_builds.py", ["old", "new", "--suites", "core,nope"], "no suite nope"),
+    ("avx2_isolated.py", ["fastrnn,onnx", "1", "1", "{}"], "engines: expected a comma"),
+    ("avx2_isolated.py", ["fastrnn", "1", "1", '{"hiden": 3}'], "CASE: expected an object"),
+    ("avx2_isolated.py", ["fastrnn", "0", "1", "{}"], "threads and rounds must be at least"),
 ])
 def test_bench_script_grid_arguments(script, args, msg):
     """The bench scripts' grids are checked where they are parsed (a lower-case mode
