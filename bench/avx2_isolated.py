@@ -30,10 +30,18 @@ def _case(text):
     if not isinstance(fields, dict) or not set(fields) <= names:
         raise argparse.ArgumentTypeError(
             f"expected an object of Case fields ({', '.join(sorted(names))}), got {text!r}")
+    if isinstance(fields.get("mode"), str):
+        fields["mode"] = fields["mode"].upper()   # as --modes elsewhere: 'lstm' is LSTM
     case = Case(**{"seq_len": 100, **fields})
     if case.mode not in MODES:
         raise argparse.ArgumentTypeError(f"mode must be one of {', '.join(MODES)}, got "
                                          f"{case.mode!r}")
+    for name in ("hidden", "batch", "seq_len", "layers", "input_size"):
+        value = getattr(case, name)
+        if type(value) is not int or value < (0 if name == "input_size" else 1):
+            raise argparse.ArgumentTypeError(
+                f"{name} must be an integer >= {0 if name == 'input_size' else 1}, got "
+                f"{value!r}")
     return case
 
 

@@ -94,6 +94,9 @@ def test_bench_run_isolate_arguments(args, msg):
     ("avx2_isolated.py", ["fastrnn,onnx", "1", "1", "{}"], "engines: expected a comma"),
     ("avx2_isolated.py", ["fastrnn", "1", "1", '{"hiden": 3}'], "CASE: expected an object"),
     ("avx2_isolated.py", ["fastrnn", "0", "1", "{}"], "threads and rounds must be at least"),
+    ("avx2_isolated.py", ["fastrnn", "1", "1", '{"mode": "gru", "hidden": "64"}'],
+     "CASE: hidden must be an integer >= 1, got '64'"),
+    ("avx2_isolated.py", ["fastrnn", "1", "1", '{"mode": "tcn"}'], "CASE: mode must be one"),
 ])
 def test_bench_script_grid_arguments(script, args, msg):
     """The bench scripts' grids are checked where they are parsed (a lower-case mode
