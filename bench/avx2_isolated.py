@@ -36,12 +36,12 @@ def _case(text):
     if case.mode not in MODES:
         raise argparse.ArgumentTypeError(f"mode must be one of {', '.join(MODES)}, got "
                                          f"{case.mode!r}")
-    for name in ("hidden", "batch", "seq_len", "layers", "input_size"):
+    for name, least in (("hidden", 1), ("batch", 1), ("seq_len", 1), ("layers", 1),
+                        ("input_size", 0)):   # input_size 0: equal to hidden
         value = getattr(case, name)
-        if type(value) is not int or value < (0 if name == "input_size" else 1):
+        if type(value) is not int or value < least:
             raise argparse.ArgumentTypeError(
-                f"{name} must be an integer >= {0 if name == 'input_size' else 1}, got "
-                f"{value!r}")
+                f"{name} must be an integer >= {least}, got {value!r}")
     return case
 
 

@@ -21,12 +21,18 @@ import numpy as np
 
 from fastrnn.benchmark.cases import MODES, choice_list, int_list
 
+
+def _grid(modes=("LSTM", "GRU"), hiddens=(64, 128, 256, 512), batches=(8, 16, 64)):
+    """Every case of modes x hiddens x batches as T=100, float32, one layer (bench/bars.py's
+    grid); the defaults are the batches suite."""
+    return [(m, h, b, 100, False, "float32", 1, False)
+            for m in modes for h in hiddens for b in batches]
+
+
 # (mode, hidden, batch, seq_len, streaming, weight_dtype, layers, bidirectional)
 SUITES = {
-    "core": [(m, h, b, 100, False, "float32", 1, False)
-             for m in ("LSTM", "GRU") for h in (64, 128, 256, 512) for b in (1, 8, 64)],
-    "batches": [(m, h, b, 100, False, "float32", 1, False)
-                for m in ("LSTM", "GRU") for h in (64, 128, 256, 512) for b in (8, 16, 64)],
+    "core": _grid(batches=(1, 8, 64)),
+    "batches": _grid(),
     "streaming": [(m, h, 1, 1, True, "float32", 1, False)
                   for m in ("LSTM", "GRU") for h in (64, 128, 256, 512)],
     "half": [(m, h, 1, t, t == 1, wd, 1, False)
@@ -61,14 +67,6 @@ def _run(checkout, cases, repeat):
             return json.load(f)
 
 
-def _grid(args):
-    """The cases of --modes x --hidden x --batch (as bench/bars.py's grid: T=100, float32,
-    one layer), each list defaulting to the batches suite's."""
-    return [(m, h, b, 100, False, "float32", 1, False)
-            for m in args.modes or ["LSTM", "GRU"] for h in args.hidden or [64, 128, 256, 512]
-            for b in args.batch or [8, 16, 64]]
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("old")
@@ -83,8 +81,9 @@ def main(argv=None):
     ap.add_argument("--batch", type=int_list)
     ap.add_argument("--json", help="write every figure here")
     args = ap.parse_args(argv)
-    if args.modes or args.hidden or args.batch:
-        cases = _grid(args)
+    grid = dict(modes=args.modes, hiddens=args.hidden, batches=args.batch)
+    if any(grid.values()):   # a list not given keeps the batches suite's
+        cases = _grid(**{k: v for k, v in grid.items() if v})
     else:
         unknown = sorted(set(args.suites.split(",")) - set(SUITES))
         if unknown:

@@ -84,7 +84,7 @@ class Case:
 
 
 GRU_FORMS = ("torch", "textbook")
-MODES = ("LSTM", "GRU", "RNN")
+MODES = tuple(FAMILIES)   # LSTM, GRU, RNN
 
 
 def int_list(text):
