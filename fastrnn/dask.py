@@ -16,6 +16,7 @@ worker process before its first partition (default 1: parallelism comes from the
 workers and their Dask threads). In the calling process (synchronous or threaded
 scheduler) fastrnn's setting is left as the caller made it.
 """
+import collections
 import threading
 import uuid
 
@@ -39,9 +40,9 @@ __all__ = ["score"]
 _MODELS = (LSTM, GRU, RNN)
 _APPS = (SequenceClassifier, LanguageModel)
 
-# How many _Job objects (models) this process has unpickled: one per worker per
-# score() call when the model travels once (tests read it on the workers).
-_models_received = 0
+# How many times this process has unpickled each _Job (model), by the job's token: once
+# per worker per score() call when the model travels once (tests read it on the workers).
+_models_received = collections.Counter()
 _count_lock = threading.Lock()
 
 # The fastrnn thread count this worker process was given by a score() call, or None.
@@ -64,6 +65,7 @@ class _Job:
         self.model, self.kind, self.output = model, kind, output
         self.batch_size, self.threads = batch_size, threads
         self.row_shape, self.row_dtype = None, None   # an array's rows (_probe)
+        self.token = uuid.uuid4().hex
 
     @property
     def timed(self):
@@ -85,10 +87,9 @@ class _Job:
         return dict(self.__dict__)
 
     def __setstate__(self, state):
-        global _models_received
         self.__dict__.update(state)
         with _count_lock:
-            _models_received += 1
+            _models_received[self.token] += 1
 
     def rows(self, x, lengths, steps=None):
         """One batch, x (B, T_b[, input_size]) batch-major, lengths (B,) -> rows (B, ...)
@@ -293,7 +294,7 @@ def _ship(job, client):
     """A reference to the job that tasks take as an argument: a Future of the job
     scattered to every worker of the client (given or current), else a Delayed."""
     if client is False:
-        return dask.delayed(job, name=f"fastrnn-model-{uuid.uuid4().hex}")
+        return dask.delayed(job, name=f"fastrnn-model-{job.token}")
     if client is None:
         try:
             from distributed import default_client
@@ -302,7 +303,7 @@ def _ship(job, client):
             client = None
     if client is not None:
         return client.scatter(job, broadcast=True, hash=False)
-    return dask.delayed(job, name=f"fastrnn-model-{uuid.uuid4().hex}")
+    return dask.delayed(job, name=f"fastrnn-model-{job.token}")
 
 
 def _probe(job, steps):

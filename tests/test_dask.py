@@ -126,32 +126,53 @@ def test_callable_output_gets_torch_shaped_batches(client):
 
 
 def _received(client):
-    return client.run(lambda: __import__("fastrnn.dask").dask._models_received)
+    """{worker: {job token: times unpickled}} read on each worker."""
+    return client.run(lambda: dict(__import__("fastrnn.dask").dask._models_received))
+
+
+def _receipts(client, before):
+    """{worker: times it unpickled the one job scored since `before`}."""
+    after = _received(client)
+    assert set(after) == set(before) and len(after) == 2
+    new = {w: {t: n for t, n in got.items() if t not in before[w]} for w, got in after.items()}
+    tokens = {t for got in new.values() for t in got}
+    assert len(tokens) <= 1, new
+    return {w: sum(got.values()) for w, got in new.items()}
+
+
+def _heavy_tasks(arr, job_bytes):
+    """The graph's tasks whose pickle is as large as the model's: the ones carrying it."""
+    import cloudpickle
+    graph = arr.__dask_graph__()
+    return [k for k, task in graph.items() if len(cloudpickle.dumps(task)) >= job_bytes]
 
 
 def test_model_sent_once_per_worker(client):
-    model, _ = make_model("GRU", I, 16, scale=0.3)
+    model, _ = make_model("GRU", I, 64, scale=0.3)
+    job_bytes = len(pickle.dumps(model))              # ~50 KB; a block of x is ~2 KB
     x, lengths = _data(2, n=200)
     before = _received(client)
     arr = fdask.score(model, da.from_array(x, chunks=(10, -1, -1)), lengths=lengths,
                       batch_size=4)
     assert arr.numblocks[0] == 20
+    assert _heavy_tasks(arr, job_bytes) == []         # tasks hold the scattered key only
     arr.compute()
-    after = _received(client)
-    assert set(after) == set(before) and len(after) == 2
-    assert all(after[w] - before[w] == 1 for w in after), (before, after)
+    # Each worker unpickles the job once (a copy per task would be ~10 a worker). Dask
+    # may resend data whose transfer it retries (one worker counted 2 once, in a run
+    # under AddressSanitizer's slowdown): one resend is tolerated, no more.
+    got = _receipts(client, before)
+    assert all(1 <= n <= 2 for n in got.values()), got
 
-    # without scattering: one graph key, which a worker fetches at most once
+    # without scattering: one graph key, which a worker fetches when its first task
+    # needs it (at most once, but for a retried transfer)
     before = _received(client)
     arr = fdask.score(model, da.from_array(x, chunks=(10, -1, -1)), lengths=lengths,
                       batch_size=4, client=False)
     key = next(k for k in arr.dask if str(k).startswith("fastrnn-model-"))
+    assert _heavy_tasks(arr, job_bytes) == [key]
     arr.compute()
-    after = _received(client)
-    assert all(after[w] - before[w] <= 1 for w in after), (before, after)
-    fetched = client.run(lambda dask_worker: [
-        str(k) for e in dask_worker.transfer_incoming_log for k in e.get("keys", ())])
-    assert all(f.count(str(key)) <= 1 for f in fetched.values()), fetched
+    got = _receipts(client, before)
+    assert all(n <= 2 for n in got.values()), got
 
 
 def test_worker_threads_set_explicitly(client):
