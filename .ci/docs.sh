@@ -19,7 +19,8 @@ python -c "import fastrnn._kernels._stack" 2>/dev/null || {
 
 if ! command -v chromium >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+    apt-get update -qq
+    apt-get install -y -qq chromium >/dev/null
 fi
 # the docs extra's packages, not fastrnn again (already built and installed)
 python -m pip install --quiet $(python - <<'PY'

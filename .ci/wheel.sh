@@ -72,7 +72,8 @@ cd "$ROOT"
 echo "== aarch64 cross-compile of the C kernels"
 if ! command -v aarch64-linux-gnu-gcc >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq gcc-aarch64-linux-gnu >/dev/null
+    apt-get update -qq
+    apt-get install -y -qq gcc-aarch64-linux-gnu >/dev/null
 fi
 K=fastrnn/_kernels
 for src in "$K"/src/*.c; do
