@@ -42,7 +42,9 @@ _APPS = (SequenceClassifier, LanguageModel)
 
 # How many times this process has unpickled each _Job (model), by the job's token: once
 # per worker per score() call when the model travels once (tests read it on the workers).
-_models_received = collections.Counter()
+# The last _RECEIVED_KEPT jobs only, so that a long-lived worker does not grow with it.
+_models_received = collections.OrderedDict()
+_RECEIVED_KEPT = 64
 _count_lock = threading.Lock()
 
 # The fastrnn thread count this worker process was given by a score() call, or None.
@@ -89,7 +91,9 @@ class _Job:
     def __setstate__(self, state):
         self.__dict__.update(state)
         with _count_lock:
-            _models_received[self.token] += 1
+            _models_received[self.token] = _models_received.pop(self.token, 0) + 1
+            while len(_models_received) > _RECEIVED_KEPT:
+                _models_received.popitem(last=False)
 
     def rows(self, x, lengths, steps=None):
         """One batch, x (B, T_b[, input_size]) batch-major, lengths (B,) -> rows (B, ...)

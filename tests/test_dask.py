@@ -175,6 +175,20 @@ def test_model_sent_once_per_worker(client):
     assert all(n <= 2 for n in got.values()), got
 
 
+def test_receipt_counts_are_bounded():
+    """A long-lived worker keeps counts for the last jobs only, each job's by its token."""
+    model, _ = make_model("GRU", I, 8)
+    jobs = [fdask._Job(model, "last", None, 4, 1) for _ in range(fdask._RECEIVED_KEPT + 6)]
+    for job in jobs:
+        blob = pickle.dumps(job)
+        pickle.loads(blob)
+    pickle.loads(blob)                                  # the last job once more
+    counts = fdask._models_received
+    assert len(counts) == fdask._RECEIVED_KEPT
+    assert jobs[0].token not in counts and counts[jobs[-1].token] == 2
+    assert counts[jobs[-2].token] == 1
+
+
 def test_worker_threads_set_explicitly(client):
     model, _ = make_model("LSTM", I, 8, scale=0.3)
     x, lengths = _data(3)
