@@ -6,7 +6,8 @@ Within each partition the sequences are sorted by length (longest first) and run
 batches of `batch_size`, each padded only to its own longest sequence, then put back in
 the input order. The model (with the output function and the batch size: one `_Job`)
 travels to each worker once: scattered to every worker when a distributed Client is
-active, else a single key of the graph that tasks depend on; tasks never carry a copy.
+active, else a single key of the graph that tasks depend on; tasks never carry a copy
+(Dask may send it again when it retries a transfer).
 
 Threads: Dask's nanny starts workers with OMP_NUM_THREADS, MKL_NUM_THREADS and
 OPENBLAS_NUM_THREADS set to 1. fastrnn reads none of them: its kernels' threads and
@@ -297,17 +298,15 @@ def _job(model, output, batch_size, threads):
 def _ship(job, client):
     """A reference to the job that tasks take as an argument: a Future of the job
     scattered to every worker of the client (given or current), else a Delayed."""
-    if client is False:
-        return dask.delayed(job, name=f"fastrnn-model-{job.token}")
     if client is None:
         try:
             from distributed import default_client
             client = default_client()
         except (ImportError, ValueError):
             client = None
-    if client is not None:
-        return client.scatter(job, broadcast=True, hash=False)
-    return dask.delayed(job, name=f"fastrnn-model-{job.token}")
+    if client is None or client is False:
+        return dask.delayed(job, name=f"fastrnn-model-{job.token}")
+    return client.scatter(job, broadcast=True, hash=False)
 
 
 def _probe(job, steps):
